@@ -1,0 +1,26 @@
+# Set-up and checks. `make test` is what CI runs (through .ci/run).
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.enc_tf-installed
+
+.PHONY: test install clean-venv bench
+
+# (Re)install when the venv is missing or the package metadata changed.
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/encoding.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/inference.py
+
+clean-venv:
+	rm -rf $(VENV)

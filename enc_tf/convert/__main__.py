@@ -1,0 +1,5 @@
+import sys
+
+from enc_tf.convert.cli import main
+
+sys.exit(main())

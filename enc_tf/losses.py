@@ -1,0 +1,167 @@
+"""EncNet's training losses: CE(seg) + 0.2 CE(aux) + 0.2 BCE(se).
+
+The losses are Keras losses keyed like the model's output dict, so that
+`model.compile(loss=losses, loss_weights=weights)` with
+`losses, weights = encnet_losses()` trains the paper's objective.
+"""
+
+import keras
+from keras import ops
+
+DEFAULT_IGNORE_INDEX = 255
+
+
+def presence_targets(labels, num_classes, ignore_index=DEFAULT_IGNORE_INDEX):
+    """Multi-hot class presence of each label map, the SE head's target.
+
+    Args:
+        labels: `(B, H, W)` (or `(B, H, W, 1)`) integer label maps.
+        num_classes: int.
+        ignore_index: label value that marks pixels to ignore.
+
+    Returns:
+        `(B, num_classes)` float32, 1 where class `c` occurs among the image's
+        non-ignored pixels. Values outside `[0, num_classes)` are not counted.
+    """
+    labels = ops.cast(labels, "int32")
+    labels = ops.reshape(labels, (ops.shape(labels)[0], -1))
+    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+    # Everything else goes to an extra bin that is dropped.
+    binned = ops.where(valid, labels, num_classes)
+    counts = ops.bincount(binned, minlength=num_classes + 1)
+    return ops.cast(counts[:, :num_classes] > 0, "float32")
+
+
+@keras.saving.register_keras_serializable(package="enc_tf")
+class SegmentationCrossEntropy(keras.losses.Loss):
+    """Per-pixel softmax cross-entropy that skips the ignore value.
+
+    The mean runs over the non-ignored pixels of the whole batch, as
+    `torch.nn.CrossEntropyLoss(ignore_index=...)`; an all-ignored batch gives 0.
+
+    Args:
+        ignore_index: label value of pixels without a class.
+        name: loss name.
+
+    Call arguments:
+        y_true: `(B, H, W)` or `(B, H, W, 1)` integer labels.
+        y_pred: `(B, H, W, C)` logits.
+    """
+
+    def __init__(self, ignore_index=DEFAULT_IGNORE_INDEX, name="segmentation_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_index = int(ignore_index)
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        labels = ops.cast(y_true, "int32")
+        if len(labels.shape) == len(logits.shape):
+            labels = ops.squeeze(labels, axis=-1)
+        valid = labels != self.ignore_index
+        safe_labels = ops.where(valid, labels, 0)
+        per_pixel = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
+        valid = ops.cast(valid, "float32")
+        return ops.sum(per_pixel * valid) / ops.maximum(ops.sum(valid), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"ignore_index": self.ignore_index})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="enc_tf")
+class PresenceBinaryCrossEntropy(keras.losses.Loss):
+    """Binary cross-entropy of the SE logits against class-presence targets.
+
+    Mean over batch and classes, as `BCELoss(sigmoid(se), presence)`, computed
+    from logits in the numerically stable form.
+
+    Call arguments:
+        y_true: `(B, C)` presence targets in {0, 1} (see `presence_targets`).
+        y_pred: `(B, C)` SE logits.
+    """
+
+    def __init__(self, name="presence_binary_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        targets = ops.cast(y_true, "float32")
+        # max(x, 0) - x z + log(1 + exp(-|x|))
+        per_class = ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+        return ops.mean(per_class)
+
+
+def encnet_losses(
+    aux=True,
+    se_loss=True,
+    aux_weight=0.2,
+    se_weight=0.2,
+    ignore_index=DEFAULT_IGNORE_INDEX,
+):
+    """The losses and loss weights of SPEC §6 for `model.compile`.
+
+    Args:
+        aux: bool, include the `aux` term.
+        se_loss: bool, include the `se` term.
+        aux_weight, se_weight: float, weights of the `aux` and `se` terms.
+        ignore_index: label value to ignore in the cross-entropies.
+
+    Returns:
+        `(losses, loss_weights)`, two dicts keyed by output name. The `se`
+        target is `presence_targets(labels, ...)`, which the data pipeline
+        computes after augmentation.
+    """
+    losses = {"seg": SegmentationCrossEntropy(ignore_index, name="seg_ce")}
+    weights = {"seg": 1.0}
+    if aux:
+        losses["aux"] = SegmentationCrossEntropy(ignore_index, name="aux_ce")
+        weights["aux"] = float(aux_weight)
+    if se_loss:
+        losses["se"] = PresenceBinaryCrossEntropy(name="se_bce")
+        weights["se"] = float(se_weight)
+    return losses, weights
+
+
+def encnet_loss_terms(
+    outputs,
+    labels,
+    aux_weight=0.2,
+    se_weight=0.2,
+    ignore_index=DEFAULT_IGNORE_INDEX,
+):
+    """Each term of the loss and their weighted total, from outputs and labels.
+
+    For custom training loops and for checking: the same losses as
+    `encnet_losses`, with the SE targets derived from `labels`.
+
+    Args:
+        outputs: the model's output dict (`seg`, optional `aux` and `se`).
+        labels: `(B, H, W)` integer label maps.
+        aux_weight, se_weight: term weights.
+        ignore_index: label value to ignore.
+
+    Returns:
+        Dict with `ce_seg`, `ce_aux` (when `aux` is present), `bce_se` (when
+        `se` is present) and `total`, all scalars.
+    """
+    losses, weights = encnet_losses(
+        aux="aux" in outputs,
+        se_loss="se" in outputs,
+        aux_weight=aux_weight,
+        se_weight=se_weight,
+        ignore_index=ignore_index,
+    )
+    names = {"seg": "ce_seg", "aux": "ce_aux", "se": "bce_se"}
+    terms = {}
+    total = 0.0
+    for key, loss in losses.items():
+        if key == "se":
+            num_classes = outputs["se"].shape[-1]
+            target = presence_targets(labels, num_classes, ignore_index)
+        else:
+            target = labels
+        terms[names[key]] = loss(target, outputs[key])
+        total = total + weights[key] * terms[names[key]]
+    terms["total"] = total
+    return terms

@@ -1,0 +1,90 @@
+"""Regenerates the parity oracle's weights from its NumPy recipe (tests/data/oracle/README).
+
+The original PyTorch-Encoding model was run once on weights that are not stored:
+key number `j` of the state_dict is drawn from `np.random.default_rng([seed, j])`
+by the rule named in `state_dict_keys.tsv`; BatchNorm running statistics come
+from `bn_stats.npz`. Each array is checked against the tsv's sha256 prefix.
+"""
+
+import csv
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+ORACLE_DIR = Path(__file__).resolve().parent.parent / "data" / "oracle"
+
+
+def sha16(array):
+    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()[:16]
+
+
+def make_param(rule, shape, seed, j):
+    rng = np.random.default_rng([seed, j])
+    if rule == "conv_weight":
+        _, fan_in, kh, kw = shape
+        value = rng.standard_normal(shape) * np.sqrt(2.0 / (fan_in * kh * kw))
+    elif rule == "linear_weight":
+        value = rng.standard_normal(shape) * np.sqrt(1.0 / shape[1])
+    elif rule in ("bias", "bn_bias"):
+        value = rng.standard_normal(shape) * 0.1
+    elif rule == "bn_weight":
+        value = rng.uniform(0.5, 1.5, shape)
+    elif rule == "codewords":
+        bound = 1.0 / np.sqrt(shape[0] * shape[1])
+        value = rng.uniform(-bound, bound, shape)
+    elif rule == "scale":
+        value = rng.uniform(-1.0, 0.0, shape)
+    else:
+        raise ValueError(f"unknown rule {rule!r}")
+    return value.astype(np.float32)
+
+
+def meta(variant):
+    return json.loads((ORACLE_DIR / variant / "meta.json").read_text())
+
+
+@functools.lru_cache(maxsize=2)
+def state_dict(variant):
+    """The full state_dict `{key: float32 array}` of an oracle variant."""
+    seed = meta(variant)["weight_seed"]
+    with np.load(ORACLE_DIR / variant / "bn_stats.npz") as data:
+        bn_stats = {key: data[key] for key in data.files}
+    state = {}
+    with open(ORACLE_DIR / variant / "state_dict_keys.tsv", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            rule, key = row["rule"], row["key"]
+            if rule == "bn_num_batches_tracked":
+                continue
+            if rule in ("bn_running_mean", "bn_running_var"):
+                value = bn_stats[key]
+            else:
+                shape = tuple(int(s) for s in row["shape"].split(","))
+                value = make_param(rule, shape, seed, int(row["j"]))
+            if sha16(value) != row["sha256_16"]:
+                raise AssertionError(f"regenerated {key} does not match its checksum")
+            state[key] = value
+    return state
+
+
+def load_npz(variant, name):
+    with np.load(ORACLE_DIR / variant / f"{name}.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def rel_to_absmax(ours, ref):
+    ref = np.asarray(ref, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(ours, dtype=np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+def to_torch_layout(array):
+    """NHWC -> NCHW for rank-4 arrays; others unchanged."""
+    array = np.asarray(array)
+    return np.transpose(array, (0, 3, 1, 2)) if array.ndim == 4 else array
+
+
+def to_keras_layout(array):
+    array = np.asarray(array)
+    return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
