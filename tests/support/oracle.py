@@ -69,9 +69,13 @@ def state_dict(variant):
     return state
 
 
-def load_npz(variant, name):
-    with np.load(ORACLE_DIR / variant / f"{name}.npz") as data:
+def load_npz_file(path):
+    with np.load(path) as data:
         return {key: data[key] for key in data.files}
+
+
+def load_npz(variant, name):
+    return load_npz_file(ORACLE_DIR / variant / f"{name}.npz")
 
 
 def rel_to_absmax(ours, ref):
