@@ -10,6 +10,7 @@ from enc_tf.convert.pytorch_encoding import (
     module_map,
     read_state_dict,
     save_model_atomic,
+    state_dict_from_model,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "module_map",
     "read_state_dict",
     "save_model_atomic",
+    "state_dict_from_model",
 ]

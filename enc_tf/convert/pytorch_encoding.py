@@ -14,6 +14,7 @@ import tempfile
 import keras
 import numpy as np
 
+from enc_tf.layers.encoding import Encoding
 from enc_tf.models.encnet import build_encnet, build_fcn
 
 logger = logging.getLogger(__name__)
@@ -90,27 +91,51 @@ def module_map(model):
     return mapping
 
 
+_IDENTITY = (np.asarray, np.asarray)
+_OIHW = (lambda w: np.transpose(w, (2, 3, 1, 0)), lambda k: np.transpose(k, (3, 2, 0, 1)))
+_LINEAR = (np.transpose, np.transpose)
+
+
 def _layer_params(layer):
-    """`{torch suffix: (keras variable, torch -> keras transform)}` of one layer."""
-    same = np.asarray
+    """`{torch suffix: (keras variable, (torch -> keras, keras -> torch))}` of one layer."""
     if isinstance(layer, keras.layers.Conv2D):
-        params = {"weight": (layer.kernel, lambda w: np.transpose(w, (2, 3, 1, 0)))}
+        params = {"weight": (layer.kernel, _OIHW)}
     elif isinstance(layer, keras.layers.Dense):
-        params = {"weight": (layer.kernel, np.transpose)}
+        params = {"weight": (layer.kernel, _LINEAR)}
     elif isinstance(layer, keras.layers.BatchNormalization):
         return {
-            "weight": (layer.gamma, same),
-            "bias": (layer.beta, same),
-            "running_mean": (layer.moving_mean, same),
-            "running_var": (layer.moving_variance, same),
+            "weight": (layer.gamma, _IDENTITY),
+            "bias": (layer.beta, _IDENTITY),
+            "running_mean": (layer.moving_mean, _IDENTITY),
+            "running_var": (layer.moving_variance, _IDENTITY),
         }
-    elif hasattr(layer, "codewords"):  # Encoding
-        return {"codewords": (layer.codewords, same), "scale": (layer.scale, same)}
+    elif isinstance(layer, Encoding):
+        return {"codewords": (layer.codewords, _IDENTITY), "scale": (layer.scale, _IDENTITY)}
     else:
         raise TypeError(f"No torch mapping for layer {layer.name!r} of type {type(layer).__name__}.")
     if layer.use_bias:
-        params["bias"] = (layer.bias, same)
+        params["bias"] = (layer.bias, _IDENTITY)
     return params
+
+
+def _expected_params(mapping):
+    return {
+        f"{prefix}.{suffix}": param
+        for prefix, layer in mapping.items()
+        for suffix, param in _layer_params(layer).items()
+    }
+
+
+def state_dict_from_model(model):
+    """The PyTorch-Encoding state_dict `{key: float32 array}` of one of our models.
+
+    The inverse of `load_state_dict(module_map(model), ...)`, for moving weights
+    trained here back to the original code. `num_batches_tracked` is not written.
+    """
+    return {
+        key: np.ascontiguousarray(to_torch(np.asarray(variable.numpy(), np.float32)))
+        for key, (variable, (_, to_torch)) in _expected_params(module_map(model)).items()
+    }
 
 
 def load_state_dict(mapping, state, source="state_dict"):
@@ -125,16 +150,13 @@ def load_state_dict(mapping, state, source="state_dict"):
         ValueError: listing every missing, unexpected and mis-shaped key; no
             variable is changed in that case.
     """
-    expected = {}
-    for prefix, layer in mapping.items():
-        for suffix, param in _layer_params(layer).items():
-            expected[f"{prefix}.{suffix}"] = param
+    expected = _expected_params(mapping)
     present = {k for k in state if not k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - present)
     unexpected = sorted(present - set(expected))
     values, mis_shaped = {}, []
     for key in sorted(set(expected) & present):
-        variable, to_keras = expected[key]
+        variable, (to_keras, _) = expected[key]
         value = to_keras(np.asarray(state[key]))
         if tuple(value.shape) != tuple(variable.shape):
             mis_shaped.append(f"{key}: {tuple(np.shape(state[key]))} -> {tuple(value.shape)}, model wants {tuple(variable.shape)}")
