@@ -1,11 +1,7 @@
 """Dilated ResNet backbones."""
 
-from enc_tf.backbones.keras_weights import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    fold_caffe_preprocessing,
-    load_keras_applications_weights,
-)
+from enc_tf.backbones.caffe_input import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, CaffeInput
+from enc_tf.backbones.keras_weights import load_keras_applications_weights
 from enc_tf.backbones.resnet import (
     BACKBONES,
     build_backbone,
@@ -15,11 +11,12 @@ from enc_tf.backbones.resnet import (
 
 __all__ = [
     "BACKBONES",
+    "CAFFE_MEAN_BGR",
+    "CaffeInput",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "build_backbone",
     "first_block_dilation",
-    "fold_caffe_preprocessing",
     "load_keras_applications_weights",
     "stage_strides_and_dilations",
 ]

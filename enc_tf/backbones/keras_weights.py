@@ -8,29 +8,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# ImageNet statistics of the normalised input the model takes ([0, 1] RGB).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Layers of the "with top" file that a backbone does not have.
 _CLASSIFIER_LAYERS = {"probs", "predictions", "fc1000"}
-
-
-def fold_caffe_preprocessing(kernel):
-    """Adapts a first-conv kernel trained on "caffe" input to normalised RGB input.
-
-    keras.applications ResNets expect BGR pixels in [0, 255] minus the ImageNet
-    mean; our models take `(rgb - mean) / std` on [0, 1]. Per RGB channel `c`,
-    caffe input = normalised input * 255 * std[c] (the means cancel), in
-    reversed channel order, so the kernel's input axis is reversed and scaled.
-
-    Args:
-        kernel: `(kh, kw, 3, filters)` array expecting BGR caffe input.
-
-    Returns:
-        The kernel for normalised RGB input, same shape.
-    """
-    scale = 255.0 * np.asarray(IMAGENET_STD, dtype=np.float64)
-    return (kernel[:, :, ::-1, :] * scale[None, None, :, None]).astype(kernel.dtype)
 
 
 def _layer_groups(path):
@@ -69,8 +48,8 @@ def load_keras_applications_weights(backbone, path):
     """Loads `resnet50/101_weights_tf_dim_ordering_tf_kernels[_notop].h5` into a backbone.
 
     Layers are matched by name (our `resnet50`/`resnet101` backbones use the
-    keras.applications names); dilation changes no weight shape. The first
-    conv is adapted to normalised RGB input (`fold_caffe_preprocessing`).
+    keras.applications names); dilation changes no weight shape. The weights
+    load unchanged: the backbone's `CaffeInput` layer adapts its input.
 
     Args:
         backbone: a model from `build_backbone("resnet50" | "resnet101")`.
@@ -100,8 +79,5 @@ def load_keras_applications_weights(backbone, path):
             "Is it the weight file of the same depth (resnet50 vs resnet101)?"
         )
     for name, layer in ours.items():
-        arrays = list(groups[name])
-        if name == "conv1_conv":
-            arrays[0] = fold_caffe_preprocessing(arrays[0])
-        layer.set_weights(arrays)
+        layer.set_weights(groups[name])
     logger.info("Loaded %d layers of ImageNet weights from %s", len(ours), path)

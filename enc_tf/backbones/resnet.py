@@ -9,11 +9,14 @@ Two families share the dilation logic:
   Keras's "same" would pad only bottom/right).
 - `resnet50` / `resnet101`: the `keras.applications` layout (7x7 stem, stride
   on the first 1x1 conv, conv biases, BatchNorm epsilon 1.001e-5), with the
-  same layer names, so that the official ImageNet weight file loads into it.
+  same layer names, so that the official ImageNet weight file loads into it;
+  a weightless `CaffeInput` layer first turns the normalised RGB input into
+  the caffe-preprocessed BGR input those weights expect.
 """
 
 import keras
 
+from enc_tf.backbones.caffe_input import CaffeInput
 from enc_tf.layers.normalization import batch_norm
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -103,6 +106,7 @@ def _deep_stem_bottleneck(x, planes, stride, dilation, project, name, sync):
 
 
 def _keras_stem(x, sync):
+    x = CaffeInput(name="caffe_input")(x)
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = keras.layers.Conv2D(64, 7, strides=2, kernel_initializer=_he_normal_fan_out(), name="conv1_conv")(x)
     x = _relu(_bn(x, "conv1_bn", sync, KERAS_BN_EPSILON), "conv1_relu")

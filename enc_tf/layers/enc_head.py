@@ -104,6 +104,8 @@ class EncHead(keras.layers.Layer):
         `enc_X`, `enc_E`, `enc_E_bn_relu`, `enc_en`, `enc_gamma`,
         `encmodule_out`, `seg_lowres` and, when `se_loss`, `se`.
         """
+        if not self.built:  # called directly rather than through __call__
+            self.build(keras.tree.map_structure(lambda t: tuple(t.shape), inputs))
         c2, c3, c4 = inputs
         conv5 = self.conv5(c4, training=training)
         result = {"head_conv5": conv5}

@@ -74,6 +74,8 @@ class EncModule(keras.layers.Layer):
         `E_bn_relu` (B, K, C), `en` (B, C), `gamma` (B, C), `out` (B, H, W, C)
         and, when `se_loss`, `se` (B, num_classes).
         """
+        if not self.built:  # called directly rather than through __call__
+            self.build(keras.tree.map_structure(lambda t: tuple(t.shape), inputs))
         x = self.project(inputs, training=training)
         encoded = self.encoding(x)
         encoded_bn = ops.relu(self.bn_codes(encoded, training=training))

@@ -1,0 +1,43 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enc_tf.layers import BilinearResize
+
+
+def interpolation_matrix(n_in, n_out):
+    """Align-corners bilinear weights (n_out, n_in): output j samples input j (n_in-1)/(n_out-1)."""
+    m = np.zeros((n_out, n_in))
+    for j in range(n_out):
+        pos = j * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        lo = min(int(np.floor(pos)), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        m[j, lo] += 1 - (pos - lo)
+        m[j, hi] += pos - lo
+    return m
+
+
+@pytest.mark.parametrize("src,dst", [((4, 5), (32, 40)), ((13, 17), (97, 131)), ((3, 3), (3, 3)), ((6, 2), (1, 7))])
+def test_align_corners_matches_numpy(src, dst):
+    x = np.random.default_rng(0).normal(size=(2, *src, 3))
+    ref = np.zeros((2, *dst, 3), "float32")
+    out = BilinearResize(align_corners=True)([x.astype("float32"), ref])
+    expected = np.einsum("ih,bhwc,jw->bijc", interpolation_matrix(src[0], dst[0]), x, interpolation_matrix(src[1], dst[1]))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_half_pixel_is_tf_image_resize():
+    x = np.random.default_rng(1).normal(size=(1, 5, 7, 2)).astype("float32")
+    ref = np.zeros((1, 20, 21, 1), "float32")
+    out = BilinearResize(align_corners=False)([x, ref])
+    np.testing.assert_allclose(out, tf.image.resize(x, (20, 21), antialias=False), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out, BilinearResize(align_corners=True)([x, ref]), atol=1e-3)
+
+
+def test_dynamic_size_and_dtype():
+    x_in, ref_in = keras.Input((None, None, 4)), keras.Input((None, None, 3))
+    model = keras.Model([x_in, ref_in], BilinearResize(dtype="mixed_bfloat16")([x_in, ref_in]))
+    out = model([np.ones((1, 2, 3, 4), "float32"), np.zeros((1, 9, 11, 3), "float32")])
+    assert out.shape == (1, 9, 11, 4)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
