@@ -51,7 +51,8 @@ def build_encnet(
         output_stride: 8 (the paper) or 16 (cheaper).
         aux: bool, add the auxiliary FCN head on stage 3 (`aux` output).
         se_loss: bool, add the SE head (`se` output).
-        lateral: bool, fuse stage-2/3 features into the head (PASCAL setting).
+        lateral: bool, fuse stage-2/3 features into the head (PASCAL setting);
+            needs `output_stride=8`.
         num_codes: int, codewords of the Encoding layer.
         dropout: float, dropout before each classifier.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
@@ -70,9 +71,16 @@ def build_encnet(
 
     Example:
     >>> model = build_encnet(150)
-    >>> outputs = model(images)  # outputs["seg"], outputs["aux"], outputs["se"]
+    >>> outputs = model(keras.ops.zeros((1, 128, 160, 3)))
+    >>> outputs["seg"].shape, outputs["se"].shape
+    (TensorShape([1, 128, 160, 150]), TensorShape([1, 150]))
     """
     _check_num_classes(num_classes)
+    if lateral and output_stride != 8:
+        raise ValueError(
+            f"lateral=True fuses stage-2 features, which sit at stride 8, so it needs output_stride=8 "
+            f"(got {output_stride}), as in the original."
+        )
     images = keras.Input(shape=input_shape, name="images")
     features = build_backbone(backbone, output_stride, sync_batch_norm, input_shape, backbone_weights)(images)
     head = EncHead(
