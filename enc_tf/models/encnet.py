@@ -13,14 +13,18 @@ def _check_num_classes(num_classes):
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
 
 
-def _segmentation_model(images, features, main_logits, se_logits, aux, align_corners, sync, num_classes, name):
+def _aux_logits(features, num_classes, aux, dropout, sync):
+    """The auxiliary FCN head on stage 3, or None."""
+    if not aux:
+        return None
+    return FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync, name="aux_head")(features["c3"])
+
+
+def _segmentation_model(images, logits, aux_logits, se_logits, align_corners, name):
     """Resizes the logits to the input size and assembles the output dict."""
     # Outputs in float32 under mixed precision, so that losses and exports see float32.
-    outputs = {
-        "seg": BilinearResize(align_corners, dtype="float32", name="seg")([main_logits, images])
-    }
-    if aux:
-        aux_logits = FCNHead(num_classes, sync_batch_norm=sync, name="aux_head")(features["c3"])
+    outputs = {"seg": BilinearResize(align_corners, dtype="float32", name="seg")([logits, images])}
+    if aux_logits is not None:
         outputs["aux"] = BilinearResize(align_corners, dtype="float32", name="aux")([aux_logits, images])
     if se_logits is not None:
         outputs["se"] = keras.layers.Activation("linear", dtype="float32", name="se")(se_logits)
@@ -94,9 +98,8 @@ def build_encnet(
     )
     head_out = head([features["c2"], features["c3"], features["c4"]])
     logits, se_logits = head_out if se_loss else (head_out, None)
-    return _segmentation_model(
-        images, features, logits, se_logits, aux, align_corners, sync_batch_norm, num_classes, name
-    )
+    aux_logits = _aux_logits(features, num_classes, aux, dropout, sync_batch_norm)
+    return _segmentation_model(images, logits, aux_logits, se_logits, align_corners, name)
 
 
 def build_fcn(
@@ -122,6 +125,5 @@ def build_fcn(
     logits = FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync_batch_norm, name="fcn_head")(
         features["c4"]
     )
-    return _segmentation_model(
-        images, features, logits, None, aux, align_corners, sync_batch_norm, num_classes, name
-    )
+    aux_logits = _aux_logits(features, num_classes, aux, dropout, sync_batch_norm)
+    return _segmentation_model(images, logits, aux_logits, None, align_corners, name)
