@@ -176,3 +176,15 @@ def test_convert_checkpoint_requires_a_keras_suffix(tmp_path, small_model):
     np.savez(path, **state_dict_from_model(small_model))
     with pytest.raises(ValueError, match=r"\.keras"):
         convert_checkpoint(str(path), str(tmp_path / "model.h5"))
+
+
+def test_reads_pth_checkpoints_when_torch_is_installed(tmp_path, small_model):
+    torch = pytest.importorskip("torch", reason="torch is optional; .pth reading is tested where it is installed")
+    state = state_dict_from_model(small_model)
+    checkpoint = {"epoch": 3, "state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in state.items()}}
+    path = tmp_path / "encnet.pth"
+    torch.save(checkpoint, path)
+    loaded = read_state_dict(str(path))
+    assert sorted(loaded) == sorted(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(loaded[key], value)
