@@ -2,7 +2,7 @@
 
 Weights are regenerated from the oracle's NumPy recipe, converted through
 `enc_tf.convert`, and our outputs compared with the original's stored ones
-(tolerances from tests/data/oracle/README.md §6.4).
+(tolerances from tests/fixtures/oracle/README.md §6.4).
 """
 
 import keras

@@ -1,4 +1,4 @@
-"""Regenerates the parity oracle's weights from its NumPy recipe (tests/data/oracle/README).
+"""Regenerates the parity oracle's weights from its NumPy recipe (tests/fixtures/oracle/README).
 
 The original PyTorch-Encoding model was run once on weights that are not stored:
 key number `j` of the state_dict is drawn from `np.random.default_rng([seed, j])`
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-ORACLE_DIR = Path(__file__).resolve().parent.parent / "data" / "oracle"
+ORACLE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "oracle"
 
 
 def sha16(array):

@@ -1,0 +1,143 @@
+"""tf.data pipelines from a dataset source to `(image, targets)` batches for `model.fit`."""
+
+import dataclasses
+
+import tensorflow as tf
+
+from enc_tf.data.augment import AugmentConfig, eval_transform, train_transform, val_transform
+from enc_tf.data.io import read_pair
+from enc_tf.data.sources import SegmentationSource
+from enc_tf.data.tfrecord import TFRecordSource, parse_example
+from enc_tf.losses import presence_targets
+
+MODES = ("train", "val", "eval")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """How examples are transformed and batched.
+
+    Attributes:
+        batch_size: global batch size.
+        base_size: training scale reference (the long side is scaled to
+            `scale_range * base_size`).
+        crop_size: training and monitoring crop.
+        augment: `AugmentConfig` of the training mode.
+        seed: seed of shuffling and augmentation.
+    """
+
+    batch_size: int = 16
+    base_size: int = 520
+    crop_size: int = 480
+    augment: AugmentConfig = AugmentConfig()
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("batch_size", "base_size", "crop_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}.")
+
+
+def decoded_examples(source, shuffle=False, seed=0, repeat=False):
+    """`(image, label)` pairs: `(H, W, 3)` uint8 RGB and `(H, W)` uint8 train ids.
+
+    Folder-style sources are decoded with Pillow (EXIF, palette and 16-bit
+    handling, checked label values); TFRecord shards are decoded in the graph
+    and shard by file across workers.
+    """
+    if isinstance(source, TFRecordSource):
+        files = tf.data.Dataset.from_tensor_slices(list(source.files))
+        if shuffle:
+            files = files.shuffle(len(source.files), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            files = files.repeat()
+        records = files.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(4, len(source.files)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+        if shuffle:
+            records = records.shuffle(256, seed=seed, reshuffle_each_iteration=True)
+        return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not isinstance(source, SegmentationSource):
+        raise TypeError(f"Expected a SegmentationSource or TFRecordSource, got {type(source).__name__}.")
+    images, labels = zip(*source.samples)
+    pairs = tf.data.Dataset.from_tensor_slices((list(images), list(labels)))
+    if shuffle:
+        pairs = pairs.shuffle(len(source.samples), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        pairs = pairs.repeat()
+
+    def load(image_path, label_path):
+        return read_pair(image_path.decode(), label_path.decode(), source.lookup, source.ignore_index)
+
+    def decode(image_path, label_path):
+        image, label = tf.numpy_function(load, [image_path, label_path], [tf.uint8, tf.uint8], stateful=False)
+        return tf.ensure_shape(image, (None, None, 3)), tf.ensure_shape(label, (None, None))
+
+    return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _targets(label, num_classes, ignore_index, aux, se_loss):
+    targets = {"seg": label}
+    if aux:
+        targets["aux"] = label
+    if se_loss:
+        targets["se"] = presence_targets(label[None], num_classes, ignore_index)[0]
+    return targets
+
+
+def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False):
+    """Batches of `(images, targets)` for `model.fit` / `model.evaluate`.
+
+    Args:
+        source: a `SegmentationSource` or `TFRecordSource`.
+        mode: `train` (shuffle + the paper's augmentation, fixed crops),
+            `val` (the original's resize + centre crop, for monitoring) or
+            `eval` (full images, padded per batch: image 0, label ignore).
+        config: `PipelineConfig`.
+        aux, se_loss: which targets the model has; `targets` holds `seg`
+            (int32 labels), `aux` (the same labels) and `se` (float32 class
+            presence of the crop the model sees, computed after augmentation).
+        repeat: repeat forever (set `steps_per_epoch` in `fit`).
+
+    Returns:
+        A `tf.data.Dataset`; images are float32 normalised `(B, H, W, 3)`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if config.crop_size > config.base_size * config.augment.scale_range[1] and mode == "train":
+        raise ValueError(f"crop_size {config.crop_size} is larger than any scaled image can be.")
+    num_classes, ignore = source.classes.num_classes, source.ignore_index
+    training = mode == "train"
+    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat)
+    if training:
+        seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+        examples = tf.data.Dataset.zip((examples, seeds)).map(
+            lambda pair, seed: train_transform(
+                pair[0], pair[1], seed, config.base_size, config.crop_size, config.augment, ignore
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+    elif mode == "val":
+        examples = examples.map(
+            lambda image, label: val_transform(image, label, config.crop_size),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+    else:
+        examples = examples.map(eval_transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    examples = examples.map(
+        lambda image, label: (image, _targets(label, num_classes, ignore, aux, se_loss)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    if mode == "eval":
+        padding = (tf.constant(0.0), {k: tf.constant(ignore if k != "se" else 0, v.dtype)
+                                      for k, v in examples.element_spec[1].items()})
+        batches = examples.padded_batch(config.batch_size, padding_values=padding)
+    else:
+        batches = examples.batch(config.batch_size, drop_remainder=training)
+    options = tf.data.Options()
+    options.deterministic = True
+    if not isinstance(source, TFRecordSource):
+        # A list of file names has no files to shard by: shard the examples.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)

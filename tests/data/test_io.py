@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from enc_tf.data.io import DataError, apply_label_map, read_image, read_label, read_pair
+from enc_tf.data.sources import label_lookup
+
+
+def test_image_modes_become_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    gray = rgb[..., 0]
+    Image.fromarray(gray, "L").save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "gray.png")), np.repeat(gray[..., None], 3, -1))
+    rgba = np.concatenate([rgb, np.full((6, 7, 1), 7, np.uint8)], -1)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "rgba.png")), rgb)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    assert read_image(str(tmp_path / "pal.png")).shape == (6, 7, 3)
+    deep = (gray.astype(np.uint16) * 257)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "deep.png"))[..., 0], gray)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.fromarray(np.zeros((4, 10, 3), np.uint8))  # 10 wide, 4 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert read_image(str(tmp_path / "rotated.jpg")).shape == (10, 4, 3)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match="corrupt.jpg"):
+        read_image(str(tmp_path / "corrupt.jpg"))
+    with pytest.raises(DataError, match="not found.*absent.png"):
+        read_image(str(tmp_path / "absent.png"))
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "rgbmask.png")
+    with pytest.raises(DataError, match="rgbmask.png.*single-channel or palette"):
+        read_label(str(tmp_path / "rgbmask.png"))
+
+
+def test_label_values_are_checked_and_mapped(tmp_path):
+    lookup = label_lookup(3, "reduce_zero")
+    label = np.array([[0, 1, 3], [255, 2, 2]])
+    np.testing.assert_array_equal(apply_label_map(label, lookup, 255), [[255, 0, 2], [255, 1, 1]])
+    with pytest.raises(DataError, match=r"m.png has values \[4, 9\]"):
+        apply_label_map(np.array([[4, 9, 1]]), lookup, 255, "m.png")
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(DataError, match="i.png is 6x5 but its mask .*m.png is 7x5"):
+        read_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), lookup, 255)
+
+
+def test_label_lookup_rules():
+    with pytest.raises(ValueError, match="num_classes"):
+        label_lookup(300)
+    with pytest.raises(ValueError, match="Unknown label mapping"):
+        label_lookup(3, "minus_one")
+    cityscapes = label_lookup(19, {7: 0, 26: 13})
+    assert cityscapes[7] == 0 and cityscapes[26] == 13 and cityscapes[4] == 255
