@@ -111,5 +111,5 @@ def test_class_files(tmp_path):
     with pytest.raises(ValueError, match="typo.yaml"):
         load_class_file(str(tmp_path / "typo.yaml"))
     (tmp_path / "short.yaml").write_text("names: [a, b]\npalette: [[1, 2, 3]]\n")
-    with pytest.raises(ValueError, match="short.yaml: 2 class names but 1 palette"):
+    with pytest.raises(ValueError, match="short.yaml': 2 class names but 1 palette"):
         load_class_file(str(tmp_path / "short.yaml"))
