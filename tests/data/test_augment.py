@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enc_tf.backbones import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.data.augment import AugmentConfig, gaussian_blur, normalize, train_transform, val_transform
+
+COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
+
+
+def _coded_pair(h=60, w=90, seed=0):
+    """An image whose colour encodes the label: transforms must keep them in step."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 4, (h // 10, w // 10))
+    label = np.kron(blocks, np.ones((10, 10), np.int64)).astype(np.uint8)
+    return COLOURS[label], label
+
+
+def _decode(image):
+    """Normalised image -> nearest colour index per pixel, plus the distance to it."""
+    rgb = (np.asarray(image) * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)) * 255
+    dist = np.linalg.norm(rgb[..., None, :] - COLOURS[None, None].astype(float), axis=-1)
+    return dist.argmin(-1), dist.min(-1)
+
+
+def _run(image, label, seed, config=AugmentConfig(), base=80, crop=64):
+    out = train_transform(tf.constant(image), tf.constant(label), tf.constant(seed, tf.int64), base, crop, config, 255)
+    return out[0].numpy(), out[1].numpy()
+
+
+@pytest.mark.parametrize("seed", [[0, 1], [2, 3], [4, 5], [6, 7]])
+def test_image_and_label_move_together(seed):
+    image, label = _coded_pair()
+    out_image, out_label = _run(image, label, seed)
+    assert out_image.shape == (64, 64, 3) and out_label.shape == (64, 64)
+    assert out_label.dtype == np.int32
+    assert set(np.unique(out_label)) <= {0, 1, 2, 3, 255}  # never interpolated
+    colour, dist = _decode(out_image)
+    inside = (out_label != 255) & (dist < 1.0)  # pure-colour pixels (away from resampled edges)
+    assert inside.mean() > 0.3
+    np.testing.assert_array_equal(colour[inside], out_label[inside])
+
+
+def test_padding_uses_zero_image_and_ignore_label():
+    image, label = _coded_pair(20, 30)
+    config = AugmentConfig(scale_range=(0.5, 0.5), flip=False)
+    out_image, out_label = _run(image, label, [0, 0], config, base=40, crop=64)
+    # The long side becomes 20 pixels: everything else is padding (bottom/right).
+    assert (out_label == 255).mean() > 0.85
+    np.testing.assert_array_equal(out_image[out_label == 255], 0.0)
+    assert np.all(out_label[:13, :20] != 255)
+
+
+def test_flip_is_symmetric_and_deterministic():
+    image, label = _coded_pair()
+    no_flip = AugmentConfig(flip=False, scale_range=(1.0, 1.0))
+    a = _run(image, label, [9, 9], no_flip, base=90, crop=60)
+    b = _run(image, label, [9, 9], no_flip, base=90, crop=60)
+    np.testing.assert_array_equal(a[1], b[1])
+    flipped = _run(image[:, ::-1].copy(), label[:, ::-1].copy(), [9, 9], no_flip, base=90, crop=60)
+    assert set(np.unique(flipped[1])) <= {0, 1, 2, 3}
+    seen = set()
+    for s in range(12):
+        out = _run(image, label, [s, 1], AugmentConfig(scale_range=(1.0, 1.0)), base=90, crop=60)
+        seen.add(out[1].tobytes())
+    assert len(seen) > 2  # different seeds give different crops / flips
+
+
+def test_rotation_and_blur_keep_labels_discrete():
+    image, label = _coded_pair()
+    config = AugmentConfig(rotate_degrees=10, blur_probability=1.0, photometric=True)
+    out_image, out_label = _run(image, label, [3, 4], config)
+    assert set(np.unique(out_label)) <= {0, 1, 2, 3, 255}
+    assert np.isfinite(out_image).all()
+    flat = tf.fill((9, 9, 3), 100.0)
+    np.testing.assert_allclose(gaussian_blur(flat, 1.5), flat, rtol=1e-5)
+
+
+def test_val_transform_and_normalize():
+    image, label = _coded_pair(60, 90)
+    out_image, out_label = val_transform(tf.constant(image), tf.constant(label), 40)
+    assert out_image.shape == (40, 40, 3) and out_label.shape == (40, 40)
+    np.testing.assert_allclose(normalize(tf.constant([[[255, 0, 128]]], tf.uint8))[0, 0],
+                               (np.array([1.0, 0.0, 128 / 255]) - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-6)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="scale_range"):
+        AugmentConfig(scale_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match="blur_probability"):
+        AugmentConfig(blur_probability=2)

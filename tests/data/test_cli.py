@@ -1,0 +1,42 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.support import layouts
+
+
+def _run(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "enc_tf.data", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_check_reports_every_problem_at_once(tmp_path):
+    root = tmp_path / "ds"
+    layouts.write_folder(str(root), np.random.default_rng(0), n=4, with_split=False)
+    (root / "images" / "img0.png").write_bytes(b"broken")
+    layouts.save_mask(str(root / "masks" / "img1.png"), np.full((10, 14), 42))
+    layouts.save_mask(str(root / "masks" / "img2.png"), np.zeros((3, 3)))
+    result = _run("check", "--dataset", "folder", "--root", str(root))
+    assert result.returncode == 1, result.stderr
+    assert "3 problem(s)" in result.stdout
+    assert "img0.png" in result.stdout and "[42]" in result.stdout and "img2.png is 3x3" in result.stdout
+    os.remove(root / "images" / "img0.png")
+    os.remove(root / "masks" / "img1.png")
+    os.remove(root / "masks" / "img2.png")
+    layouts.write_folder(str(tmp_path / "good"), np.random.default_rng(1), n=2, with_split=False)
+    ok = _run("check", "--dataset", "folder", "--root", str(tmp_path / "good"))
+    assert ok.returncode == 0 and "0 problem(s)" in ok.stdout and "road" in ok.stdout
+
+
+def test_errors_and_conversion(tmp_path):
+    unknown = _run("check", "--dataset", "coco", "--root", str(tmp_path))
+    assert unknown.returncode == 2 and "Unknown dataset 'coco'" in unknown.stderr
+    missing = _run("check", "--dataset", "ade20k", "--root", str(tmp_path / "nope"), "--split", "val")
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    layouts.write_ade20k(str(tmp_path / "ade"), np.random.default_rng(2))
+    converted = _run("to-tfrecord", "--dataset", "ade20k", "--root", str(tmp_path / "ade"), "--split", "val",
+                     "--out", str(tmp_path / "tfr"), "--shards", "2")
+    assert converted.returncode == 0, converted.stderr
+    assert "wrote 3 examples in 2 shards" in converted.stdout

@@ -1,0 +1,74 @@
+import os
+
+import numpy as np
+
+from enc_tf.data import folder_source
+from enc_tf.data.context_shapes import CLASSES, ensure_context_shapes, render_scene
+from enc_tf.data.io import read_pair
+
+
+def test_deterministic_for_a_seed_and_cached(tmp_path):
+    root = ensure_context_shapes(str(tmp_path), num_train=8, num_val=4, image_size=64, seed=3)
+    again = ensure_context_shapes(str(tmp_path), num_train=8, num_val=4, image_size=64, seed=3)
+    assert again == root
+    first = os.path.join(root, "images", sorted(os.listdir(os.path.join(root, "images")))[0])
+    mtime = os.path.getmtime(first)
+    ensure_context_shapes(str(tmp_path), num_train=8, num_val=4, image_size=64, seed=3)
+    assert os.path.getmtime(first) == mtime  # reused, not regenerated
+    other = ensure_context_shapes(str(tmp_path / "b"), num_train=8, num_val=4, image_size=64, seed=3)
+    for name in os.listdir(os.path.join(root, "images")):
+        a = read_pair(os.path.join(root, "images", name), os.path.join(root, "masks", name), np.arange(256), 255)
+        b = read_pair(os.path.join(other, "images", name), os.path.join(other, "masks", name), np.arange(256), 255)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    a, _ = render_scene("beach", 64, np.random.default_rng(1))
+    b, _ = render_scene("beach", 64, np.random.default_rng(2))
+    assert not np.array_equal(a, b)
+
+
+def test_is_a_folder_dataset_with_every_class(tmp_path):
+    root = ensure_context_shapes(str(tmp_path), num_train=16, num_val=4, image_size=64)
+    train, val = folder_source(root, "train"), folder_source(root, "val")
+    assert len(train.samples) == 16 and len(val.samples) == 4
+    assert train.classes == CLASSES and 8 <= train.num_classes <= 16
+    seen = set()
+    for image_path, mask_path in train.samples:
+        seen |= set(np.unique(read_pair(image_path, mask_path, train.lookup, 255)[1]).tolist())
+    assert seen == set(range(CLASSES.num_classes))
+
+
+def _patch_features(class_id, n_images, rng, size=64, patch=8):
+    """Local statistics of patches lying wholly inside `class_id` regions."""
+    scene = {0: "beach", 1: "farm", 2: "coast", 3: "pond"}[class_id]
+    feats = []
+    for _ in range(n_images):
+        image, label = render_scene(scene, size, rng)
+        image = image.astype(np.float64)
+        for y in range(0, size - patch, patch):
+            for x in range(0, size - patch, patch):
+                if np.all(label[y : y + patch, x : x + patch] == class_id):
+                    p = image[y : y + patch, x : x + patch]
+                    grad = np.abs(np.diff(p, axis=0)).mean() + np.abs(np.diff(p, axis=1)).mean()
+                    feats.append(np.concatenate([p.mean((0, 1)), p.std((0, 1)), [grad]]))
+    return np.array(feats)
+
+
+def _nearest_mean_accuracy(a, b):
+    """Train a nearest-class-mean classifier on half the patches, test on the rest."""
+    ha, hb = len(a) // 2, len(b) // 2
+    mean_a, mean_b = a[:ha].mean(0), b[:hb].mean(0)
+    scale = np.concatenate([a[:ha], b[:hb]]).std(0) + 1e-9
+    test = np.concatenate([a[ha:], b[hb:]])
+    truth = np.concatenate([np.zeros(len(a) - ha), np.ones(len(b) - hb)])
+    pred = np.linalg.norm((test - mean_a) / scale, axis=1) > np.linalg.norm((test - mean_b) / scale, axis=1)
+    return float(np.mean(pred == truth))
+
+
+def test_look_alike_backgrounds_are_indistinguishable_locally():
+    rng = np.random.default_rng(0)
+    sand, earth, sea, lake = (_patch_features(c, 30, rng) for c in range(4))
+    assert min(len(sand), len(earth), len(sea), len(lake)) > 200
+    assert _nearest_mean_accuracy(sand, earth) < 0.6  # chance is 0.5
+    assert _nearest_mean_accuracy(sea, lake) < 0.6
+    # The same statistics separate backgrounds of different textures: the test can fail.
+    assert _nearest_mean_accuracy(sand, sea) > 0.95

@@ -1,0 +1,47 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enc_tf.data import DataError, PipelineConfig, build_dataset, folder_source, read_tfrecord_source, write_tfrecords
+from enc_tf.data.io import read_pair
+from enc_tf.data.tfrecord import parse_example
+from tests.support import layouts
+
+
+def test_round_trip_is_lossless_and_sharded(tmp_path):
+    layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(0), n=5, with_split=False)
+    source = folder_source(str(tmp_path / "src"))
+    converted = write_tfrecords(source, str(tmp_path / "tfr"), num_shards=2)
+    assert len(converted.files) == 2 and converted.num_examples == 5
+    assert converted.classes == source.classes
+    assert sorted(os.listdir(tmp_path / "tfr")) == sorted([os.path.basename(f) for f in converted.files] + ["dataset.json"])
+    expected = {os.path.basename(i): read_pair(i, m, source.lookup, 255) for i, m in source.samples}
+    seen = 0
+    for record in tf.data.TFRecordDataset(list(converted.files)):
+        name = tf.io.parse_single_example(record, {"image/filename": tf.io.FixedLenFeature([], tf.string)})
+        image, label = parse_example(record)
+        ref_image, ref_label = expected[name["image/filename"].numpy().decode()]
+        np.testing.assert_array_equal(image, ref_image)
+        np.testing.assert_array_equal(label, ref_label)
+        seen += 1
+    assert seen == 5
+    batches = list(build_dataset(read_tfrecord_source(str(tmp_path / "tfr")), "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8)))
+    assert len(batches) == 2 and batches[0][0].shape == (2, 8, 8, 3)
+
+
+def test_refuses_to_overwrite_and_detects_interrupted_conversions(tmp_path):
+    layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(1), n=2, with_split=False)
+    source = folder_source(str(tmp_path / "src"))
+    write_tfrecords(source, str(tmp_path / "tfr"))
+    with pytest.raises(FileExistsError, match="already holds"):
+        write_tfrecords(source, str(tmp_path / "tfr"))
+    os.makedirs(tmp_path / "half")
+    with pytest.raises(DataError, match="interrupted conversion"):
+        read_tfrecord_source(str(tmp_path / "half"))
+    layouts.save_mask(str(tmp_path / "src" / "masks" / "img1.png"), np.full((10, 14), 9))
+    with pytest.raises(DataError, match="img1.png"):
+        write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad" / "dataset.json")
+    assert not [f for f in os.listdir(tmp_path / "bad") if f.endswith(".tmp")]
