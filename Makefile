@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/encoding.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/inference.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/data.py
 
 clean-venv:
 	rm -rf $(VENV)
