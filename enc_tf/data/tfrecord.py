@@ -64,7 +64,7 @@ def _example(image, label, filename, image_format):
 
 
 def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
-    """Converts a `SegmentationSource` into `out_dir/<split>-XXXXX-of-NNNNN.tfrecord`.
+    """Converts a `SegmentationSource` into `out_dir/<split>-00000-of-00008.tfrecord` shards.
 
     Every sample is read and checked first (errors name the file); shards are
     written to temporary names and renamed when complete.
