@@ -1,0 +1,214 @@
+"""Typed training configuration: dataclasses, read from YAML, overridden by `key.sub=value`.
+
+Every key is checked: an unknown key, a value of the wrong type or an
+impossible value is a `ConfigError` that names the key.
+"""
+
+import dataclasses
+import difflib
+import typing
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, mistyped or impossible; the message names it."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "context_shapes"  # context_shapes, folder, ade20k, voc, pascal_context, cityscapes, tfrecord
+    root: str = ""  # dataset directory (context_shapes: cache directory, "" = default)
+    train_split: str = "train"
+    val_split: str = "val"
+    classes: str = ""  # folder datasets: class list file ("" = root/classes.yaml)
+    label_mapping: str = "identity"  # folder datasets: identity or reduce_zero
+    base_size: int = 520
+    crop_size: int = 480
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    rotate_degrees: float = 0.0
+    blur_probability: float = 0.0
+    photometric: bool = False
+    context_shapes_train: int = 400
+    context_shapes_val: int = 100
+    context_shapes_size: int = 128
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    arch: str = "encnet"  # encnet or fcn
+    backbone: str = "resnet50s"
+    output_stride: int = 8
+    aux: bool = True
+    se_loss: bool = True
+    lateral: bool = False
+    num_codes: int = 32
+    dropout: float = 0.1
+    backbone_weights: str = "none"  # a local file, or "none" to train from scratch
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    base_lr: float = 0.004  # for a global batch of 16; scaled by batch / 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_mode: str = "coupled"  # coupled (the original's L2) or decoupled
+    head_lr_multiplier: float = 10.0
+    power: float = 0.9
+    warmup_epochs: float = 0.0
+
+
+@dataclasses.dataclass
+class LossConfig:
+    aux_weight: float = 0.2
+    se_weight: float = 0.2
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 16  # global
+    epochs: int = 120
+    steps_per_epoch: int = 0  # 0: one pass over the training split
+    val_every_epochs: int = 1
+    seed: int = 0
+    mixed_precision: str = "none"  # none, mixed_float16, mixed_bfloat16
+    xla: bool = False
+    strategy: str = "auto"  # auto, default, mirrored, multi_worker
+    run_dir: str = "runs/default"
+    image_log_every_epochs: int = 1
+    time_limit_minutes: float = 0.0  # 0: no limit; else stop after the epoch that passes it
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+CHOICES = {
+    "data.dataset": ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord"),
+    "data.label_mapping": ("identity", "reduce_zero"),
+    "model.arch": ("encnet", "fcn"),
+    "model.backbone": ("resnet50s", "resnet101s", "resnet50", "resnet101"),
+    "model.output_stride": (8, 16),
+    "optimizer.weight_decay_mode": ("coupled", "decoupled"),
+    "train.mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+    "train.strategy": ("auto", "default", "mirrored", "multi_worker"),
+}
+
+
+def _check_type(key, value, kind):
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _build(cls, data, prefix):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Known keys: {', '.join(names)}."
+            raise ConfigError(f"Unknown config key '{full}'.{hint}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value, f"{full}.")
+        else:
+            kwargs[key] = _check_type(full, value, kind)
+    return cls(**kwargs)
+
+
+def validate(config):
+    """Checks values that types cannot: choices and impossible combinations."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}.")
+    d, m, o, t = config.data, config.model, config.optimizer, config.train
+    positive = {
+        "data.base_size": d.base_size, "data.crop_size": d.crop_size, "train.batch_size": t.batch_size,
+        "train.epochs": t.epochs, "train.val_every_epochs": t.val_every_epochs, "model.num_codes": m.num_codes,
+        "optimizer.base_lr": o.base_lr, "train.image_log_every_epochs": t.image_log_every_epochs,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}.")
+    if d.crop_size > d.base_size:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) is larger than data.base_size ({d.base_size}).")
+    if not 0 < d.scale_min <= d.scale_max:
+        raise ConfigError(f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}.")
+    if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
+        raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
+    if m.arch == "fcn" and m.se_loss:
+        raise ConfigError("model.se_loss applies to EncNet only; set it false for model.arch=fcn.")
+    if not 0 <= m.dropout < 1 or not 0 <= d.blur_probability <= 1:
+        raise ConfigError("model.dropout must be in [0, 1) and data.blur_probability in [0, 1].")
+    if t.steps_per_epoch < 0 or o.warmup_epochs < 0 or t.time_limit_minutes < 0:
+        raise ConfigError("train.steps_per_epoch, optimizer.warmup_epochs and train.time_limit_minutes must be >= 0.")
+    if d.dataset != "context_shapes" and not d.root:
+        raise ConfigError(f"data.root is required for data.dataset={d.dataset}.")
+    return config
+
+
+def parse_override(text):
+    """`key.sub=value` -> (["key", "sub"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"Override {text!r} must look like key.sub=value.")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Override {text!r}: cannot parse the value: {err}") from err
+    return key.strip().split("."), value
+
+
+def load_config(path=None, overrides=()):
+    """Reads a YAML recipe (or the defaults), applies overrides, validates."""
+    data = {}
+    if path:
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError as err:
+            raise ConfigError(f"Config file not found: {path}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override {text!r}: {key} is not a section.")
+        node[keys[-1]] = value
+    return validate(_build(Config, data, ""))
+
+
+def config_to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def save_config(config, path):
+    with open(path, "w") as f:
+        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
