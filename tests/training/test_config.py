@@ -49,3 +49,18 @@ def test_file_errors(tmp_path):
         load_config(_write(tmp_path, "data: [unclosed\n"))
     with pytest.raises(ConfigError, match="data: expected a mapping"):
         load_config(_write(tmp_path, "data: 3\n"))
+
+
+def test_every_recipe_in_configs_loads():
+    import glob
+    import os
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.yaml")))
+    assert len(paths) >= 8
+    for path in paths:
+        config = load_config(path)
+        assert config.train.batch_size in (8, 16) or "context_shapes" in path
+        if "pcontext" in path or "voc" in path:
+            assert config.model.lateral
+        if "fcn" in path:
+            assert config.model.arch == "fcn" and not config.model.se_loss

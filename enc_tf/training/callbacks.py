@@ -1,0 +1,125 @@
+"""Training callbacks: atomic checkpoints, non-finite-loss stop, time limit, images, learning rate."""
+
+import logging
+import math
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+def save_atomic(model, path):
+    """Saves a `.keras` file through a temporary file and a rename: never half-written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves."""
+
+    def __init__(self, directory, monitor="val_seg_mean_iou", mode="max"):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.best = -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        save_atomic(self.model, os.path.join(self.directory, "last.keras"))
+        value = logs.get(self.monitor)
+        if value is not None and self.sign * float(value) > self.best:
+            self.best = self.sign * float(value)
+            save_atomic(self.model, os.path.join(self.directory, "best.keras"))
+            logger.info("New best %s = %.4f at epoch %d", self.monitor, float(value), epoch + 1)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops at the first NaN or inf loss with a clear message; the checkpoints
+    written so far (the last good epoch) are kept untouched."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.stopped_at = batch
+            self.model.stop_training = True
+            logger.error(
+                "Loss became %s at batch %d; training stopped. The last good checkpoint is kept. "
+                "Lower optimizer.base_lr, check the labels, or disable mixed precision.", loss, batch,
+            )
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops after the epoch during which `minutes` have passed."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self.start > self.seconds:
+            logger.info("Time limit of %.1f minutes reached after epoch %d.", self.seconds / 60, epoch + 1)
+            self.model.stop_training = True
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the backbone learning rate of the current step to the epoch logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        lr = optimizer.learning_rate
+        if callable(lr):
+            lr = lr(optimizer.iterations)
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+
+def colorize(labels, palette):
+    """`(..., H, W)` labels -> `(..., H, W, 3)` uint8 colours; values outside the palette
+    (the ignore value among them) are black."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(palette)] = np.asarray(palette, np.uint8)
+    return table[np.clip(np.asarray(labels), 0, 255)]
+
+
+class PredictionImages(keras.callbacks.Callback):
+    """Logs input | ground truth | prediction images to TensorBoard every N epochs."""
+
+    def __init__(self, log_dir, images, labels, palette, every_epochs=1, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+        self.images, self.labels = images, labels
+        self.palette, self.every = palette, every_epochs
+        self.mean, self.std = np.asarray(mean), np.asarray(std)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        logits = self.model(self.images, training=False)["seg"]
+        prediction = np.argmax(np.asarray(logits), -1)
+        rgb = np.clip((np.asarray(self.images) * self.std + self.mean) * 255, 0, 255).astype(np.uint8)
+        panel = np.concatenate([rgb, colorize(self.labels, self.palette), colorize(prediction, self.palette)], axis=2)
+        with self.writer.as_default():
+            tf.summary.image("input | ground truth | prediction", panel, step=epoch + 1, max_outputs=len(panel))
+        self.writer.flush()

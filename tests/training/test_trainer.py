@@ -1,0 +1,75 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from enc_tf.training import load_config, train
+from enc_tf.training.callbacks import StopOnNonFiniteLoss, colorize, save_atomic
+
+
+def _tiny(tmp_path, *extra):
+    return load_config(None, [
+        f"data.root={tmp_path / 'cache'}", "data.context_shapes_train=8", "data.context_shapes_val=4",
+        "data.context_shapes_size=64", "data.base_size=64", "data.crop_size=48",
+        "model.output_stride=16", "train.batch_size=2", "train.steps_per_epoch=2",
+        f"train.run_dir={tmp_path / 'run'}", "optimizer.base_lr=0.004", *extra,
+    ])
+
+
+def _log_rows(tmp_path):
+    with open(tmp_path / "run" / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_training_run_writes_its_directory_and_resumes(tmp_path):
+    model, history = train(_tiny(tmp_path, "train.epochs=2"))
+    run = tmp_path / "run"
+    for name in ("config.yaml", "log.csv", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras"):
+        assert (run / name).is_file(), name
+    assert (run / "tensorboard").is_dir() and (run / "backup").is_dir()
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+    assert {"val_seg_mean_iou", "val_seg_pixel_accuracy", "learning_rate"} <= set(history)
+    assert history["learning_rate"][1] < history["learning_rate"][0]  # poly schedule
+    rows = _log_rows(tmp_path)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    reloaded = keras.models.load_model(run / "model.keras")
+    x = np.zeros((1, 48, 48, 3), "float32")
+    np.testing.assert_allclose(reloaded(x)["seg"], model(x)["seg"], atol=1e-5)
+    # Started again with more epochs, the run continues from its backup instead of restarting.
+    _, more = train(_tiny(tmp_path, "train.epochs=3"))
+    assert len(more["loss"]) == 1
+    assert [int(r["epoch"]) for r in _log_rows(tmp_path)] == [0, 1, 2]
+
+
+def test_stop_on_non_finite_loss():
+    callback = StopOnNonFiniteLoss()
+    callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    callback.model.stop_training = False  # as model.fit sets it
+    callback.on_train_batch_end(0, {"loss": 1.0})
+    assert not callback.model.stop_training
+    callback.on_train_batch_end(1, {"loss": float("nan")})
+    assert callback.model.stop_training and callback.stopped_at == 1
+
+
+def test_save_atomic_never_leaves_a_partial_file(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "m.keras"
+    save_atomic(model, str(path))
+    before = path.read_bytes()
+
+    class Unsaveable(keras.Sequential):
+        def save(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic(Unsaveable([keras.Input((2,)), keras.layers.Dense(1)]), str(path))
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.keras"]
+
+
+def test_colorize():
+    out = colorize(np.array([[0, 1, 255]]), [(1, 2, 3), (4, 5, 6)])
+    np.testing.assert_array_equal(out, [[[1, 2, 3], [4, 5, 6], [0, 0, 0]]])
