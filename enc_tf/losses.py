@@ -61,7 +61,11 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         safe_labels = ops.where(valid, labels, 0)
         per_pixel = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
         valid = ops.cast(valid, "float32")
-        return ops.sum(per_pixel * valid) / ops.maximum(ops.sum(valid), 1.0)
+        # Per-pixel values whose plain mean is the mean over valid pixels. Returning
+        # values rather than a scalar lets Keras reduce them and scale the loss by
+        # 1 / replicas under a distribution strategy (it leaves scalars unscaled).
+        pixels = ops.cast(ops.size(valid), "float32")
+        return per_pixel * valid * (pixels / ops.maximum(ops.sum(valid), 1.0))
 
     def get_config(self):
         config = super().get_config()
@@ -87,9 +91,9 @@ class PresenceBinaryCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         logits = ops.cast(y_pred, "float32")
         targets = ops.cast(y_true, "float32")
-        # max(x, 0) - x z + log(1 + exp(-|x|))
-        per_class = ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
-        return ops.mean(per_class)
+        # max(x, 0) - x z + log(1 + exp(-|x|)); Keras takes the mean (and scales it
+        # for distribution strategies).
+        return ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
 
 
 def encnet_losses(
