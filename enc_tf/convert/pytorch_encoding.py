@@ -9,13 +9,13 @@ are. `num_batches_tracked` buffers are ignored.
 import logging
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 
 from enc_tf.layers.encoding import Encoding
 from enc_tf.models.encnet import build_encnet, build_fcn
+from enc_tf.models.saving import save_model_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -273,22 +273,6 @@ def load_backbone_state(backbone, state, source="state_dict"):
         if not key.startswith(("fc.", "pretrained.fc."))
     }
     load_state_dict(backbone_module_map(backbone), state, source)
-
-
-def save_model_atomic(model, path):
-    """Saves a `.keras` file through a temporary file and a rename."""
-    if not path.endswith(".keras"):
-        raise ValueError(f"Output path must end in .keras, got {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def convert_checkpoint(src, out, output_stride=8, **overrides):

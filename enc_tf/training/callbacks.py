@@ -3,28 +3,15 @@
 import logging
 import math
 import os
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.models.saving import save_model_atomic
+
 logger = logging.getLogger(__name__)
-
-
-def save_atomic(model, path):
-    """Saves a `.keras` file through a temporary file and a rename: never half-written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -39,11 +26,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        save_atomic(self.model, os.path.join(self.directory, "last.keras"))
+        save_model_atomic(self.model, os.path.join(self.directory, "last.keras"))
         value = logs.get(self.monitor)
         if value is not None and self.sign * float(value) > self.best:
             self.best = self.sign * float(value)
-            save_atomic(self.model, os.path.join(self.directory, "best.keras"))
+            save_model_atomic(self.model, os.path.join(self.directory, "best.keras"))
             logger.info("New best %s = %.4f at epoch %d", self.monitor, float(value), epoch + 1)
 
 

@@ -18,7 +18,7 @@ from enc_tf.data import (
 )
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
-from enc_tf.models import build_encnet, build_fcn
+from enc_tf.models import build_encnet, build_fcn, save_model_atomic
 from enc_tf.training import callbacks as cb
 from enc_tf.training.config import ConfigError, save_config
 from enc_tf.training.optimizer import HEAD_PREFIXES, EncNetSGD, PolyDecay
@@ -151,5 +151,5 @@ def train(config):
         validation_freq=t.val_every_epochs, callbacks=callbacks, shuffle=False, verbose=1 if os.isatty(1) else 2,
     )
     if not any(isinstance(c, cb.StopOnNonFiniteLoss) and c.stopped_at is not None for c in callbacks):
-        cb.save_atomic(model, os.path.join(run_dir, "model.keras"))
+        save_model_atomic(model, os.path.join(run_dir, "model.keras"))
     return model, history.history

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from enc_tf.training import load_config, train
-from enc_tf.training.callbacks import StopOnNonFiniteLoss, colorize, save_atomic
+from enc_tf.models import save_model_atomic
+from enc_tf.training.callbacks import StopOnNonFiniteLoss, colorize
 
 
 def _tiny(tmp_path, *extra):
@@ -57,7 +58,7 @@ def test_stop_on_non_finite_loss():
 def test_save_atomic_never_leaves_a_partial_file(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     path = tmp_path / "m.keras"
-    save_atomic(model, str(path))
+    save_model_atomic(model, str(path))
     before = path.read_bytes()
 
     class Unsaveable(keras.Sequential):
@@ -65,7 +66,7 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        save_atomic(Unsaveable([keras.Input((2,)), keras.layers.Dense(1)]), str(path))
+        save_model_atomic(Unsaveable([keras.Input((2,)), keras.layers.Dense(1)]), str(path))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.keras"]
 
