@@ -12,19 +12,17 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.data import PipelineConfig, build_dataset
+from enc_tf.data import PipelineConfig, build_dataset, denormalize
 from enc_tf.evaluation import evaluate, format_scores
 from enc_tf.training import load_config, make_sources, train
 from enc_tf.training.callbacks import colorize
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml")
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
 def prediction_panel(image, label, prediction, classes):
     """input | ground truth | prediction, side by side, with a legend of the classes shown."""
-    rgb = np.clip((image * STD + MEAN) * 255, 0, 255).astype(np.uint8)
-    strip = np.concatenate([rgb, colorize(label, classes.palette), colorize(prediction, classes.palette)], axis=1)
+    strip = np.concatenate([denormalize(image), colorize(label, classes.palette), colorize(prediction, classes.palette)], axis=1)
     shown = sorted(set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {255})
     shown = [c for c in shown if c < classes.num_classes]
     scale = 3

@@ -9,6 +9,7 @@ nearest-neighbour sampling, so their values are never interpolated.
 import dataclasses
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from enc_tf.backbones.caffe_input import IMAGENET_MEAN, IMAGENET_STD
@@ -46,6 +47,12 @@ def normalize(image):
     """RGB in [0, 255] (any dtype) -> float32 `(x / 255 - mean) / std` (ImageNet statistics)."""
     image = tf.cast(image, tf.float32) / 255.0
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+
+
+def denormalize(images):
+    """The inverse of `normalize`, for display: normalised float images -> uint8 RGB (NumPy)."""
+    rgb = (np.asarray(images) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)) * 255
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def resize_pair(image, label, height, width):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.data.augment import denormalize
 from enc_tf.models.saving import save_model_atomic
 
 logger = logging.getLogger(__name__)
@@ -93,20 +94,18 @@ def colorize(labels, palette):
 class PredictionImages(keras.callbacks.Callback):
     """Logs input | ground truth | prediction images to TensorBoard every N epochs."""
 
-    def __init__(self, log_dir, images, labels, palette, every_epochs=1, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    def __init__(self, log_dir, images, labels, palette, every_epochs=1):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
         self.images, self.labels = images, labels
         self.palette, self.every = palette, every_epochs
-        self.mean, self.std = np.asarray(mean), np.asarray(std)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         logits = self.model(self.images, training=False)["seg"]
         prediction = np.argmax(np.asarray(logits), -1)
-        rgb = np.clip((np.asarray(self.images) * self.std + self.mean) * 255, 0, 255).astype(np.uint8)
-        panel = np.concatenate([rgb, colorize(self.labels, self.palette), colorize(prediction, self.palette)], axis=2)
+        panel = np.concatenate([denormalize(self.images), colorize(self.labels, self.palette), colorize(prediction, self.palette)], axis=2)
         with self.writer.as_default():
             tf.summary.image("input | ground truth | prediction", panel, step=epoch + 1, max_outputs=len(panel))
         self.writer.flush()

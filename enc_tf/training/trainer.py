@@ -102,7 +102,7 @@ def train(config):
     d = config.data
     augment = AugmentConfig((d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric)
     pipeline = PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
-    se_loss = config.model.arch == "encnet" and config.model.se_loss
+    se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
     train_data = build_dataset(train_source, "train", pipeline, config.model.aux, se_loss, repeat=True)
     val_data = build_dataset(val_source, "val", pipeline, config.model.aux, se_loss)
     steps = t.steps_per_epoch or max(1, _num_examples(train_source) // t.batch_size)

@@ -94,3 +94,12 @@ def test_config_checks():
         AugmentConfig(scale_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="blur_probability"):
         AugmentConfig(blur_probability=2)
+
+
+def test_denormalize_inverts_normalize():
+    from enc_tf.data import denormalize
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3)).astype(np.uint8)
+    back = denormalize(normalize(tf.constant(pixels)).numpy())
+    assert back.dtype == np.uint8 and back.shape == pixels.shape
+    assert np.max(np.abs(back.astype(int) - pixels)) <= 1  # truncation of a float round trip
