@@ -53,18 +53,18 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         self.ignore_index = int(ignore_index)
 
     def call(self, y_true, y_pred):
-        logits = ops.cast(y_pred, "float32")
+        logits = ops.cast(y_pred, self.dtype)
         labels = ops.cast(y_true, "int32")
         if len(labels.shape) == len(logits.shape):
             labels = ops.squeeze(labels, axis=-1)
         valid = labels != self.ignore_index
         safe_labels = ops.where(valid, labels, 0)
         per_pixel = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
-        valid = ops.cast(valid, "float32")
+        valid = ops.cast(valid, self.dtype)
         # Per-pixel values whose plain mean is the mean over valid pixels. Returning
         # values rather than a scalar lets Keras reduce them and scale the loss by
         # 1 / replicas under a distribution strategy (it leaves scalars unscaled).
-        pixels = ops.cast(ops.size(valid), "float32")
+        pixels = ops.cast(ops.size(valid), self.dtype)
         return per_pixel * valid * (pixels / ops.maximum(ops.sum(valid), 1.0))
 
     def get_config(self):
@@ -89,8 +89,8 @@ class PresenceBinaryCrossEntropy(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        logits = ops.cast(y_pred, "float32")
-        targets = ops.cast(y_true, "float32")
+        logits = ops.cast(y_pred, self.dtype)
+        targets = ops.cast(y_true, self.dtype)
         # max(x, 0) - x z + log(1 + exp(-|x|)); Keras takes the mean (and scales it
         # for distribution strategies).
         return ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
@@ -102,6 +102,7 @@ def encnet_losses(
     aux_weight=0.2,
     se_weight=0.2,
     ignore_index=DEFAULT_IGNORE_INDEX,
+    dtype=None,
 ):
     """The losses and loss weights of SPEC §6 for `model.compile`.
 
@@ -110,19 +111,21 @@ def encnet_losses(
         se_loss: bool, include the `se` term.
         aux_weight, se_weight: float, weights of the `aux` and `se` terms.
         ignore_index: label value to ignore in the cross-entropies.
+        dtype: dtype the losses compute in (default float32, also under mixed
+            precision; float64 for a float64 model).
 
     Returns:
         `(losses, loss_weights)`, two dicts keyed by output name. The `se`
         target is `presence_targets(labels, ...)`, which the data pipeline
         computes after augmentation.
     """
-    losses = {"seg": SegmentationCrossEntropy(ignore_index, name="seg_ce")}
+    losses = {"seg": SegmentationCrossEntropy(ignore_index, name="seg_ce", dtype=dtype)}
     weights = {"seg": 1.0}
     if aux:
-        losses["aux"] = SegmentationCrossEntropy(ignore_index, name="aux_ce")
+        losses["aux"] = SegmentationCrossEntropy(ignore_index, name="aux_ce", dtype=dtype)
         weights["aux"] = float(aux_weight)
     if se_loss:
-        losses["se"] = PresenceBinaryCrossEntropy(name="se_bce")
+        losses["se"] = PresenceBinaryCrossEntropy(name="se_bce", dtype=dtype)
         weights["se"] = float(se_weight)
     return losses, weights
 

@@ -35,6 +35,17 @@ def test_cross_entropy_skips_the_ignore_value():
     )
 
 
+
+def test_float64_losses_compute_in_float64():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 4, 4, 3)) * 3
+    labels = rng.integers(0, 3, size=(2, 4, 4))
+    losses, _ = encnet_losses(dtype="float64")
+    value = losses["seg"](labels, logits)
+    assert value.dtype == "float64"
+    np.testing.assert_allclose(float(value), reference_ce(labels, logits, 255), rtol=1e-13)
+
+
 def test_presence_targets():
     labels = np.array([[[0, 2], [2, 255]], [[255, 255], [1, 7]]])
     expected = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], "float32")  # 7 is out of range: not counted

@@ -47,8 +47,8 @@ class Encoding(keras.layers.Layer):
     Each feature `x_i` is softly assigned to the codewords with weights
     `softmax_k(s_k * ||x_i - c_k||^2)` (the smoothing factors `s_k` are
     negative), and the residuals `x_i - c_k` are summed per codeword. The
-    computation runs in float32 under any dtype policy and is returned in the
-    layer's compute dtype.
+    computation runs in float32 under the mixed (16-bit) policies, in float64
+    under a float64 policy, and is returned in the layer's compute dtype.
 
     Args:
         num_codes: int, number of codewords `K`.
@@ -81,25 +81,26 @@ class Encoding(keras.layers.Layer):
             )
         bound = 1.0 / math.sqrt(self.num_codes * channels)
         # autocast=False keeps the float32 variables float32 under mixed precision.
+        self._work_dtype = "float64" if self.variable_dtype == "float64" else "float32"
         self.codewords = self.add_weight(
             name="codewords",
             shape=(self.num_codes, channels),
             initializer=keras.initializers.RandomUniform(-bound, bound),
-            dtype="float32",
+            dtype=self._work_dtype,
             autocast=False,
         )
         self.scale = self.add_weight(
             name="scale",
             shape=(self.num_codes,),
             initializer=keras.initializers.RandomUniform(-1.0, 0.0),
-            dtype="float32",
+            dtype=self._work_dtype,
             autocast=False,
         )
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
 
     def call(self, inputs):
         channels = self.codewords.shape[-1]
-        x = ops.cast(inputs, "float32")
+        x = ops.cast(inputs, self.codewords.dtype)
         x = ops.reshape(x, (ops.shape(x)[0], -1, channels))  # (B, N, D), n = h*W + w
         assignments = ops.softmax(scaled_l2(x, self.codewords, self.scale), axis=-1)
         encoded = aggregate(assignments, x, self.codewords)

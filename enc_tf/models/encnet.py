@@ -22,12 +22,14 @@ def _aux_logits(features, num_classes, aux, dropout, sync):
 
 def _segmentation_model(images, logits, aux_logits, se_logits, align_corners, name):
     """Resizes the logits to the input size and assembles the output dict."""
-    # Outputs in float32 under mixed precision, so that losses and exports see float32.
-    outputs = {"seg": BilinearResize(align_corners, dtype="float32", name="seg")([logits, images])}
+    # Outputs in float32 under mixed precision, so that losses and exports see float32
+    # (float64 models keep float64).
+    dtype = "float64" if logits.dtype == "float64" else "float32"
+    outputs = {"seg": BilinearResize(align_corners, dtype=dtype, name="seg")([logits, images])}
     if aux_logits is not None:
-        outputs["aux"] = BilinearResize(align_corners, dtype="float32", name="aux")([aux_logits, images])
+        outputs["aux"] = BilinearResize(align_corners, dtype=dtype, name="aux")([aux_logits, images])
     if se_logits is not None:
-        outputs["se"] = keras.layers.Activation("linear", dtype="float32", name="se")(se_logits)
+        outputs["se"] = keras.layers.Activation("linear", dtype=dtype, name="se")(se_logits)
     return keras.Model(images, outputs, name=name)
 
 

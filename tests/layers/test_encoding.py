@@ -172,6 +172,16 @@ def test_mixed_precision_computes_in_float32(policy):
     assert oracle.rel_to_absmax(keras.ops.cast(out, "float32"), expected) < tol
 
 
+def test_float64_policy_computes_in_float64():
+    shape = (2, 5, 5, 8)
+    x = np.random.default_rng(5).normal(size=shape)
+    layer = _layer(shape, 4, dtype="float64")
+    out = np.asarray(layer(x))
+    assert layer.codewords.dtype == "float64" and out.dtype == np.float64
+    expected = reference_encoding(x, layer.codewords.numpy(), layer.scale.numpy())
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_serialization_round_trip(tmp_path):
     inputs = keras.Input((None, None, 8))
     model = keras.Model(inputs, Encoding(4, name="enc")(inputs))

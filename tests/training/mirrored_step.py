@@ -1,5 +1,10 @@
 """One training step of a small EncNet on one device or under MirroredStrategy over two
-logical CPU devices; writes the resulting weights (run as a script by the tests)."""
+logical CPU devices; writes the resulting weights and BatchNorm moving statistics (run
+as a script by the tests).
+
+The step runs in float64: at this random initialisation the float32 gradients are
+ill-conditioned (merely reordering the batch on one device changes some by 20%), so
+a float32 comparison could not tell a real difference from rounding."""
 
 import sys
 
@@ -16,6 +21,7 @@ from enc_tf.losses import encnet_losses, presence_targets  # noqa: E402
 from enc_tf.training.optimizer import EncNetSGD  # noqa: E402
 
 mode, out = sys.argv[1], sys.argv[2]  # mode: single, mirrored_sync, mirrored_local
+keras.config.set_dtype_policy("float64")
 strategy = tf.distribute.get_strategy() if mode == "single" else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 keras.utils.set_random_seed(0)
 with strategy.scope():
@@ -23,11 +29,11 @@ with strategy.scope():
     model = build_encnet(5, output_stride=16, input_shape=(64, 64, 3), dropout=0.0,
                          sync_batch_norm=mode == "mirrored_sync")
     rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") if w.ndim > 1 else w.numpy()
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float64") if w.ndim > 1 else w.numpy()
                        for w in model.weights])
-    losses, weights = encnet_losses()
+    losses, weights = encnet_losses(dtype="float64")
     model.compile(optimizer=EncNetSGD(0.01), loss=losses, loss_weights=weights)
-images = rng.normal(size=(4, 64, 64, 3)).astype("float32")
+images = rng.normal(size=(4, 64, 64, 3))
 images[2:] += 1.5  # the replicas' halves differ, so local and global statistics differ
 labels = rng.integers(0, 5, (4, 64, 64)).astype("int32")
 targets = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, 5))}
