@@ -38,15 +38,44 @@ class PipelineConfig:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}.")
 
 
-def decoded_examples(source, shuffle=False, seed=0, repeat=False):
+def _check_shard(shard):
+    if shard is None:
+        return None
+    count, index = (int(v) for v in shard)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be (count, index) with 0 <= index < count, got {shard!r}.")
+    return count, index
+
+
+def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None):
     """`(image, label)` pairs: `(H, W, 3)` uint8 RGB and `(H, W)` uint8 train ids.
 
     Folder-style sources are decoded with Pillow (EXIF, palette and 16-bit
-    handling, checked label values); TFRecord shards are decoded in the graph
-    and shard by file across workers.
+    handling, checked label values); TFRecord shards are decoded in the graph.
+    `shard=(count, index)` keeps this input pipeline's part only, before any
+    decoding: whole TFRecord files when repeating over at least `count` files,
+    else every `count`-th example. A finite sharded pass is padded with blank
+    examples (label all ignore, so they change no metric) to the same length
+    in every shard: workers that ran out of data first would otherwise wait
+    forever for the others' collective operations.
     """
+    shard = _check_shard(shard)
+    examples = _decoded(source, shuffle, seed, repeat, shard)
+    if shard is None or repeat:
+        return examples
+    count, index = shard
+    total = source.num_examples if isinstance(source, TFRecordSource) else len(source.samples)
+    missing = -(-total // count) - len(range(index, total, count))
+    blank = (tf.zeros((8, 8, 3), tf.uint8), tf.fill((8, 8), tf.constant(source.ignore_index, tf.uint8)))
+    return examples.concatenate(tf.data.Dataset.from_tensors(blank).repeat(missing)) if missing else examples
+
+
+def _decoded(source, shuffle, seed, repeat, shard):
     if isinstance(source, TFRecordSource):
         files = tf.data.Dataset.from_tensor_slices(list(source.files))
+        by_file = shard is not None and repeat and len(source.files) >= shard[0]
+        if by_file:
+            files = files.shard(*shard)
         if shuffle:
             files = files.shuffle(len(source.files), seed=seed, reshuffle_each_iteration=True)
         if repeat:
@@ -55,6 +84,8 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False):
             tf.data.TFRecordDataset, cycle_length=min(4, len(source.files)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
         )
+        if shard is not None and not by_file:
+            records = records.shard(*shard)
         if shuffle:
             records = records.shuffle(256, seed=seed, reshuffle_each_iteration=True)
         return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -62,6 +93,8 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False):
         raise TypeError(f"Expected a SegmentationSource or TFRecordSource, got {type(source).__name__}.")
     images, labels = zip(*source.samples)
     pairs = tf.data.Dataset.from_tensor_slices((list(images), list(labels)))
+    if shard is not None:
+        pairs = pairs.shard(*shard)
     if shuffle:
         pairs = pairs.shuffle(len(source.samples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -86,7 +119,7 @@ def _targets(label, num_classes, ignore_index, aux, se_loss):
     return targets
 
 
-def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False):
+def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False, shard=None):
     """Batches of `(images, targets)` for `model.fit` / `model.evaluate`.
 
     Args:
@@ -99,6 +132,9 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
             (int32 labels), `aux` (the same labels) and `se` (float32 class
             presence of the crop the model sees, computed after augmentation).
         repeat: repeat forever (set `steps_per_epoch` in `fit`).
+        shard: `(count, index)`: this input pipeline's share of the data
+            (multi-worker training; see `decoded_examples`). The pipeline is then
+            not auto-sharded again by tf.distribute.
 
     Returns:
         A `tf.data.Dataset`; images are float32 normalised `(B, H, W, 3)`.
@@ -109,7 +145,7 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
         raise ValueError(f"crop_size {config.crop_size} is larger than any scaled image can be.")
     num_classes, ignore = source.classes.num_classes, source.ignore_index
     training = mode == "train"
-    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat)
+    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat, shard=shard)
     if training:
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
         examples = tf.data.Dataset.zip((examples, seeds)).map(
@@ -137,7 +173,9 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
         batches = examples.batch(config.batch_size, drop_remainder=training)
     options = tf.data.Options()
     options.deterministic = True
-    if not isinstance(source, TFRecordSource):
+    if shard is not None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    elif not isinstance(source, TFRecordSource):
         # A list of file names has no files to shard by: shard the examples.
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -55,7 +55,11 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops after the epoch during which `minutes` have passed."""
+    """Stops after the epoch during which `minutes` have passed.
+
+    Under a multi-worker strategy the workers decide together (any worker over
+    time stops all), so that none waits forever for the others' next step.
+    """
 
     def __init__(self, minutes):
         super().__init__()
@@ -66,7 +70,11 @@ class TimeLimit(keras.callbacks.Callback):
         self.start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() - self.start > self.seconds:
+        over = time.monotonic() - self.start > self.seconds
+        strategy = self.model.distribute_strategy
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            over = float(strategy.reduce("SUM", tf.constant(float(over)), axis=None)) > 0
+        if over:
             logger.info("Time limit of %.1f minutes reached after epoch %d.", self.seconds / 60, epoch + 1)
             self.model.stop_training = True
 

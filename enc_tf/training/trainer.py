@@ -1,6 +1,7 @@
 """Training EncNet / FCN with `model.fit` from a `Config`."""
 
 import contextlib
+import dataclasses
 import logging
 import os
 
@@ -22,7 +23,7 @@ from enc_tf.models import build_encnet, build_fcn, save_model_atomic
 from enc_tf.training import callbacks as cb
 from enc_tf.training.config import ConfigError, save_config
 from enc_tf.training.optimizer import HEAD_PREFIXES, EncNetSGD, PolyDecay
-from enc_tf.training.strategy import make_strategy
+from enc_tf.training.strategy import distribute_input, fix_fit_for_multi_worker, make_strategy, worker_role
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +85,18 @@ def train(config):
     The run directory receives the resolved `config.yaml`, `checkpoints/last.keras`
     and `best.keras` (written atomically), `backup/` (resume state: a killed run
     started again with the same config continues where it stopped), `log.csv`,
-    `tensorboard/` and the final `model.keras`.
+    `tensorboard/` and the final `model.keras`. Under a multi-worker strategy
+    the chief writes all of these; every other worker keeps only its resume
+    state, in `backup/worker-<task id>/`.
     """
     t = config.train
     run_dir = t.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    save_config(config, os.path.join(run_dir, "config.yaml"))
     keras.utils.set_random_seed(t.seed)
     strategy = make_strategy(t.strategy)
+    chief, task_id = worker_role(strategy)
+    os.makedirs(run_dir, exist_ok=True)
+    if chief:
+        save_config(config, os.path.join(run_dir, "config.yaml"))
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % replicas:
         raise ConfigError(f"train.batch_size ({t.batch_size}) is not divisible by the {replicas} replicas.")
@@ -103,8 +108,14 @@ def train(config):
     augment = AugmentConfig((d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric)
     pipeline = PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
-    train_data = build_dataset(train_source, "train", pipeline, config.model.aux, se_loss, repeat=True)
-    val_data = build_dataset(val_source, "val", pipeline, config.model.aux, se_loss)
+
+    def dataset(source, mode, repeat=False):
+        return lambda batch, shard: build_dataset(
+            source, mode, dataclasses.replace(pipeline, batch_size=batch), config.model.aux, se_loss, repeat, shard
+        )
+
+    train_data = distribute_input(strategy, dataset(train_source, "train", repeat=True), t.batch_size)
+    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
     steps = t.steps_per_epoch or max(1, _num_examples(train_source) // t.batch_size)
     total_steps = steps * t.epochs
 
@@ -126,20 +137,26 @@ def train(config):
             optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=t.xla,
             metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
         )
+        fix_fit_for_multi_worker(model)
 
-    sample_images, sample_targets = next(iter(val_data.unbatch().batch(4).take(1)))
+    backup = os.path.join(run_dir, "backup") if chief else os.path.join(run_dir, "backup", f"worker-{task_id}")
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False, double_checkpoint=True),
         cb.StopOnNonFiniteLoss(),
         cb.LearningRateLogger(),
-        cb.AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-        cb.PredictionImages(
-            os.path.join(run_dir, "tensorboard"), sample_images, sample_targets["seg"],
-            train_source.classes.palette, t.image_log_every_epochs,
-        ),
     ]
+    if chief:
+        samples = build_dataset(val_source, "val", dataclasses.replace(pipeline, batch_size=4), False, False)
+        sample_images, sample_targets = next(iter(samples.take(1)))
+        callbacks += [
+            cb.AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+            keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+            cb.PredictionImages(
+                os.path.join(run_dir, "tensorboard"), sample_images, sample_targets["seg"],
+                train_source.classes.palette, t.image_log_every_epochs,
+            ),
+        ]
     if t.time_limit_minutes:
         callbacks.append(cb.TimeLimit(t.time_limit_minutes))
     logger.info(
@@ -150,6 +167,7 @@ def train(config):
         train_data, epochs=t.epochs, steps_per_epoch=steps, validation_data=val_data,
         validation_freq=t.val_every_epochs, callbacks=callbacks, shuffle=False, verbose=1 if os.isatty(1) else 2,
     )
-    if not any(isinstance(c, cb.StopOnNonFiniteLoss) and c.stopped_at is not None for c in callbacks):
+    stopped = any(isinstance(c, cb.StopOnNonFiniteLoss) and c.stopped_at is not None for c in callbacks)
+    if chief and not stopped:
         save_model_atomic(model, os.path.join(run_dir, "model.keras"))
     return model, history.history

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, folder_source
+from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, decoded_examples, folder_source
 from tests.support import layouts
 
 
@@ -68,3 +68,24 @@ def test_bad_mask_value_fails_with_the_file_name(tmp_path):
     dataset = build_dataset(folder_source(str(tmp_path)), "eval", PipelineConfig(batch_size=1))
     with pytest.raises(Exception, match=r"img1.png has values \[7\]"):
         _batches(dataset)
+
+
+def _image_set(dataset):
+    return {image.tobytes() for image, _ in dataset.as_numpy_iterator()}
+
+
+def test_shards_partition_the_examples(source):
+    config = PipelineConfig(batch_size=1)
+    whole = _image_set(decoded_examples(source))
+    parts = [_image_set(decoded_examples(source, shard=(2, i))) for i in range(2)]
+    assert len(parts[0]) == 3 and len(parts[1]) == 3
+    assert parts[0] | parts[1] == whole and not parts[0] & parts[1]
+    assert len(list(build_dataset(source, "val", PipelineConfig(batch_size=1, crop_size=8), shard=(3, 2)))) == 2
+    # 6 examples over 4 shards: 2, 2, 1, 1, padded to 2 each with all-ignore blanks.
+    quarters = [list(decoded_examples(source, shard=(4, i)).as_numpy_iterator()) for i in range(4)]
+    assert [len(q) for q in quarters] == [2, 2, 2, 2]
+    assert [sum(np.all(label == 255) for _, label in q) for q in quarters] == [0, 0, 1, 1]
+    repeated = list(decoded_examples(source, repeat=True, shard=(4, 3)).take(4).as_numpy_iterator())
+    assert not any(np.all(label == 255) for _, label in repeated)  # no blanks when repeating
+    with pytest.raises(ValueError, match="shard"):
+        build_dataset(source, "train", config, shard=(2, 2))

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enc_tf.data import DataError, PipelineConfig, build_dataset, folder_source, read_tfrecord_source, write_tfrecords
+from enc_tf.data import (
+    DataError,
+    PipelineConfig,
+    build_dataset,
+    decoded_examples,
+    folder_source,
+    read_tfrecord_source,
+    write_tfrecords,
+)
 from enc_tf.data.io import read_pair
 from enc_tf.data.tfrecord import parse_example
 from tests.support import layouts
@@ -29,6 +37,19 @@ def test_round_trip_is_lossless_and_sharded(tmp_path):
     assert seen == 5
     batches = list(build_dataset(read_tfrecord_source(str(tmp_path / "tfr")), "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8)))
     assert len(batches) == 2 and batches[0][0].shape == (2, 8, 8, 3)
+    # Shards partition the data; finite passes are padded with all-ignore blanks to equal lengths.
+    tfr = read_tfrecord_source(str(tmp_path / "tfr"))
+    originals = sorted(image.tobytes() for image, _ in expected.values())
+    for count in (2, 3):
+        parts = [list(decoded_examples(tfr, shard=(count, i)).as_numpy_iterator()) for i in range(count)]
+        assert len({len(p) for p in parts}) == 1
+        real = [image.tobytes() for part in parts for image, label in part if not np.all(label == 255)]
+        assert sorted(real) == originals
+    # Repeating over at least `count` files: whole files per shard, and no blanks.
+    for i, path in enumerate(tfr.files):
+        in_file = sorted(parse_example(r)[0].numpy().tobytes() for r in tf.data.TFRecordDataset(path))
+        seen = sorted({image.tobytes() for image, _ in decoded_examples(tfr, repeat=True, shard=(2, i)).take(12).as_numpy_iterator()})
+        assert seen == in_file
 
 
 def test_refuses_to_overwrite_and_detects_interrupted_conversions(tmp_path):
