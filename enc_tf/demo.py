@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from enc_tf.data import PipelineConfig, build_dataset, denormalize
 from enc_tf.evaluation import evaluate, format_scores
 from enc_tf.training import load_config, make_sources, train
-from enc_tf.training.callbacks import colorize
+from enc_tf.visualize import add_legend, colorize
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml")
 
@@ -27,18 +27,11 @@ def prediction_panel(image, label, prediction, classes):
     shown = [c for c in shown if c < classes.num_classes]
     scale = 3
     panel = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
-    legend_h = 16 * ((len(shown) + 3) // 4) + 20
-    canvas = Image.new("RGB", (panel.width, panel.height + legend_h), "white")
-    canvas.paste(panel, (0, 0))
-    draw = ImageDraw.Draw(canvas)
+    draw = ImageDraw.Draw(panel)
     third = panel.width // 3
     for i, title in enumerate(("input", "ground truth", "prediction")):
         draw.text((i * third + 4, 2), title, fill="white")
-    for i, c in enumerate(shown):
-        x, y = 4 + (i % 4) * (panel.width // 4), panel.height + 4 + 16 * (i // 4)
-        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(classes.palette[c]), outline="black")
-        draw.text((x + 16, y), classes.names[c], fill="black")
-    return canvas
+    return add_legend(panel, classes, shown)
 
 
 def main(argv=None):

@@ -27,14 +27,19 @@ def read_image(path):
     EXIF orientation is applied; grayscale, RGBA (alpha dropped), palette,
     CMYK and 16-bit images are converted to 8-bit RGB.
     """
-    image = ImageOps.exif_transpose(_open(path, "image"))
+    return image_to_rgb(_open(path, "image"), path)
+
+
+def image_to_rgb(image, name="<image>"):
+    """A PIL image as `(H, W, 3)` uint8 RGB, as `read_image` (EXIF orientation applied)."""
+    image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         scale = 255.0 / 65535.0 if array.max(initial=0) > 255 else 1.0
         array = np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
         return np.repeat(array[..., None], 3, axis=-1)
     if image.mode == "F":
-        raise DataError(f"Image {path} is floating point (mode F); expected 8- or 16-bit pixels.")
+        raise DataError(f"Image {name} is floating point (mode F); expected 8- or 16-bit pixels.")
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from enc_tf.data.augment import denormalize
 from enc_tf.models.saving import save_model_atomic
+from enc_tf.visualize import colorize
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,6 @@ class LearningRateLogger(keras.callbacks.Callback):
             lr = lr(optimizer.iterations)
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-
-
-def colorize(labels, palette):
-    """`(..., H, W)` labels -> `(..., H, W, 3)` uint8 colours; values outside the palette
-    (the ignore value among them) are black."""
-    table = np.zeros((256, 3), np.uint8)
-    table[: len(palette)] = np.asarray(palette, np.uint8)
-    return table[np.clip(np.asarray(labels), 0, 255)]
 
 
 class PredictionImages(keras.callbacks.Callback):

@@ -7,7 +7,7 @@ import pytest
 
 from enc_tf.training import load_config, train
 from enc_tf.models import save_model_atomic
-from enc_tf.training.callbacks import StopOnNonFiniteLoss, colorize
+from enc_tf.training.callbacks import StopOnNonFiniteLoss
 
 
 def _tiny(tmp_path, *extra):
@@ -70,7 +70,3 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path):
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.keras"]
 
-
-def test_colorize():
-    out = colorize(np.array([[0, 1, 255]]), [(1, 2, 3), (4, 5, 6)])
-    np.testing.assert_array_equal(out, [[[1, 2, 3], [4, 5, 6], [0, 0, 0]]])

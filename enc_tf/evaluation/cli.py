@@ -1,0 +1,114 @@
+"""`enc-eval MODEL [options]`: the paper's evaluation protocol on a dataset.
+
+MODEL is a `.keras` file, a training run directory (its config names the
+validation data) or a SavedModel from export/saved_model.py. Prints the per-class
+IoU table and writes evaluation.json, confusion_matrix.npy and confusion_matrix.png.
+Under TF_CONFIG (several workers) each worker evaluates its shard and the
+confusion matrices are summed across workers.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import tensorflow as tf
+
+from enc_tf.data import PipelineConfig, build_dataset, get_source, read_tfrecord_source
+from enc_tf.data.io import DataError
+from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale
+from enc_tf.evaluation.report import format_scores, write_report
+from enc_tf.inference.loading import check_classes, load_model
+from enc_tf.training.config import ConfigError
+
+
+def _source(args, loaded):
+    if args.dataset is None:
+        if loaded.run_config is None:
+            raise ConfigError("--dataset and --root are needed unless MODEL is a training run directory.")
+        from enc_tf.training.trainer import make_sources
+
+        return make_sources(loaded.run_config.data)[1]
+    if args.root is None:
+        raise ConfigError("--root is required with --dataset.")
+    if args.dataset == "tfrecord":
+        return read_tfrecord_source(os.path.join(args.root, args.split))
+    if args.dataset == "folder":  # an empty split: every image
+        kwargs = {"classes": args.classes, "label_mapping": args.label_mapping}
+        return get_source("folder", args.root, args.split or None, **kwargs)
+    return get_source(args.dataset, args.root, args.split)
+
+
+def _strategy():
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if sum(len(v) for v in cluster.values()) > 1:
+        from enc_tf.training.strategy import worker_role
+
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        chief, task = worker_role(strategy)
+        has_chief = "chief" in cluster
+        index = 0 if chief else task + has_chief
+        return strategy, (len(cluster.get("worker", [])) + has_chief, index)
+    return None, None
+
+
+def run(args):
+    loaded = load_model(args.model)
+    source = _source(args, loaded)
+    classes = check_classes(loaded, source.classes, f"the {args.dataset or 'run'} dataset")
+    scales = tuple(args.scales) if args.multi_scale else (1.0,)
+    flip = args.multi_scale and not args.no_flip
+    config = MultiScaleConfig(args.base_size, args.crop_size, scales, flip, window_batch=args.window_batch)
+    predictor = MultiScalePredictor(loaded.logits_fn, loaded.num_classes, config)
+    strategy, shard = _strategy()
+    data = build_dataset(source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False, shard=shard)
+    examples = data.map(lambda image, targets: (image[0], targets["seg"][0]))
+    if args.limit:
+        examples = examples.take(args.limit)
+    examples = ((image.numpy(), label.numpy()) for image, label in examples)
+    # Single scale runs at each image's own resolution (sliding window above the crop).
+    scores, matrix = evaluate_multi_scale(
+        predictor, examples, source.ignore_index, classes.names, strategy, native_resolution=not args.multi_scale
+    )
+    protocol = {
+        "model": args.model, "dataset": args.dataset or loaded.run_config.data.dataset, "split": args.split,
+        "mode": "multi-scale" if args.multi_scale else "single-scale (native resolution)",
+        "scales": list(scales), "flip": flip, "base_size": args.base_size, "crop_size": args.crop_size,
+        "probabilities": "softmax, averaged over window overlaps, summed over scales and flips",
+    }
+    print(format_scores(scores))
+    if strategy is None or shard[1] == 0:
+        paths = write_report(args.out, scores, matrix, {"protocol": protocol})
+        print("\n" + "\n".join(f"{name}: {path}" for name, path in paths.items()))
+    return scores
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="enc-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
+    parser.add_argument("--dataset", choices=("folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord"))
+    parser.add_argument("--root", help="dataset root")
+    parser.add_argument("--split", default="val", help='split name ("" for every image of a folder dataset)')
+    parser.add_argument("--classes", help="class list (folder datasets)")
+    parser.add_argument("--label-mapping", default="identity", help="folder datasets: identity or minus_one")
+    parser.add_argument("--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol")
+    parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
+    parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--base-size", type=int, default=520)
+    parser.add_argument("--crop-size", type=int, default=480)
+    parser.add_argument("--window-batch", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    parser.add_argument("--out", default="evaluation", help="output directory")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

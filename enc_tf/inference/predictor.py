@@ -1,0 +1,114 @@
+"""Segmenting users' images: NumPy arrays or PIL images in, label maps out."""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from enc_tf.data.augment import normalize
+from enc_tf.data.classes import make_class_info
+from enc_tf.data.io import image_to_rgb
+from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, resize_align_corners
+from enc_tf.inference.loading import check_classes, load_model
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One image's result.
+
+    Attributes:
+        labels: `(H, W)` int32 class indices at the input's size.
+        probabilities: `(H, W, C)` float32 class probabilities (mean over the passes).
+        presence: `(C,)` float32 image-level class presence from the SE head
+            (sigmoid), or None when the model has no SE head.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    presence: Optional[np.ndarray]
+
+
+def to_rgb_array(image, name="<image>"):
+    """`(H, W, 3)` uint8 from a PIL image or an array: `(H, W)` grey, `(H, W, 1|3|4)`,
+    uint8 or uint16 (scaled to 8 bits) or float in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return image_to_rgb(image, name)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise ValueError(f"{name}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {array.shape}.")
+    if array.dtype == np.uint16:
+        array = np.rint(array / 257.0).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or np.isnan(array).any()):
+            raise ValueError(f"{name}: float images must lie in [0, 1].")
+        array = np.rint(array * 255).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, -1)
+    return np.ascontiguousarray(array[..., :3])
+
+
+class Segmenter:
+    """Predicts label maps with a trained EncNet / FCN.
+
+    Args:
+        model: a `LoadedModel`, or a path (`.keras`, run directory, SavedModel).
+        classes: `ClassInfo` for names and colours (default: the model's own,
+            else `class_<i>` with the VOC colours). Must match the class count.
+        multi_scale: the paper's multi-scale + flip protocol at `base_size`;
+            otherwise one pass at the image's own resolution, through the
+            sliding window when it is larger than `crop_size`.
+        base_size, crop_size, scales, flip, window_batch: see `MultiScaleConfig`.
+
+    Example:
+        >>> segmenter = Segmenter("runs/context_shapes_encnet")
+        >>> segmenter(np.zeros((200, 300, 3), np.uint8)).labels.shape
+        (200, 300)
+    """
+
+    def __init__(self, model, classes=None, multi_scale=False, base_size=520, crop_size=480,
+                 scales=PAPER_SCALES, flip=True, window_batch=4):
+        self.model = load_model(model) if isinstance(model, str) else model
+        if classes is None:
+            classes = self.model.classes or make_class_info([f"class_{i}" for i in range(self.model.num_classes)])
+        self.classes = check_classes(self.model, classes, "the class list")
+        self.multi_scale = bool(multi_scale)
+        config = MultiScaleConfig(base_size, crop_size, tuple(scales) if multi_scale else (1.0,),
+                                  bool(flip) and multi_scale, window_batch=window_batch)
+        self.windows = MultiScalePredictor(self.model.logits_fn, self.model.num_classes, config)
+        self.crop_size = int(crop_size)
+        crop = self.crop_size
+        logits_fn = self.model.logits_fn
+
+        @tf.function(input_signature=[tf.TensorSpec((1, crop, crop, 3), tf.float32)])
+        def presence(image):
+            out = logits_fn(image)
+            return tf.sigmoid(tf.cast(out["se"], tf.float32))[0] if isinstance(out, dict) and "se" in out else tf.zeros((0,))
+
+        self._presence = presence
+
+    def _presence_of(self, image):
+        # The SE head sees the whole image: long side resized to the crop, padded.
+        h, w = image.shape[:2]
+        scale = self.crop_size / max(h, w)
+        height, width = max(1, round(h * scale)), max(1, round(w * scale))
+        resized = resize_align_corners(image[None], height, width)[0].numpy()
+        value = self._presence(self.windows._pad(resized, self.crop_size, self.crop_size)[None]).numpy()
+        return value if value.size else None
+
+    def __call__(self, image, name="<image>"):
+        """A `Prediction` for one image (PIL image or array, any size and mode)."""
+        rgb = to_rgb_array(image, name)
+        normalised = normalize(tf.constant(rgb)).numpy()
+        base = None if self.multi_scale else max(rgb.shape[:2])
+        probabilities = self.windows.probabilities(normalised, base) / self.windows.num_passes
+        return Prediction(np.argmax(probabilities, -1).astype(np.int32), probabilities, self._presence_of(normalised))
+
+    def predict(self, image):
+        """The `(H, W)` int32 label map of one image."""
+        return self(image).labels

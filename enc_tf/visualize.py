@@ -1,0 +1,47 @@
+"""Colouring label maps, legends and overlays (demo, TensorBoard images, enc-predict)."""
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def colorize(labels, palette):
+    """`(..., H, W)` labels -> `(..., H, W, 3)` uint8 colours; values outside the palette
+    (the ignore value among them) are black."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(palette)] = np.asarray(palette, np.uint8)
+    return table[np.clip(np.asarray(labels), 0, 255)]
+
+
+def add_legend(image, classes, shown, columns=4):
+    """`image` (PIL) with a legend strip below it: a swatch and the name of each class in `shown`."""
+    shown = [int(c) for c in shown if 0 <= int(c) < classes.num_classes]
+    rows = (len(shown) + columns - 1) // columns
+    canvas = Image.new("RGB", (image.width, image.height + 16 * rows + 8), "white")
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    width = max(1, image.width // columns)
+    for i, c in enumerate(shown):
+        x, y = 4 + (i % columns) * width, image.height + 4 + 16 * (i // columns)
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(classes.palette[c]), outline="black")
+        draw.text((x + 16, y), classes.names[c], fill="black")
+    return canvas
+
+
+def overlay(image, labels, classes, alpha=0.5):
+    """The `(H, W, 3)` uint8 image blended with the coloured label map, with a legend of
+    the classes present."""
+    coloured = colorize(labels, classes.palette).astype(np.float32)
+    blended = (1 - alpha) * np.asarray(image, np.float32) + alpha * coloured
+    picture = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+    return add_legend(picture, classes, np.unique(labels))
+
+
+def index_png(labels, classes):
+    """The label map as a palette ('P' mode) PIL image with the classes' colours embedded."""
+    labels = np.asarray(labels)
+    if labels.max(initial=0) > 255:
+        raise ValueError("An index PNG holds at most 256 classes.")
+    picture = Image.fromarray(labels.astype(np.uint8), "P")
+    flat = [v for colour in classes.palette for v in colour]
+    picture.putpalette(flat + [0] * (768 - len(flat)))
+    return picture

@@ -1,0 +1,124 @@
+import math
+
+import numpy as np
+import pytest
+
+from enc_tf.data.augment import normalize
+from enc_tf.evaluation import MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale, label_confusion
+from enc_tf.evaluation.multi_scale import scaled_size, window_starts
+from tests.support.tiny_models import tiny_segmenter
+
+
+def np_resize(x, height, width):
+    """Bilinear, corners aligned, float64 (as torch's align_corners=True)."""
+    h, w = x.shape[:2]
+    ys = np.arange(height) * ((h - 1) / (height - 1) if height > 1 else 0.0)
+    xs = np.arange(width) * ((w - 1) / (width - 1) if width > 1 else 0.0)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = x[y0][:, x0] * (1 - wx) + x[y0][:, x1] * wx
+    bottom = x[y1][:, x0] * (1 - wx) + x[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def np_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def reference(model, image, base, crop, scales, flip, pad_value):
+    """The protocol composed directly from single passes of the model, in NumPy."""
+    def single(x):  # one crop x crop pass (+ flip), probabilities
+        p = np_softmax(np.asarray(model(x[None].astype("float32"))["seg"], np.float64)[0])
+        if flip:
+            q = np_softmax(np.asarray(model(x[None, :, ::-1].astype("float32"))["seg"], np.float64)[0])
+            p = p + q[:, ::-1]
+        return p
+
+    def pad(x, size):
+        out = np.empty((max(x.shape[0], size), max(x.shape[1], size), 3))
+        out[...] = pad_value
+        out[: x.shape[0], : x.shape[1]] = x
+        return out
+
+    h, w = image.shape[:2]
+    total = 0
+    for s in scales:
+        long = int(math.ceil(base * s))
+        height, width = (long, int(w * long / h + 0.5)) if h > w else (int(h * long / w + 0.5), long)
+        x = np_resize(image.astype(np.float64), height, width)
+        if long <= crop:
+            out = single(pad(x, crop))[:height, :width]
+        else:
+            x = pad(x, crop)
+            ph, pw = x.shape[:2]
+            stride = int(crop * 2 / 3)
+            acc, count = np.zeros((ph, pw, 3)), np.zeros((ph, pw, 1))
+            for y0 in range(0, int(math.ceil((ph - crop) / stride)) * stride + 1, stride):
+                for x0 in range(0, int(math.ceil((pw - crop) / stride)) * stride + 1, stride):
+                    y1, x1 = min(y0 + crop, ph), min(x0 + crop, pw)
+                    acc[y0:y1, x0:x1] += single(pad(x[y0:y1, x0:x1], crop))[: y1 - y0, : x1 - x0]
+                    count[y0:y1, x0:x1] += 1
+            assert count.min() > 0
+            out = (acc / count)[:height, :width]
+        total = total + np_resize(out, h, w)
+    return total
+
+
+def test_geometry_matches_the_original():
+    assert scaled_size(20, 30, 24) == (16, 24) and scaled_size(30, 20, 24) == (24, 16)
+    assert window_starts(24, 16, 10) == [0, 10] and window_starts(16, 16, 10) == [0]
+    assert window_starts(30, 16, 10) == [0, 10, 20]
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
+    model = tiny_segmenter(3)
+    rng = np.random.default_rng(0)
+    image = normalize(rng.integers(0, 256, (20, 30, 3))).numpy()
+    # 0.5: padded single pass; 1.0: two windows, the last one padded; 1.25: 2 x 3 windows.
+    config = MultiScaleConfig(base_size=24, crop_size=16, scales=(0.5, 1.0, 1.25), flip=flip, window_batch=4)
+    predictor = MultiScalePredictor(model, 3, config)
+    ours = predictor.probabilities(image)
+    expected = reference(model, image, 24, 16, (0.5, 1.0, 1.25), flip, predictor._pad_value)
+    assert ours.shape == (20, 30, 3)
+    np.testing.assert_allclose(ours, expected, atol=2e-5)
+    assert predictor.num_passes == (6 if flip else 3)
+    np.testing.assert_array_equal(predictor.predict(image), np.argmax(expected, -1))
+    # The window batch size changes nothing.
+    other = MultiScalePredictor(model, 3, MultiScaleConfig(24, 16, (0.5, 1.0, 1.25), flip, window_batch=1))
+    np.testing.assert_allclose(other.probabilities(image), ours, atol=1e-6)
+
+
+def test_label_confusion_by_hand():
+    labels = np.array([[0, 0, 1], [2, 255, 1]])
+    predictions = np.array([[0, 1, 1], [0, 2, 2]])
+    expected = np.zeros((4, 4), np.int64)
+    for t, p in [(0, 0), (0, 1), (1, 1), (2, 0), (1, 2)]:  # 255 ignored; class 3 absent
+        expected[t, p] += 1
+    np.testing.assert_array_equal(label_confusion(labels, predictions, 4), expected)
+
+
+def test_evaluate_multi_scale_sums_the_dataset():
+    model = tiny_segmenter(3, seed=1)
+    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(24, 16, (0.75, 1.0), True))
+    rng = np.random.default_rng(2)
+    examples = [(normalize(rng.integers(0, 256, (h, w, 3))).numpy(), rng.integers(0, 3, (h, w))) for h, w in [(20, 30), (25, 14)]]
+    examples[0][1][:3] = 255
+    scores, matrix = evaluate_multi_scale(predictor, examples, class_names=["a", "b", "c"], progress=False)
+    expected = sum(label_confusion(label, predictor.predict(image), 3) for image, label in examples)
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.sum() == 20 * 30 + 25 * 14 - 3 * 30
+    assert scores["class_names"] == ["a", "b", "c"]
+
+
+def test_bad_config_and_input():
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleConfig(scales=())
+    with pytest.raises(ValueError, match="stride_rate"):
+        MultiScaleConfig(stride_rate=0)
+    predictor = MultiScalePredictor(tiny_segmenter(3), 3, MultiScaleConfig(24, 16, (1.0,), False))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        predictor.probabilities(np.zeros((4, 4)))

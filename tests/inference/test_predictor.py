@@ -1,0 +1,103 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from enc_tf.data.augment import normalize
+from enc_tf.data.classes import make_class_info
+from enc_tf.evaluation import MultiScaleConfig, MultiScalePredictor
+from enc_tf.inference import Segmenter, load_model, to_rgb_array
+from enc_tf.inference.cli import main as predict_main
+from tests.support.tiny_models import tiny_segmenter
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+    tiny_segmenter(3).save(path)
+    return path
+
+
+def test_to_rgb_array_accepts_every_mode():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_rgb_array(rgb), rgb)
+    np.testing.assert_array_equal(to_rgb_array(np.dstack([rgb, np.full((5, 6), 7, np.uint8)])), rgb)
+    np.testing.assert_array_equal(to_rgb_array(Image.fromarray(rgb).convert("RGBA")), rgb)
+    grey = to_rgb_array(rgb[..., 0])
+    assert grey.shape == (5, 6, 3) and np.array_equal(grey[..., 2], rgb[..., 0])
+    np.testing.assert_array_equal(to_rgb_array(rgb.astype(np.uint16) * 257), rgb)
+    np.testing.assert_array_equal(to_rgb_array(rgb / 255.0), rgb)
+    with pytest.raises(ValueError, match="shape"):
+        to_rgb_array(np.zeros((5, 6, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_rgb_array(np.full((2, 2, 3), 3.0))
+    with pytest.raises(ValueError, match="dtype"):
+        to_rgb_array(np.zeros((2, 2, 3), np.int64))
+
+
+def test_segmenter_single_and_multi_scale(model_path):
+    loaded = load_model(model_path)
+    assert loaded.num_classes == 3 and loaded.classes is None
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    # Native resolution through the sliding window (70 > crop 32).
+    segmenter = Segmenter(loaded, crop_size=32)
+    result = segmenter(image)
+    assert result.labels.shape == (40, 70) and result.labels.dtype == np.int32
+    np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, atol=1e-5)
+    assert result.presence.shape == (3,) and np.all((result.presence > 0) & (result.presence < 1))
+    windows = MultiScalePredictor(loaded.logits_fn, 3, MultiScaleConfig(70, 32, (1.0,), False))
+    np.testing.assert_array_equal(result.labels, windows.predict(normalize(image).numpy()))
+    # Multi-scale + flip: the mean over its 4 passes.
+    multi = Segmenter(loaded, multi_scale=True, base_size=48, crop_size=32, scales=(0.75, 1.0))
+    out = multi(Image.fromarray(image))
+    np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, atol=1e-5)
+    reference = MultiScalePredictor(loaded.logits_fn, 3, MultiScaleConfig(48, 32, (0.75, 1.0), True))
+    np.testing.assert_allclose(out.probabilities, reference.probabilities(normalize(image).numpy()) / 4, atol=1e-6)
+    with pytest.raises(ValueError, match="predicts 3 classes but the class list lists 2"):
+        Segmenter(loaded, classes=make_class_info(["a", "b"]))
+
+
+def test_predict_cli_end_to_end(model_path, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(inputs / "rgb.jpg")
+    Image.fromarray(rng.integers(0, 256, (20, 25), dtype=np.uint8)).save(inputs / "grey.png")
+    Image.fromarray(rng.integers(0, 65535, (22, 18), dtype=np.uint16)).save(inputs / "deep.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(inputs / "alpha.png")
+    rotated = Image.fromarray(rng.integers(0, 256, (10, 30, 3), dtype=np.uint8))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees: displayed as 30 x 10
+    rotated.save(inputs / "exif.jpg", exif=exif)
+    (inputs / "broken.png").write_bytes(b"not a png")
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("names: [sky, sea, sand]\n")
+    out = tmp_path / "out"
+    code = predict_main([model_path, str(inputs), "--out", str(out), "--classes", str(classes),
+                         "--crop-size", "32", "--probabilities"])
+    assert code == 1  # one file failed; the others were written
+    summary = json.loads((out / "predictions.json").read_text())
+    assert list(summary["failed"]) == [str(inputs / "broken.png")]
+    assert len(summary["images"]) == 5
+    for stem, size in {"rgb": (30, 40), "grey": (20, 25), "deep": (22, 18), "alpha": (16, 16), "exif": (30, 10)}.items():
+        labels = Image.open(out / f"{stem}_labels.png")
+        assert labels.mode == "P" and labels.size == size[::-1]
+        assert labels.getpalette()[:9] == [*make_class_info(["sky", "sea", "sand"]).palette[0],
+                                           *make_class_info(["sky", "sea", "sand"]).palette[1],
+                                           *make_class_info(["sky", "sea", "sand"]).palette[2]]
+        assert np.asarray(labels).max() < 3
+        overlay = Image.open(out / f"{stem}_overlay.png")
+        assert overlay.width == size[1] and overlay.height > size[0]  # legend below
+        assert np.load(out / f"{stem}_probabilities.npy").shape == (*size, 3)
+        entry = summary["images"][str(inputs / f"{stem}{'.jpg' if stem in ('rgb', 'exif') else '.png'}")]
+        assert set(entry["classes"]) <= {"sky", "sea", "sand"} and set(entry["se_presence"]) == {"sky", "sea", "sand"}
+        assert abs(sum(entry["classes"].values()) - 1) < 1e-4
+    # Clear errors: an empty directory, a class list of the wrong length.
+    (tmp_path / "empty").mkdir()
+    assert predict_main([model_path, str(tmp_path / "empty"), "--out", str(out)]) == 2
+    classes.write_text("names: [a, b]\n")
+    assert predict_main([model_path, str(inputs / "rgb.jpg"), "--classes", str(classes), "--out", str(out)]) == 2
+    assert predict_main([str(tmp_path / "missing.keras"), str(inputs / "rgb.jpg")]) == 2
