@@ -29,6 +29,7 @@ class LoadedModel:
             directory config, SavedModel assets), else None.
         path: where it came from.
         run_config: the training `Config` of a run directory.
+        keras_model: the Keras model (None for a SavedModel).
     """
 
     logits_fn: Callable
@@ -36,6 +37,7 @@ class LoadedModel:
     classes: Optional[ClassInfo]
     path: str
     run_config: object = None
+    keras_model: object = None
 
 
 def _keras_fn(model):
@@ -111,7 +113,7 @@ def load_model(path):
     num_classes = int(outputs["seg"].shape[-1])
     if classes is not None and classes.num_classes != num_classes:
         raise ValueError(f"{model_path!r} predicts {num_classes} classes but its run's class list has {classes.num_classes}.")
-    return LoadedModel(_keras_fn(model), num_classes, classes, path, run_config)
+    return LoadedModel(_keras_fn(model), num_classes, classes, path, run_config, model)
 
 
 def check_classes(loaded, classes, where):

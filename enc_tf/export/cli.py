@@ -1,0 +1,47 @@
+"""`enc-export MODEL --base-dir DIR [--name encnet] [--version N] [--overwrite]`:
+a SavedModel for TensorFlow Serving in `<base-dir>/<name>/<version>/`.
+
+MODEL is a `.keras` file or a training run directory. Class names and palette come
+from the run's dataset or `--classes`, and travel with the model as
+`assets/classes.json`.
+"""
+
+import argparse
+import logging
+import sys
+
+from enc_tf.data.classes import load_class_file, make_class_info
+from enc_tf.data.io import DataError
+from enc_tf.export.saved_model import export_saved_model
+from enc_tf.inference.loading import check_classes, load_model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="enc-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
+    parser.add_argument("--name", default="encnet")
+    parser.add_argument("--version", type=int, help="default: one more than the highest existing version")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
+    parser.add_argument("--max-size", type=int, default=0, help="downscale inputs whose long side exceeds this")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        loaded = load_model(args.model)
+        if loaded.keras_model is None:
+            raise ValueError(f"{args.model!r} is already a SavedModel; export from the .keras model or run directory.")
+        classes = load_class_file(args.classes) if args.classes else loaded.classes
+        classes = check_classes(loaded, classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)]),
+                                args.classes or "the run's class list")
+        path = export_saved_model(loaded.keras_model, classes, args.base_dir, args.name, args.version, args.overwrite,
+                                  max_size=args.max_size or None)
+    except (DataError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

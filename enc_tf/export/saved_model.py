@@ -1,0 +1,181 @@
+"""SavedModel export for TensorFlow Serving, with pre- and postprocessing in the graph.
+
+Signatures (all batch-first; images in a batch share one size):
+
+- `serving_default`: `images` uint8 `[B, H, W, 3]`, any size ->
+  `labels` int32 `[B, H, W]`, `se_probabilities` float32 `[B, C]`.
+- `probabilities`: the same, plus `probabilities` float32 `[B, H, W, C]`.
+- `encoded`: `encoded_images` string `[B]` (JPEG/PNG/BMP/GIF bytes) -> as `serving_default`.
+- `logits`: `images` float32 `[B, H, W, 3]` normalised -> `seg` `[B, H, W, C]` and
+  `se` `[B, C]` logits, for `enc-eval` and `enc-predict` (sliding window, multi-scale).
+
+Inside the graph: ImageNet normalisation, padding to a multiple of the output stride
+(bottom/right, black; the logits are cropped back), and, when `max_size` is set, a
+bilinear downscale of larger inputs whose outputs are resized back to the input size.
+Models without an SE head return `se_probabilities` of shape `[B, 0]`.
+"""
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from enc_tf.data.augment import normalize
+from enc_tf.data.classes import ClassInfo
+from enc_tf.inference.loading import CLASSES_ASSET, LOGITS_SIGNATURE
+
+logger = logging.getLogger(__name__)
+
+
+class ServingModule(tf.Module):
+    """The model with its serving signatures.
+
+    Args:
+        model: a Keras segmentation model (dict outputs `seg`, optional `se`).
+        classes: `ClassInfo`, written as the `classes.json` asset.
+        multiple: pad inputs to a multiple of this (the output stride).
+        max_size: downscale inputs whose long side exceeds this (None: never).
+    """
+
+    def __init__(self, model, classes: ClassInfo, multiple=8, max_size=None):
+        super().__init__()
+        self.model = model
+        self.multiple = int(multiple)
+        self.max_size = int(max_size) if max_size else 0
+        self.num_classes = int(model.output["seg"].shape[-1])
+        if classes.num_classes != self.num_classes:
+            raise ValueError(f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}.")
+        self.classes = classes
+        self._pad_value = normalize(tf.zeros((1, 1, 3), tf.uint8))[0, 0]
+        self.serving_default = tf.function(
+            self._serve_default, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+        )
+        self.probabilities = tf.function(
+            self._serve_probabilities, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+        )
+        self.encoded = tf.function(
+            self._serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")]
+        )
+        self.logits = tf.function(
+            self._logits, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
+        )
+
+    @staticmethod
+    def _check(images, name="images"):
+        # The restored signatures do not enforce the declared rank and channel count;
+        # the checks run before anything else uses the images.
+        images = tf.ensure_shape(images, [None, None, None, 3], name=name)
+        positive = tf.debugging.assert_positive(tf.shape(images)[1:3], message=f"{name}: height and width must be positive")
+        with tf.control_dependencies([positive]):
+            return tf.identity(images)
+
+    def _logits(self, images):
+        images = self._check(images)
+        outputs = self.model(images, training=False)
+        seg = tf.cast(outputs["seg"], tf.float32)
+        se = tf.cast(outputs["se"], tf.float32) if "se" in outputs else tf.zeros([tf.shape(seg)[0], 0])
+        return {"seg": seg, "se": se}
+
+    def _predict(self, images):
+        """uint8 images -> (probabilities at the input size, SE probabilities)."""
+        images = self._check(images)
+        shape = tf.shape(images)
+        height, width = shape[1], shape[2]
+        x = normalize(images)
+        if self.max_size:
+            long_side = tf.maximum(height, width)
+            scale = tf.minimum(1.0, self.max_size / tf.cast(long_side, tf.float32))
+            new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+            new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+            x = tf.raw_ops.ResizeBilinear(images=x, size=[new_h, new_w], align_corners=True)
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        pad_h = (self.multiple - h % self.multiple) % self.multiple
+        pad_w = (self.multiple - w % self.multiple) % self.multiple
+        padded = tf.pad(x - self._pad_value, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]) + self._pad_value
+        outputs = self._logits(padded)
+        probabilities = tf.nn.softmax(outputs["seg"][:, :h, :w], axis=-1)
+        if self.max_size:
+            probabilities = tf.raw_ops.ResizeBilinear(images=probabilities, size=[height, width], align_corners=True)
+        return probabilities, tf.sigmoid(outputs["se"])
+
+    def _serve_default(self, images):
+        probabilities, presence = self._predict(images)
+        return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32), "se_probabilities": presence}
+
+    def _serve_probabilities(self, images):
+        probabilities, presence = self._predict(images)
+        return {
+            "labels": tf.argmax(probabilities, -1, output_type=tf.int32),
+            "probabilities": probabilities,
+            "se_probabilities": presence,
+        }
+
+    def _serve_encoded(self, encoded_images):
+        def decode(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return tf.ensure_shape(image, [None, None, 3])
+
+        images = tf.map_fn(decode, encoded_images, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return self._serve_default(images)
+
+    def signatures(self):
+        return {
+            "serving_default": self.serving_default.get_concrete_function(),
+            "probabilities": self.probabilities.get_concrete_function(),
+            "encoded": self.encoded.get_concrete_function(),
+            LOGITS_SIGNATURE: self.logits.get_concrete_function(),
+        }
+
+
+def export_saved_model(model, classes, base_dir, model_name="encnet", version=None, overwrite=False,
+                       multiple=8, max_size=None):
+    """Writes `<base_dir>/<model_name>/<version>/` (TF Serving's layout) and returns its path.
+
+    `version` defaults to one more than the highest existing version (1 for the
+    first). The SavedModel is written to a temporary directory next to it and
+    renamed when complete; an existing version is only replaced with
+    `overwrite=True`.
+    """
+    model_dir = os.path.join(base_dir, model_name)
+    os.makedirs(model_dir, exist_ok=True)
+    existing = [int(d) for d in os.listdir(model_dir) if d.isdigit()]
+    version = int(version) if version is not None else max(existing, default=0) + 1
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}.")
+    target = os.path.join(model_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or another version.")
+    module = ServingModule(model, classes, multiple, max_size)
+    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir)
+    try:
+        export_dir = os.path.join(tmp, "model")
+        tf.saved_model.save(module, export_dir, signatures=module.signatures())
+        assets = os.path.join(export_dir, "assets")
+        os.makedirs(assets, exist_ok=True)
+        with open(os.path.join(assets, CLASSES_ASSET), "w") as f:
+            json.dump({**classes.to_dict(), "num_classes": classes.num_classes}, f)
+        if os.path.exists(target):
+            old = f"{tmp}-replaced"
+            os.replace(target, old)
+            os.replace(export_dir, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(export_dir, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("SavedModel written to %s", target)
+    return target
+
+
+def check_request_images(images, name="images"):
+    """Validates a client's image batch before it is sent: uint8 `[B, H, W, 3]`."""
+    array = np.asarray(images)
+    if array.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}.")
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(f"{name}: expected shape [batch, height, width, 3], got {list(array.shape)}.")
+    return array

@@ -1,0 +1,14 @@
+"""Export a trained model as a SavedModel for TensorFlow Serving (also `enc-export`).
+
+    python export/saved_model.py runs/context_shapes_encnet --base-dir exported --name encnet
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from enc_tf.export.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
