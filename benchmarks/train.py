@@ -6,7 +6,7 @@ recipe (losses, EncNetSGD with coupled L2 and 10x heads) on synthetic batches fr
 tf.data, so that the input pipeline is not what is measured (benchmarks/data.py
 measures that). The ratio columns compare cases measured in this one run.
 
-Run: .venv/bin/python benchmarks/train.py [--cases small|all] [--steps N]
+Run: .venv/bin/python benchmarks/train.py [--cases small|all] [--steps N] [--float32-only]
 On a CPU the mixed policy is mixed_bfloat16, on a GPU mixed_float16.
 """
 
@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--cases", choices=("small", "all"), default="all",
                         help="small: batch 2 at 256 only (a CPU takes minutes per 480 step)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case, after 2 warm-up steps")
+    parser.add_argument("--float32-only", action="store_true",
+                        help="skip mixed precision (a CPU without bf16 instructions emulates it very slowly)")
     args = parser.parse_args()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     mixed = "mixed_float16" if gpu else "mixed_bfloat16"
@@ -94,7 +96,7 @@ def main():
     rows = []
     for batch, size in shapes:
         reference = None
-        for policy in ("float32", mixed):
+        for policy in ("float32",) if args.float32_only else ("float32", mixed):
             for xla in ("no-xla", "xla"):
                 r = run_case(__file__, "train", batch, size, policy, xla, args.steps, timeout=3600)
                 reference = reference or r["step"]
