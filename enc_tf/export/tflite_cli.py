@@ -1,0 +1,76 @@
+"""`enc-export-tflite MODEL --out model.tflite [--mode float32|float16|dynamic_int8|int8] [--size 480]`.
+
+MODEL is a `.keras` file or a training run directory. `int8` calibrates on training
+images: the run's training data (val-style resize + centre crop to the input size),
+or the images in `--calibration-dir`.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from enc_tf.data import PipelineConfig, build_dataset
+from enc_tf.data.augment import normalize
+from enc_tf.data.io import IMAGE_EXTENSIONS, DataError, read_image
+from enc_tf.export.tflite import MODES, convert, write_tflite
+from enc_tf.inference.loading import load_model
+
+
+def calibration_images(loaded, size, count, directory=None):
+    """A callable yielding up to `count` normalised `(size, size, 3)` training images."""
+    if directory:
+        files = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"No images in --calibration-dir {directory!r}.")
+
+        def from_files():
+            for path in files[:count]:
+                image = tf.image.resize(read_image(path)[None], (size, size), antialias=True)[0]
+                yield normalize(image).numpy()
+
+        return from_files
+    if loaded.run_config is None:
+        raise ValueError("int8 needs calibration images: give a run directory or --calibration-dir.")
+    from enc_tf.training.trainer import make_sources
+
+    source = make_sources(loaded.run_config.data)[0]
+    data = build_dataset(source, "val", PipelineConfig(batch_size=1, base_size=size, crop_size=size), False, False)
+    return lambda: (images[0].numpy() for images, _ in data.take(count))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="enc-export-tflite", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("--out", required=True, help="output .tflite file")
+    parser.add_argument("--mode", choices=MODES, default="float32")
+    parser.add_argument("--size", type=int, default=480, help="fixed input size")
+    parser.add_argument("--calibration-dir", help="images for int8 calibration (default: the run's training data)")
+    parser.add_argument("--num-calibration", type=int, default=64)
+    parser.add_argument("--quantize-encoding", action="store_true",
+                        help="int8: quantize the Encoding/SE path too (smaller, less accurate; see README)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        loaded = load_model(args.model)
+        if loaded.keras_model is None:
+            raise ValueError(f"{args.model!r} is a SavedModel; convert from the .keras model or run directory.")
+        representative = None
+        if args.mode == "int8":
+            representative = calibration_images(loaded, args.size, args.num_calibration, args.calibration_dir)
+        kwargs = {"float_scopes": ()} if args.quantize_encoding else {}
+        flatbuffer = convert(loaded.keras_model, args.mode, args.size, representative, **kwargs)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_tflite(flatbuffer, args.out)
+    print(f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Export a trained model to TFLite (also `enc-export-tflite`).
+
+    python export/tflite.py runs/context_shapes_encnet --out encnet_int8.tflite --mode int8 --size 128
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from enc_tf.export.tflite_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

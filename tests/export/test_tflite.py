@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from enc_tf import build_encnet
+from enc_tf.export.tflite import MODES, TFLiteRunner, convert, inference_model
+from enc_tf.export.tflite_cli import main as tflite_main
+from tests.support.tiny_models import tiny_segmenter
+
+SIZE = 64
+
+
+def _agreement(a, b):
+    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+
+
+@pytest.fixture(scope="module")
+def encnet():
+    """EncNet-ResNet50s trained for a few steps (so BatchNorm statistics are real)."""
+    from enc_tf.losses import encnet_losses, presence_targets
+    from enc_tf.training.optimizer import EncNetSGD
+
+    model = build_encnet(4, output_stride=16)
+    losses, weights = encnet_losses()
+    model.compile(optimizer=EncNetSGD(0.01), loss=losses, loss_weights=weights)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, SIZE, SIZE, 3)).astype("float32")
+    labels = (images[..., 0] > 0).astype("int32") + 2 * (images[..., 1] > 0)
+    targets = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, 4))}
+    model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
+    return model, rng.normal(size=(6, SIZE, SIZE, 3)).astype("float32")
+
+
+@pytest.mark.slow
+def test_encnet_float32_matches_keras_with_builtin_ops(encnet):
+    model, images = encnet
+    fixed = inference_model(model, SIZE)
+    expected = {k: np.asarray(v) for k, v in fixed(images).items()}
+    float32_bytes = convert(model, "float32", SIZE)
+    float32 = TFLiteRunner(model_content=float32_bytes)
+    assert float32.outputs == ["se", "seg"] and float32.input_shape == (1, SIZE, SIZE, 3)
+    scale = np.abs(expected["seg"]).max()
+    for i, image in enumerate(images):
+        out = float32(image)
+        assert np.abs(out["seg"] - expected["seg"][i]).max() < 1e-4 * scale
+        assert np.abs(out["se"] - expected["se"][i]).max() < 1e-4 * max(np.abs(expected["se"]).max(), 1)
+    assert len(float32_bytes) > 4 * 30e6  # float32 weights: about 4 bytes per parameter
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic_int8", "int8"])
+def test_quantized_modes_on_a_small_model(mode):
+    model = tiny_segmenter(3, seed=5)
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    runner = TFLiteRunner(model_content=convert(model, mode, 16, lambda: iter(images)))
+    expected = np.asarray(model(images)["seg"])
+    agreement = np.mean([_agreement(runner(x)["seg"], e) for x, e in zip(images, expected)])
+    assert agreement > (0.99 if mode == "float16" else 0.85), agreement
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="mode"):
+        convert(tiny_segmenter(3), "int4", 16)
+    with pytest.raises(ValueError, match="representative"):
+        convert(tiny_segmenter(3), "int8", 16)
+    runner = TFLiteRunner(model_content=convert(tiny_segmenter(3), "float32", 16))
+    with pytest.raises(ValueError, match=r"\(16, 16, 3\)"):
+        runner(np.zeros((8, 8, 3), np.float32))
+    assert set(MODES) == {"float32", "float16", "dynamic_int8", "int8"}
+
+
+def test_cli(tmp_path):
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_segmenter(3).save(model_path)
+    out = tmp_path / "m.tflite"
+    assert tflite_main([model_path, "--out", str(out), "--size", "16"]) == 0
+    assert TFLiteRunner(model_path=str(out))(np.zeros((16, 16, 3), np.float32))["seg"].shape == (16, 16, 3)
+    assert tflite_main([model_path, "--out", str(out), "--mode", "int8", "--size", "16"]) == 2  # no calibration data
+    images = tmp_path / "calib"
+    images.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(images / "a.png")
+    assert tflite_main([model_path, "--out", str(out), "--mode", "int8", "--size", "16",
+                        "--calibration-dir", str(images)]) == 0
