@@ -54,6 +54,7 @@ def _strategy():
 
 
 def run(args):
+    strategy, shard = _strategy()  # collectives must be set up before any other TF op
     loaded = load_model(args.model)
     source = _source(args, loaded)
     classes = check_classes(loaded, source.classes, f"the {args.dataset or 'run'} dataset")
@@ -61,15 +62,20 @@ def run(args):
     flip = args.multi_scale and not args.no_flip
     config = MultiScaleConfig(args.base_size, args.crop_size, scales, flip, window_batch=args.window_batch)
     predictor = MultiScalePredictor(loaded.logits_fn, loaded.num_classes, config)
-    strategy, shard = _strategy()
     data = build_dataset(source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False, shard=shard)
     examples = data.map(lambda image, targets: (image[0], targets["seg"][0]))
     if args.limit:
         examples = examples.take(args.limit)
     examples = ((image.numpy(), label.numpy()) for image, label in examples)
     # Single scale runs at each image's own resolution (sliding window above the crop).
+    total = getattr(source, "num_examples", None) or len(source.samples)
+    if shard is not None:
+        total = -(-total // shard[0])
+    if args.limit:
+        total = min(total, args.limit)
     scores, matrix = evaluate_multi_scale(
-        predictor, examples, source.ignore_index, classes.names, strategy, native_resolution=not args.multi_scale
+        predictor, examples, source.ignore_index, classes.names, strategy, native_resolution=not args.multi_scale,
+        total=total,
     )
     protocol = {
         "model": args.model, "dataset": args.dataset or loaded.run_config.data.dataset, "split": args.split,

@@ -193,7 +193,7 @@ def label_confusion(labels, predictions, num_classes, ignore_index=255):
 
 
 def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None, strategy=None, progress=True,
-                         native_resolution=False):
+                         native_resolution=False, total=None):
     """The paper's multi-scale (+ flip, sliding window) scores over a dataset.
 
     Args:
@@ -207,6 +207,7 @@ def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None
         progress: show a Keras progress bar.
         native_resolution: use each image's own long side as the base size
             (single-scale evaluation without resizing).
+        total: the number of examples, for the progress bar.
 
     Returns:
         `(scores, matrix)` as `evaluate`.
@@ -217,13 +218,16 @@ def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None
 
     c = predictor.num_classes
     matrix = np.zeros((c, c), np.int64)
-    bar = keras.utils.Progbar(None, unit_name="image") if progress else None
-    for i, (image, label) in enumerate(examples):
+    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    seen = 0
+    for seen, (image, label) in enumerate(examples, 1):
         image = np.asarray(image)
         prediction = predictor.predict(image, max(image.shape[:2]) if native_resolution else None)
         matrix += label_confusion(np.asarray(label), prediction, c, ignore_index)
         if bar is not None:
-            bar.update(i + 1)
+            bar.update(seen)
+    if bar is not None:
+        bar.update(seen, finalize=True)
     if strategy is not None and strategy.num_replicas_in_sync > 1:
         matrix = strategy.reduce("SUM", tf.constant(matrix), axis=None).numpy()
     return segmentation_scores(matrix, class_names), matrix

@@ -48,3 +48,38 @@ def test_eval_cli_single_and_multi_scale(tmp_path):
     wrong = tiny_segmenter(4)
     wrong.save(str(tmp_path / "four.keras"))
     assert eval_main([str(tmp_path / "four.keras")] + common[1:]) == 2
+
+
+def test_eval_cli_on_two_workers_sums_their_shards(tmp_path):
+    import json as json_lib
+    import os
+    import subprocess
+    import sys
+
+    from tests.training.test_multi_worker import ROOT, _free_ports
+
+    root = tmp_path / "data"
+    layouts.write_folder(str(root), np.random.default_rng(1), n=5, with_split=False)  # shards of 3 and 2
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_segmenter(3, seed=6).save(model_path)
+    common = [model_path, "--dataset", "folder", "--root", str(root), "--split", "", "--crop-size", "8"]
+    assert eval_main(common + ["--out", str(tmp_path / "one")]) == 0
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    processes = []
+    try:
+        for index in range(2):
+            env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "TF_CONFIG": json_lib.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+            processes.append(subprocess.Popen([sys.executable, "-m", "enc_tf.evaluation.cli", *common, "--out",
+                                               str(tmp_path / f"two{index}")], env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in processes] == [0, 0], [o[-2000:] for o in outputs]
+    # The chief writes the report: the sum over both workers' shards equals one process.
+    np.testing.assert_array_equal(np.load(tmp_path / "two0" / "confusion_matrix.npy"),
+                                  np.load(tmp_path / "one" / "confusion_matrix.npy"))
+    assert not (tmp_path / "two1").exists()
