@@ -13,7 +13,7 @@ import sys
 from enc_tf.data.classes import load_class_file, make_class_info
 from enc_tf.data.io import DataError
 from enc_tf.export.saved_model import export_saved_model
-from enc_tf.inference.loading import check_classes, load_model
+from enc_tf.inference.loading import check_classes, load_keras_model
 
 
 def main(argv=None):
@@ -28,9 +28,7 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        loaded = load_model(args.model)
-        if loaded.keras_model is None:
-            raise ValueError(f"{args.model!r} is already a SavedModel; export from the .keras model or run directory.")
+        loaded = load_keras_model(args.model)
         classes = load_class_file(args.classes) if args.classes else loaded.classes
         classes = check_classes(loaded, classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)]),
                                 args.classes or "the run's class list")

@@ -17,7 +17,7 @@ from enc_tf.data import PipelineConfig, build_dataset
 from enc_tf.data.augment import normalize
 from enc_tf.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from enc_tf.export.tflite import MODES, convert, write_tflite
-from enc_tf.inference.loading import load_model
+from enc_tf.inference.loading import load_keras_model
 
 
 def calibration_images(loaded, size, count, directory=None):
@@ -56,9 +56,7 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        loaded = load_model(args.model)
-        if loaded.keras_model is None:
-            raise ValueError(f"{args.model!r} is a SavedModel; convert from the .keras model or run directory.")
+        loaded = load_keras_model(args.model)
         representative = None
         if args.mode == "int8":
             representative = calibration_images(loaded, args.size, args.num_calibration, args.calibration_dir)

@@ -116,6 +116,14 @@ def load_model(path):
     return LoadedModel(_keras_fn(model), num_classes, classes, path, run_config, model)
 
 
+def load_keras_model(path):
+    """`load_model` for exporters: a `.keras` file or run directory, not a SavedModel."""
+    loaded = load_model(path)
+    if loaded.keras_model is None:
+        raise ValueError(f"{path!r} is a SavedModel; export from the .keras model or the run directory.")
+    return loaded
+
+
 def check_classes(loaded, classes, where):
     """`classes` if it matches the model's class count, else a clear error naming `where`."""
     if classes.num_classes != loaded.num_classes:
