@@ -64,7 +64,7 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None):
     if shard is None or repeat:
         return examples
     count, index = shard
-    total = source.num_examples if isinstance(source, TFRecordSource) else len(source.samples)
+    total = source.num_examples
     missing = -(-total // count) - len(range(index, total, count))
     blank = (tf.zeros((8, 8, 3), tf.uint8), tf.fill((8, 8), tf.constant(source.ignore_index, tf.uint8)))
     return examples.concatenate(tf.data.Dataset.from_tensors(blank).repeat(missing)) if missing else examples

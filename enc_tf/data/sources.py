@@ -40,6 +40,10 @@ class SegmentationSource:
     ignore_index: int = DEFAULT_IGNORE_INDEX
 
     @property
+    def num_examples(self):
+        return len(self.samples)
+
+    @property
     def num_classes(self):
         return self.classes.num_classes
 

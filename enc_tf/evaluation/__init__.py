@@ -6,7 +6,6 @@ from enc_tf.evaluation.multi_scale import (
     MultiScaleConfig,
     MultiScalePredictor,
     evaluate_multi_scale,
-    keras_logits_fn,
     label_confusion,
 )
 from enc_tf.evaluation.report import confusion_picture, write_report
@@ -14,5 +13,5 @@ from enc_tf.evaluation.single_scale import evaluate, format_scores
 
 __all__ = [
     "CITYSCAPES_SCALES", "PAPER_SCALES", "MultiScaleConfig", "MultiScalePredictor", "confusion_picture", "evaluate",
-    "evaluate_multi_scale", "format_scores", "keras_logits_fn", "label_confusion", "write_report",
+    "evaluate_multi_scale", "format_scores", "label_confusion", "write_report",
 ]

@@ -8,19 +8,19 @@ confusion matrices are summed across workers.
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
 
-import tensorflow as tf
 
 from enc_tf.data import PipelineConfig, build_dataset, get_source, read_tfrecord_source
 from enc_tf.data.io import DataError
 from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale
-from enc_tf.evaluation.report import format_scores, write_report
+from enc_tf.evaluation.report import write_report
+from enc_tf.evaluation.single_scale import format_scores
 from enc_tf.inference.loading import check_classes, load_model
 from enc_tf.training.config import ConfigError
+from enc_tf.training.strategy import make_strategy, tf_config_workers, worker_role
 
 
 def _source(args, loaded):
@@ -41,16 +41,14 @@ def _source(args, loaded):
 
 
 def _strategy():
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(v) for v in cluster.values()) > 1:
-        from enc_tf.training.strategy import worker_role
-
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        chief, task = worker_role(strategy)
-        has_chief = "chief" in cluster
-        index = 0 if chief else task + has_chief
-        return strategy, (len(cluster.get("worker", [])) + has_chief, index)
-    return None, None
+    """Under a TF_CONFIG cluster: the multi-worker strategy and this worker's `(count, index)` shard."""
+    workers = tf_config_workers()
+    if workers <= 1:
+        return None, None
+    strategy = make_strategy("multi_worker")
+    chief, task = worker_role(strategy)
+    has_chief = "chief" in strategy.cluster_resolver.cluster_spec().as_dict()
+    return strategy, (workers, 0 if chief else task + has_chief)
 
 
 def run(args):
@@ -68,7 +66,7 @@ def run(args):
         examples = examples.take(args.limit)
     examples = ((image.numpy(), label.numpy()) for image, label in examples)
     # Single scale runs at each image's own resolution (sliding window above the crop).
-    total = getattr(source, "num_examples", None) or len(source.samples)
+    total = source.num_examples
     if shard is not None:
         total = -(-total // shard[0])
     if args.limit:

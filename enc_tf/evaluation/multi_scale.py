@@ -13,10 +13,12 @@ import dataclasses
 import math
 from typing import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from enc_tf.data.augment import normalize
+from enc_tf.metrics import confusion_matrix, segmentation_scores
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
@@ -76,7 +78,7 @@ class MultiScalePredictor:
     Args:
         logits_fn: `(B, crop, crop, 3)` normalised float32 images ->
             `(B, crop, crop, C)` logits (or a dict with them under `seg`): a
-            Keras model, `keras_logits_fn(model)` or `LoadedModel.logits_fn`.
+            Keras model or `LoadedModel.logits_fn`.
         num_classes: `C`.
         config: `MultiScaleConfig`.
 
@@ -111,7 +113,7 @@ class MultiScalePredictor:
     def num_passes(self):
         return len(self.config.scales) * (2 if self.config.flip else 1)
 
-    def _pad(self, image, height, width):
+    def pad(self, image, height, width):
         """Pads `(h, w, 3)` at the bottom/right to at least `(height, width)` with black."""
         h, w = image.shape[:2]
         if h >= height and w >= width:
@@ -137,12 +139,12 @@ class MultiScalePredictor:
         height, width = scaled_size(h, w, long_size)
         resized = resize_align_corners(image[None], height, width)[0].numpy()
         if long_size <= crop:
-            return self._run([self._pad(resized, crop, crop)])[0, :height, :width]
-        padded = self._pad(resized, crop, crop)  # only the short side may be below the crop
+            return self._run([self.pad(resized, crop, crop)])[0, :height, :width]
+        padded = self.pad(resized, crop, crop)  # only the short side may be below the crop
         ph, pw = padded.shape[:2]
         stride = int(crop * c.stride_rate)
         corners = [(y, x) for y in window_starts(ph, crop, stride) for x in window_starts(pw, crop, stride)]
-        windows = [self._pad(padded[y:y + crop, x:x + crop], crop, crop) for y, x in corners]
+        windows = [self.pad(padded[y:y + crop, x:x + crop], crop, crop) for y, x in corners]
         probs = self._run(windows)
         total = np.zeros((ph, pw, self.num_classes), np.float32)
         count = np.zeros((ph, pw, 1), np.float32)
@@ -173,23 +175,10 @@ class MultiScalePredictor:
         return np.argmax(self.probabilities(image, base_size), -1).astype(np.int32)
 
 
-def keras_logits_fn(model, output="seg"):
-    """`logits_fn` of a Keras segmentation model with a dict (or single) output."""
-
-    def logits(images):
-        out = model(images, training=False)
-        return out[output] if isinstance(out, dict) else out
-
-    return logits
-
-
 def label_confusion(labels, predictions, num_classes, ignore_index=255):
-    """`(C, C)` int64 confusion counts of one `(H, W)` label map (NumPy)."""
-    labels = np.asarray(labels, np.int64).reshape(-1)
-    predictions = np.asarray(predictions, np.int64).reshape(-1)
-    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
-    counts = np.bincount(labels[valid] * num_classes + predictions[valid], minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    """`(C, C)` int64 confusion counts (NumPy) of one `(H, W)` label map and its `(H, W)` prediction."""
+    labels, predictions = np.asarray(labels)[None], np.asarray(predictions)[None]
+    return np.asarray(confusion_matrix(labels, predictions, num_classes, ignore_index))
 
 
 def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None, strategy=None, progress=True,
@@ -212,10 +201,6 @@ def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None
     Returns:
         `(scores, matrix)` as `evaluate`.
     """
-    import keras
-
-    from enc_tf.metrics import segmentation_scores
-
     c = predictor.num_classes
     matrix = np.zeros((c, c), np.int64)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None

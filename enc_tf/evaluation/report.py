@@ -6,8 +6,6 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.evaluation.single_scale import format_scores
-
 
 def _atomic(path, write):
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -81,4 +79,4 @@ def write_report(out_dir, scores, matrix, extra=None):
     return paths
 
 
-__all__ = ["confusion_picture", "format_scores", "write_report"]
+__all__ = ["confusion_picture", "write_report"]

@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from enc_tf.data import PipelineConfig, build_dataset

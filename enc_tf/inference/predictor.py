@@ -98,7 +98,7 @@ class Segmenter:
         scale = self.crop_size / max(h, w)
         height, width = max(1, round(h * scale)), max(1, round(w * scale))
         resized = resize_align_corners(image[None], height, width)[0].numpy()
-        value = self._presence(self.windows._pad(resized, self.crop_size, self.crop_size)[None]).numpy()
+        value = self._presence(self.windows.pad(resized, self.crop_size, self.crop_size)[None]).numpy()
         return value if value.size else None
 
     def __call__(self, image, name="<image>"):

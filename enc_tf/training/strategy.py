@@ -9,12 +9,17 @@ import tensorflow as tf
 logger = logging.getLogger(__name__)
 
 
+def tf_config_workers():
+    """How many tasks the cluster in `TF_CONFIG` names (0 without one)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return sum(len(v) for v in cluster.values())
+
+
 def make_strategy(name="auto"):
     """`auto`: MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, MirroredStrategy
     when more than one GPU is visible, else the default strategy."""
     if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-        if sum(len(v) for v in cluster.values()) > 1:
+        if tf_config_workers() > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"

@@ -45,10 +45,6 @@ def make_sources(data):
             get_source(data.dataset, data.root, data.val_split, **kwargs))
 
 
-def _num_examples(source):
-    return getattr(source, "num_examples", None) or len(source.samples)
-
-
 def build_model(config, num_classes, sync_batch_norm):
     """The model a `ModelConfig` describes, with its backbone initialised from a local file."""
     m = config.model
@@ -116,7 +112,7 @@ def train(config):
 
     train_data = distribute_input(strategy, dataset(train_source, "train", repeat=True), t.batch_size)
     val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
-    steps = t.steps_per_epoch or max(1, _num_examples(train_source) // t.batch_size)
+    steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
     total_steps = steps * t.epochs
 
     o = config.optimizer
