@@ -1,10 +1,11 @@
-"""`make demo`: train EncNet-ResNet50s on ContextShapes, evaluate it, draw predictions.
+"""`make demo`: train EncNet-ResNet50s on ContextShapes, evaluate it, draw predictions,
+then export it (SavedModel, TFLite float32 and int8, ONNX) and score every export on the
+validation images next to the Keras model.
 
-`python -m enc_tf.demo [--config configs/context_shapes.yaml] [--set key=value ...]`
+`python -m enc_tf.demo [--config configs/context_shapes.yaml] [--set key=value ...] [--skip-export]`
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -13,10 +14,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from enc_tf.data import PipelineConfig, build_dataset, denormalize
-from enc_tf.evaluation import evaluate, format_scores
+from enc_tf.evaluation import evaluate, format_scores, write_report
+from enc_tf.export.compare import Variant, export_variants, format_table, keras_runner, score_variants
 from enc_tf.training import load_config, make_sources, train
 from enc_tf.visualize import add_legend, colorize
 
+DEMO_EXPORTS = ("saved_model", "tflite_float32", "tflite_int8", "onnx")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml")
 
 
@@ -34,11 +37,34 @@ def prediction_panel(image, label, prediction, classes):
     return add_legend(panel, classes, shown)
 
 
+def compare_exports(model, config, val_source, export_dir, names, calibration=32):
+    """Exports `model` as `names` and returns a table scoring each on the full validation
+    images (which must share one square size: the TFLite input size) next to Keras."""
+    from enc_tf.export.tflite_cli import training_images
+
+    data = build_dataset(val_source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False)
+    examples = [(x[0].numpy(), t["seg"][0].numpy()) for x, t in data]
+    size = examples[0][0].shape[0]
+    if any(x.shape[:2] != (size, size) for x, _ in examples):
+        raise ValueError("The export comparison needs square validation images of one size.")
+    classes = val_source.classes
+    keras_path = os.path.join(config.train.run_dir, "model.keras")
+    reference = keras_runner(model)
+    variants = [Variant("keras", reference, keras_path, os.path.getsize(keras_path))]
+    variants += export_variants(model, classes, export_dir, size, training_images(config.data, size, calibration), names)
+    scores = score_variants(variants, examples, classes.num_classes, val_source.ignore_index, reference)
+    return (f"Exports vs Keras on {len(examples)} validation images of {size}x{size} (batch 1, this machine):\n"
+            + format_table(scores))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m enc_tf.demo", description=__doc__)
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--num-images", type=int, default=6)
+    parser.add_argument("--skip-export", action="store_true", help="stop after evaluation and predictions")
+    parser.add_argument("--export", default=",".join(DEMO_EXPORTS),
+                        help=f"comma-separated export variants (default: {','.join(DEMO_EXPORTS)})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config, args.set)
@@ -56,14 +82,18 @@ def main(argv=None):
         prediction_panel(images[i].numpy(), targets["seg"][i].numpy(), predictions[i], classes).save(
             os.path.join(out_dir, f"val_{i:02d}.png")
         )
-    with open(os.path.join(run_dir, "evaluation.json"), "w") as f:
-        json.dump(scores, f, indent=1)
-    np.save(os.path.join(run_dir, "confusion_matrix.npy"), matrix)
+    write_report(run_dir, scores, matrix)
     print(format_scores(scores))
+    export_dir = None
+    if not args.skip_export:
+        export_dir = os.path.join(run_dir, "export")
+        print("\n" + compare_exports(model, config, val_source, export_dir, args.export.split(",")))
     print(f"\nmodel:        {os.path.join(run_dir, 'model.keras')}")
     print(f"checkpoints:  {os.path.join(run_dir, 'checkpoints')}")
     print(f"predictions:  {out_dir}")
-    print(f"evaluation:   {os.path.join(run_dir, 'evaluation.json')} (+ confusion_matrix.npy)")
+    print(f"evaluation:   {os.path.join(run_dir, 'evaluation.json')} (+ confusion_matrix.npy, .png)")
+    if export_dir:
+        print(f"exports:      {export_dir}")
     print(f"logs:         {os.path.join(run_dir, 'log.csv')}, TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
     return 0
 

@@ -6,15 +6,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-def _atomic(path, write):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+from enc_tf.files import atomic_write
 
 
 def _json_safe(value):
@@ -73,9 +65,9 @@ def write_report(out_dir, scores, matrix, extra=None):
         with open(tmp, "wb") as f:
             np.save(f, np.asarray(matrix, np.int64))
 
-    _atomic(paths["evaluation.json"], write_json)
-    _atomic(paths["confusion_matrix.npy"], write_npy)
-    _atomic(paths["confusion_matrix.png"], lambda tmp: confusion_picture(matrix, scores.get("class_names")).save(tmp, format="PNG"))
+    atomic_write(paths["evaluation.json"], write_json)
+    atomic_write(paths["confusion_matrix.npy"], write_npy)
+    atomic_write(paths["confusion_matrix.png"], lambda tmp: confusion_picture(matrix, scores.get("class_names")).save(tmp, format="PNG"))
     return paths
 
 

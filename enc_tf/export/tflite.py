@@ -11,13 +11,15 @@ the Encoding / EncModule path in float (selective quantization through TF's
 QuantizationDebugger): quantizing it as a whole breaks the SE logits (see README).
 """
 
+import contextlib
+import io
 import logging
-import os
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from enc_tf.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,18 @@ def _converter(fixed):
     return converter
 
 
+@contextlib.contextmanager
+def _keras_export_output_to_log():
+    """The converter saves the Keras model with `model.export`, which prints every
+    captured tensor; that goes to the debug log instead of the terminal."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        logger.debug("%s", buffer.getvalue())
+
+
 def convert(model, mode="float32", size=480, representative=None, float_scopes=FLOAT_SCOPES):
     """The TFLite flatbuffer (bytes) of `model` in `mode` (one of `MODES`).
 
@@ -56,7 +70,14 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    fixed = inference_model(model, int(size))
+    if mode == "int8" and representative is None:
+        raise ValueError("mode 'int8' needs a representative dataset (training images).")
+    with _keras_export_output_to_log():
+        return _convert(model, mode, int(size), representative, float_scopes)
+
+
+def _convert(model, mode, size, representative, float_scopes):
+    fixed = inference_model(model, size)
     converter = _converter(fixed)
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -64,8 +85,6 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
     elif mode == "dynamic_int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode == "int8":
-        if representative is None:
-            raise ValueError("mode 'int8' needs a representative dataset (training images).")
 
         def dataset():
             for image in representative():
@@ -75,18 +94,32 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
         if float_scopes:
-            # Selective quantization: the named ops (and the head-only op types of the
-            # SE path) stay float; everything else is int8.
-            float_names = [d["name"] for d in _tensor_details(_converter(fixed).convert())
-                           if any(scope in d["name"] for scope in float_scopes)]
-            options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=float_names, denylisted_ops=list(FLOAT_OPS), fully_quantize=False
-            )
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=dataset, debug_options=options
-            )
-            return debugger.get_nondebug_quantized_model()
+            return _selectively_quantize(converter, float_scopes)
     return converter.convert()
+
+
+def _selectively_quantize(converter, float_scopes):
+    """Full int8 except the ops named by `float_scopes` and of types `FLOAT_OPS`.
+
+    The steps of TF's `QuantizationDebugger.get_nondebug_quantized_model` without its
+    extra (float and instrumented) conversions: calibrate once, read the op names from
+    the calibrated model (they are the float model's), then quantize with a denylist.
+    """
+    from tensorflow.lite.python import convert as lite_convert  # TF's own quantizer entry point
+
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # as the QuantizationDebugger sets it
+    calibrated = converter.convert()
+    float_names = [d["name"] for d in _tensor_details(calibrated) if any(scope in d["name"] for scope in float_scopes)]
+    if not float_names:
+        logger.warning("No tensor name contains any of %s: the whole model is quantized.", float_scopes)
+    return lite_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=converter._experimental_disable_per_channel,
+        fully_quantize=False,
+        denylisted_ops=list(FLOAT_OPS),
+        denylisted_nodes=float_names,
+    )
 
 
 def _tensor_details(flatbuffer):
@@ -97,17 +130,7 @@ def _tensor_details(flatbuffer):
 
 def write_tflite(flatbuffer, path):
     """Writes the flatbuffer atomically (temporary file, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(flatbuffer)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_bytes_atomic(flatbuffer, path)
 
 
 class TFLiteRunner:

@@ -34,9 +34,15 @@ def calibration_images(loaded, size, count, directory=None):
         return from_files
     if loaded.run_config is None:
         raise ValueError("int8 needs calibration images: give a run directory or --calibration-dir.")
+    return training_images(loaded.run_config.data, size, count)
+
+
+def training_images(data_config, size, count):
+    """A callable yielding up to `count` normalised training images of the run's data
+    (val-style resize and centre crop to `size x size`)."""
     from enc_tf.training.trainer import make_sources
 
-    source = make_sources(loaded.run_config.data)[0]
+    source = make_sources(data_config)[0]
     data = build_dataset(source, "val", PipelineConfig(batch_size=1, base_size=size, crop_size=size), False, False)
     return lambda: (images[0].numpy() for images, _ in data.take(count))
 

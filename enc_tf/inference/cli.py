@@ -20,6 +20,7 @@ import numpy as np
 from enc_tf.data.classes import load_class_file
 from enc_tf.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from enc_tf.evaluation.multi_scale import PAPER_SCALES
+from enc_tf.files import atomic_write
 from enc_tf.inference.predictor import Segmenter
 from enc_tf.visualize import index_png, overlay
 
@@ -46,17 +47,10 @@ def expand_inputs(inputs):
 
 
 def _save(picture_or_array, path):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        if isinstance(picture_or_array, np.ndarray):
-            with open(tmp, "wb") as f:
-                np.save(f, picture_or_array)
-        else:
-            picture_or_array.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if isinstance(picture_or_array, np.ndarray):
+        atomic_write(path, lambda tmp: np.save(tmp, picture_or_array))
+    else:
+        atomic_write(path, lambda tmp: picture_or_array.save(tmp, format="PNG"))
 
 
 def predict_files(segmenter, paths, out_dir, probabilities=False):

@@ -1,0 +1,63 @@
+"""`enc-export-onnx MODEL --out model.onnx [--size S] [--opset 17]`: an ONNX model.
+
+MODEL is a `.keras` file or a training run directory. The input is normalised
+float32 NHWC images of any size (or `--size`); the outputs are the `seg` and `se`
+logits. Before writing, the ONNX model runs in ONNX Runtime on test images and must
+match Keras to `--tolerance` (relative to the largest logit); otherwise nothing is
+written and the command fails.
+"""
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+
+from enc_tf.data.classes import load_class_file, make_class_info
+from enc_tf.data.io import DataError
+from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
+from enc_tf.inference.loading import check_classes, load_keras_model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="enc-export-onnx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--size", type=int, help="fix the input to [batch, size, size, 3] (default: any size)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted ONNX vs Keras difference")
+    parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not args.out.endswith(".onnx"):
+        print(f"error: --out must end in .onnx, got {args.out!r}", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_keras_model(args.model)
+        classes = load_class_file(args.classes) if args.classes else loaded.classes
+        classes = check_classes(loaded, classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)]),
+                                args.classes or "the run's class list")
+        proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)
+    except (DataError, FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.no_check:
+        height, width = (args.size, args.size) if args.size else (72, 96)
+        images = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype(np.float32)
+        errors = max_relative_error(loaded.keras_model, OnnxRunner(proto), images)
+        report = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        if max(errors.values()) > args.tolerance:
+            print(f"error: ONNX Runtime differs from Keras by {report} (relative; tolerance {args.tolerance:g}); "
+                  f"{args.out} not written", file=sys.stderr)
+            return 1
+        print(f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}")
+    write_onnx(proto, args.out)
+    shape = f"[batch, {args.size}, {args.size}, 3]" if args.size else "[batch, height, width, 3]"
+    print(f"{args.out} ({proto.ByteSize() / 2**20:.1f} MiB, opset {args.opset}, input {shape})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

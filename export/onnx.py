@@ -1,0 +1,14 @@
+"""Export a trained model to ONNX (also `enc-export-onnx`).
+
+    python export/onnx.py runs/context_shapes_encnet --out encnet.onnx
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from enc_tf.export.onnx_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

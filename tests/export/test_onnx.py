@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from enc_tf.data.classes import make_class_info
+from enc_tf.export.onnx import OnnxRunner, logits_function, max_relative_error, to_onnx, write_onnx
+from enc_tf.export.onnx_cli import main as onnx_main
+from tests.support.tiny_models import tiny_segmenter
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = tiny_segmenter(3, seed=2)
+    classes = make_class_info(["sky", "road", "car"])
+    return model, classes, to_onnx(model, classes)
+
+
+def test_dynamic_sizes_match_keras(tiny):
+    model, _, proto = tiny
+    runner = OnnxRunner(proto)
+    assert runner.input_shape == ("batch", "height", "width", 3)
+    assert sorted(runner.outputs) == ["se", "seg"]
+    rng = np.random.default_rng(0)
+    for shape in [(1, 16, 16, 3), (3, 13, 29, 3)]:
+        images = rng.normal(size=shape).astype(np.float32)
+        expected = logits_function(model)(images)
+        out = runner(images)
+        assert out["seg"].shape == shape[:3] + (3,) and out["se"].shape == (shape[0], 3)
+        for key in ("seg", "se"):
+            np.testing.assert_allclose(out[key], expected[key].numpy(), rtol=1e-5, atol=1e-5)
+    single = runner(images[1])
+    np.testing.assert_allclose(single["seg"], out["seg"][1], atol=1e-6)
+
+
+def test_metadata_carries_classes_and_normalisation(tiny):
+    _, classes, proto = tiny
+    runner = OnnxRunner(proto)
+    assert runner.classes == classes
+    assert json.loads(runner.metadata["mean"]) == pytest.approx([0.485, 0.456, 0.406])
+    assert json.loads(runner.metadata["std"]) == pytest.approx([0.229, 0.224, 0.225])
+
+
+def test_fixed_size_and_input_checks(tiny):
+    model, _, _ = tiny
+    runner = OnnxRunner(to_onnx(model, size=16))
+    assert runner.input_shape[1:] == (16, 16, 3) and runner.classes is None
+    with pytest.raises(ValueError, match=r"takes \['batch', 16, 16, 3\], got \[1, 8, 8, 3\]"):
+        runner(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="float32, got float64"):
+        runner(np.zeros((1, 16, 16, 3)))
+    with pytest.raises(ValueError, match="size must be positive"):
+        to_onnx(model, size=0)
+
+
+def test_runs_in_a_fresh_process_without_tensorflow(tiny, tmp_path):
+    """What a deployment does: only onnxruntime, the file and NumPy."""
+    model, _, proto = tiny
+    path = write_onnx(proto, str(tmp_path / "m.onnx"))
+    images = np.random.default_rng(3).normal(size=(2, 24, 20, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", images)
+    script = (
+        "import sys, numpy as np, onnxruntime as ort\n"
+        f"s = ort.InferenceSession({path!r}, providers=['CPUExecutionProvider'])\n"
+        f"out = s.run(['seg', 'se'], {{'images': np.load({str(tmp_path / 'x.npy')!r})}})\n"
+        f"np.save({str(tmp_path / 'seg.npy')!r}, out[0])\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "seg.npy"), np.asarray(model(images)["seg"]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_encnet_matches_keras(trained_encnet):
+    model, images = trained_encnet
+    runner = OnnxRunner(to_onnx(model))
+    errors = max_relative_error(model, runner, images[:2])
+    assert set(errors) == {"seg", "se"} and max(errors.values()) < 1e-4, errors
+    # Another size through the same dynamic-shape model (not a multiple of 8).
+    errors = max_relative_error(model, runner, images[2:3, :52, :44])
+    assert max(errors.values()) < 1e-4, errors
+
+
+def test_cli(tmp_path):
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_segmenter(3).save(model_path)
+    out = tmp_path / "m.onnx"
+    assert onnx_main([model_path, "--out", str(out)]) == 0
+    runner = OnnxRunner(out.read_bytes())
+    assert runner.classes.names == ("class_0", "class_1", "class_2")
+    assert onnx_main([model_path, "--out", str(tmp_path / "m.tflite")]) == 2
+    assert onnx_main([str(tmp_path / "missing.keras"), "--out", str(out)]) == 2
+    # A failed check writes nothing and keeps an earlier file.
+    before = out.read_bytes()
+    assert onnx_main([model_path, "--out", str(out), "--size", "16", "--tolerance", "-1"]) == 1
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
