@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 
 from enc_tf.data import PipelineConfig, build_dataset, denormalize
 from enc_tf.evaluation import evaluate, format_scores, write_report
-from enc_tf.export.compare import Variant, export_variants, format_table, keras_runner, score_variants
+from enc_tf.export.compare import VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants
+from enc_tf.files import atomic_write
 from enc_tf.training import load_config, make_sources, train
 from enc_tf.visualize import add_legend, colorize
 
@@ -66,6 +67,10 @@ def main(argv=None):
     parser.add_argument("--export", default=",".join(DEMO_EXPORTS),
                         help=f"comma-separated export variants (default: {','.join(DEMO_EXPORTS)})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    exports = [name for name in args.export.split(",") if name]
+    unknown = sorted(set(exports) - set(VARIANTS))
+    if unknown:  # checked before the training, not after it
+        parser.error(f"--export: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config, args.set)
     model, _ = train(config)
@@ -79,15 +84,14 @@ def main(argv=None):
     images, targets = next(iter(data.unbatch().batch(args.num_images)))
     predictions = np.argmax(model(images, training=False)["seg"], -1)
     for i in range(len(images)):
-        prediction_panel(images[i].numpy(), targets["seg"][i].numpy(), predictions[i], classes).save(
-            os.path.join(out_dir, f"val_{i:02d}.png")
-        )
+        panel = prediction_panel(images[i].numpy(), targets["seg"][i].numpy(), predictions[i], classes)
+        atomic_write(os.path.join(out_dir, f"val_{i:02d}.png"), lambda tmp: panel.save(tmp, format="PNG"))
     write_report(run_dir, scores, matrix)
     print(format_scores(scores))
     export_dir = None
-    if not args.skip_export:
+    if not args.skip_export and exports:
         export_dir = os.path.join(run_dir, "export")
-        print("\n" + compare_exports(model, config, val_source, export_dir, args.export.split(",")))
+        print("\n" + compare_exports(model, config, val_source, export_dir, exports))
     print(f"\nmodel:        {os.path.join(run_dir, 'model.keras')}")
     print(f"checkpoints:  {os.path.join(run_dir, 'checkpoints')}")
     print(f"predictions:  {out_dir}")

@@ -2,8 +2,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.data.context_shapes import CLASSES
-from enc_tf.demo import prediction_panel
 from enc_tf.evaluation import evaluate, format_scores
 from enc_tf.metrics import confusion_matrix, segmentation_scores
 
@@ -23,15 +21,3 @@ def test_evaluate_streams_the_whole_dataset():
     assert scores == segmentation_scores(expected, ["a", "b", "c"])
     text = format_scores(scores)
     assert "pixAcc" in text and "original: mean over all classes" in text and "\na " in text
-
-
-def test_prediction_panel_has_three_views_and_a_legend():
-    label = np.zeros((20, 30), np.int64)
-    label[5:10, 5:10] = 4
-    prediction = label.copy()
-    prediction[0, 0] = 7
-    panel = prediction_panel(np.zeros((20, 30, 3)), label, prediction, CLASSES)
-    assert panel.width == 3 * 30 * 3 and panel.height > 20 * 3
-    pixels = np.asarray(panel)
-    assert tuple(pixels[7 * 3, 30 * 3 + 7 * 3]) == tuple(CLASSES.palette[4])  # ground-truth view
-    assert tuple(pixels[7 * 3, 2 * 30 * 3 + 7 * 3]) == tuple(CLASSES.palette[4])  # prediction view

@@ -73,14 +73,16 @@ def test_runs_in_a_fresh_process_without_tensorflow(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_encnet_matches_keras(trained_encnet):
+def test_encnet_matches_keras(trained_encnet, capsys):
     model, images = trained_encnet
     runner = OnnxRunner(to_onnx(model))
     errors = max_relative_error(model, runner, images[:2])
-    assert set(errors) == {"seg", "se"} and max(errors.values()) < 1e-4, errors
     # Another size through the same dynamic-shape model (not a multiple of 8).
-    errors = max_relative_error(model, runner, images[2:3, :52, :44])
-    assert max(errors.values()) < 1e-4, errors
+    other = max_relative_error(model, runner, images[2:3, :52, :44])
+    with capsys.disabled():
+        print(f"\nEncNet ONNX Runtime vs Keras, max relative error: 64x64 {errors}, 52x44 {other}")
+    assert set(errors) == {"seg", "se"} and max(errors.values()) < 1e-4, errors
+    assert max(other.values()) < 1e-4, other
 
 
 def test_cli(tmp_path):
