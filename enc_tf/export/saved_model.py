@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,6 +30,19 @@ from enc_tf.data.classes import ClassInfo
 from enc_tf.inference.loading import CLASSES_ASSET, LOGITS_SIGNATURE
 
 logger = logging.getLogger(__name__)
+
+
+def inference_view(model):
+    """A functional model over the same layers and weights, without the optimizer.
+
+    A model fresh from training tracks its optimizer, and `tf.saved_model.save` would
+    write its slots too (twice the size for SGD with momentum).
+    """
+    try:
+        inputs, outputs = model.input, model.output
+    except (AttributeError, ValueError):  # not a functional model: used as it is
+        return model
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 class ServingModule(tf.Module):
@@ -43,7 +57,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, classes: ClassInfo, multiple=8, max_size=None):
         super().__init__()
-        self.model = model
+        self.model = inference_view(model)
         self.multiple = int(multiple)
         self.max_size = int(max_size) if max_size else 0
         self.num_classes = int(model.output["seg"].shape[-1])

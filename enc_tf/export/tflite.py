@@ -7,8 +7,9 @@ Conversion allows TFLite builtin ops only: a model that would need Flex (Select 
 ops fails to convert instead of producing a file that phones cannot run.
 
 Full int8 quantises the backbone and heads with a representative dataset but keeps
-the Encoding / EncModule path in float (selective quantization through TF's
-QuantizationDebugger): quantizing it as a whole breaks the SE logits (see README).
+the Encoding / EncModule path in float (selective quantization: TF's quantizer with a
+denylist of op names and types): quantizing it as a whole breaks the SE logits (see
+README).
 """
 
 import contextlib

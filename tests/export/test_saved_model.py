@@ -48,6 +48,21 @@ def test_layout_versions_and_overwrite(exported):
         export_saved_model(model, make_class_info(["a", "b"]), base, "other")
 
 
+def test_a_model_fresh_from_training_is_exported_without_its_optimizer(tmp_path):
+    model = tiny_segmenter(3, seed=1)
+    model.compile(optimizer="adam", loss={"seg": "mse", "se": "mse"})
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    model.fit(x, {"seg": np.zeros((2, 8, 8, 3)), "se": np.zeros((2, 3))}, verbose=0)
+    assert len(model.optimizer.variables) > len(model.weights)
+    path = export_saved_model(model, CLASSES, str(tmp_path), "m")
+    saved = [shape for name, shape in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+             if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")]
+    assert sorted(saved) == sorted(list(w.shape) for w in model.weights)
+    loaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(loaded.signatures["logits"](images=tf.constant(x + 1))["seg"], model(x + 1)["seg"],
+                               atol=1e-6)
+
+
 def test_serving_contract_in_a_fresh_process(exported, tmp_path):
     model, _, path = exported
     rng = np.random.default_rng(0)

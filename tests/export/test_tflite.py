@@ -12,18 +12,19 @@ def _agreement(a, b):
 
 
 @pytest.mark.slow
-def test_encnet_float32_matches_keras_with_builtin_ops(trained_encnet):
+def test_encnet_float32_matches_keras_with_builtin_ops(trained_encnet, capsys):
     model, images = trained_encnet
     fixed = inference_model(model, SIZE)
     expected = {k: np.asarray(v) for k, v in fixed(images).items()}
     float32_bytes = convert(model, "float32", SIZE)
     float32 = TFLiteRunner(model_content=float32_bytes)
     assert float32.outputs == ["se", "seg"] and float32.input_shape == (1, SIZE, SIZE, 3)
-    scale = np.abs(expected["seg"]).max()
-    for i, image in enumerate(images):
-        out = float32(image)
-        assert np.abs(out["seg"] - expected["seg"][i]).max() < 1e-4 * scale
-        assert np.abs(out["se"] - expected["se"][i]).max() < 1e-4 * max(np.abs(expected["se"]).max(), 1)
+    outputs = [float32(image) for image in images]
+    errors = {k: max(float(np.abs(out[k] - expected[k][i]).max()) for i, out in enumerate(outputs))
+              / max(float(np.abs(expected[k]).max()), 1e-6) for k in ("seg", "se")}
+    with capsys.disabled():
+        print(f"\nEncNet TFLite float32 vs Keras, max relative error: {errors}")
+    assert max(errors.values()) < 1e-4, errors
     assert len(float32_bytes) > 4 * 30e6  # float32 weights: about 4 bytes per parameter
 
 
@@ -37,11 +38,18 @@ def test_encnet_quantized_argmax_agreement(trained_encnet, capsys):
     for mode in ("float16", "int8"):
         runner = TFLiteRunner(model_content=convert(model, mode, SIZE, lambda: iter(images)))
         agreement[mode] = float(np.mean([_agreement(runner(x)["seg"], e) for x, e in zip(images, expected)]))
+    # Selective quantization: the Encoding path is float32, the backbone int8.
+    dtypes = {d["name"]: d["dtype"] for d in runner.interpreter.get_tensor_details()}
+    encoding = [n for n in dtypes if "/encoding_" in n]
+    backbone = [n for n in dtypes if "/backbone_" in n]
+    assert sum(dtypes[n] == np.float32 for n in encoding) > 5  # (the others: int32 shapes)
+    assert not any(dtypes[n] in (np.int8, np.int16) for n in encoding)
+    assert sum(dtypes[n] == np.int8 for n in backbone) > 100
     with capsys.disabled():
         print(f"\nEncNet TFLite argmax agreement with Keras: {agreement}")
-    # Measured: float16 0.994, int8 0.920 (four classes, each predicted on 8-45% of the
-    # pixels: a model predicting one class would score < 0.5).
-    assert agreement["float16"] > 0.98 and agreement["int8"] > 0.85, agreement
+    # Measured over runs: float16 0.993-0.994, int8 0.90-0.92 (four classes, each predicted
+    # on 8-45% of the pixels: a model predicting one class would score < 0.5).
+    assert agreement["float16"] > 0.98 and agreement["int8"] > 0.8, agreement
 
 
 def test_conversion_prints_nothing(capfd):
