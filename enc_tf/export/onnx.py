@@ -26,6 +26,7 @@ from enc_tf.files import write_bytes_atomic
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+OPSETS = range(11, 19)  # 11: Resize with aligned corners; 18: tf2onnx 1.17's newest
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("seg", "se")
 CLASSES_KEY = "classes"
@@ -72,12 +73,14 @@ def to_onnx(model, classes=None, size=None, opset=DEFAULT_OPSET):
         model: a Keras segmentation model (dict outputs `seg`, optional `se`).
         classes: optional `ClassInfo` stored in the metadata.
         size: fix the input to `[batch, size, size, 3]` (None: any height and width).
-        opset: the ONNX opset (tf2onnx supports up to 18).
+        opset: the ONNX opset, 11 to 18.
     """
     tf2onnx = _require("tf2onnx")
     _require("onnx")
     if size is not None and int(size) < 1:
         raise ValueError(f"size must be positive, got {size}.")
+    if int(opset) not in OPSETS:
+        raise ValueError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}.")
     function = logits_function(model, None if size is None else int(size))
     converter_log = logging.getLogger("tf2onnx")
     level = converter_log.level

@@ -53,6 +53,8 @@ def test_fixed_size_and_input_checks(tiny):
         runner(np.zeros((1, 16, 16, 3)))
     with pytest.raises(ValueError, match="size must be positive"):
         to_onnx(model, size=0)
+    with pytest.raises(ValueError, match="opset must be in 11..18, got 21"):
+        to_onnx(model, opset=21)
 
 
 def test_runs_in_a_fresh_process_without_tensorflow(tiny, tmp_path):
