@@ -9,6 +9,9 @@ def test_write_bytes_atomic_creates_directories(tmp_path):
     path = str(tmp_path / "a" / "b" / "model.bin")
     assert write_bytes_atomic(b"abc", path) == path
     assert open(path, "rb").read() == b"abc"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as open() would, not mkstemp's 0600
     write_bytes_atomic(b"new", path)
     assert open(path, "rb").read() == b"new"
 

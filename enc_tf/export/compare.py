@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 import tensorflow as tf
@@ -100,11 +100,11 @@ def export_variants(model, classes, out_dir, size, representative=None, names=VA
     return variants
 
 
-def score_variants(variants, examples, num_classes, ignore_index, reference: Optional[Runner] = None):
+def score_variants(variants, examples, num_classes, ignore_index, reference: Runner):
     """Runs every variant on `examples` (`[(image (S, S, 3), label (S, S))]`) and scores it.
 
     Agreement and SE error are measured against `reference` (the Keras model's
-    runner), which is also scored first when given as a `Variant`.
+    runner; include it in `variants` as well to get its own row).
     """
     reference_outputs = [reference(x) for x, _ in examples]
     scores = []
