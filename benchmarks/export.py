@@ -29,8 +29,9 @@ def main():
     import numpy as np
 
     from benchmarks.common import machine
-    from enc_tf.data import PipelineConfig, build_dataset
-    from enc_tf.export.compare import VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants
+    from enc_tf.export.compare import (
+        VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
+    )
     from enc_tf.export.tflite_cli import calibration_images
     from enc_tf.inference.loading import load_keras_model
     from enc_tf.training.trainer import make_sources
@@ -38,11 +39,7 @@ def main():
     loaded = load_keras_model(args.run)
     model = loaded.keras_model
     source = make_sources(loaded.run_config.data)[1]
-    data = build_dataset(source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False)
-    examples = [(x[0].numpy(), t["seg"][0].numpy()) for x, t in data.take(args.images)]
-    size = examples[0][0].shape[0]
-    if any(x.shape[:2] != (size, size) for x, _ in examples):
-        raise SystemExit("benchmarks/export.py expects square validation images of one size.")
+    examples, size = validation_examples(source, args.images)
     reference = keras_runner(model)
     keras_file = os.path.join(args.run, "model.keras")
     variants = [Variant("keras (tf.function)", reference, keras_file, os.path.getsize(keras_file))]

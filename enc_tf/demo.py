@@ -15,7 +15,9 @@ from PIL import Image, ImageDraw
 
 from enc_tf.data import PipelineConfig, build_dataset, denormalize
 from enc_tf.evaluation import evaluate, format_scores, write_report
-from enc_tf.export.compare import VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants
+from enc_tf.export.compare import (
+    VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
+)
 from enc_tf.files import atomic_write
 from enc_tf.training import load_config, make_sources, train
 from enc_tf.visualize import add_legend, colorize
@@ -43,11 +45,7 @@ def compare_exports(model, config, val_source, export_dir, names, calibration=32
     images (which must share one square size: the TFLite input size) next to Keras."""
     from enc_tf.export.tflite_cli import training_images
 
-    data = build_dataset(val_source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False)
-    examples = [(x[0].numpy(), t["seg"][0].numpy()) for x, t in data]
-    size = examples[0][0].shape[0]
-    if any(x.shape[:2] != (size, size) for x, _ in examples):
-        raise ValueError("The export comparison needs square validation images of one size.")
+    examples, size = validation_examples(val_source)
     classes = val_source.classes
     keras_path = os.path.join(config.train.run_dir, "model.keras")
     reference = keras_runner(model)

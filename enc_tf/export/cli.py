@@ -10,10 +10,9 @@ import argparse
 import logging
 import sys
 
-from enc_tf.data.classes import load_class_file, make_class_info
 from enc_tf.data.io import DataError
 from enc_tf.export.saved_model import export_saved_model
-from enc_tf.inference.loading import check_classes, load_keras_model
+from enc_tf.inference.loading import export_classes, load_keras_model
 
 
 def main(argv=None):
@@ -29,9 +28,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         loaded = load_keras_model(args.model)
-        classes = load_class_file(args.classes) if args.classes else loaded.classes
-        classes = check_classes(loaded, classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)]),
-                                args.classes or "the run's class list")
+        classes = export_classes(loaded, args.classes)
         path = export_saved_model(loaded.keras_model, classes, args.base_dir, args.name, args.version, args.overwrite,
                                   max_size=args.max_size or None)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as err:

@@ -50,6 +50,21 @@ def _path_size(path):
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def validation_examples(source, count=None):
+    """`([(image (S, S, 3) normalised, label (S, S))], S)` from a source's validation
+    split, whole images; they must share one square size (the TFLite input size)."""
+    from enc_tf.data import PipelineConfig, build_dataset
+
+    data = build_dataset(source, "eval", PipelineConfig(batch_size=1), aux=False, se_loss=False)
+    if count is not None:
+        data = data.take(count)
+    examples = [(x[0].numpy(), t["seg"][0].numpy()) for x, t in data]
+    size = examples[0][0].shape[0]
+    if any(x.shape[:2] != (size, size) for x, _ in examples):
+        raise ValueError("Comparing exports needs square validation images of one size.")
+    return examples, size
+
+
 def keras_runner(model) -> Runner:
     """Keras through one `tf.function`, batch 1."""
     function = tf.function(lambda x: model(x, training=False))

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 
-from enc_tf.data.classes import load_class_file, make_class_info
 from enc_tf.data.io import DataError
 from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
-from enc_tf.inference.loading import check_classes, load_keras_model
+from enc_tf.inference.loading import export_classes, load_keras_model
 
 
 def main(argv=None):
@@ -36,9 +35,7 @@ def main(argv=None):
         return 2
     try:
         loaded = load_keras_model(args.model)
-        classes = load_class_file(args.classes) if args.classes else loaded.classes
-        classes = check_classes(loaded, classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)]),
-                                args.classes or "the run's class list")
+        classes = export_classes(loaded, args.classes)
         proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)
     except (DataError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)

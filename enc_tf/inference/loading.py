@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
-from enc_tf.data.classes import ClassInfo, make_class_info
+from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
 
 # Signature of our SavedModel exports that takes normalised float32 images and
 # returns raw logits; evaluation runs the same sliding window on it as on Keras.
@@ -122,6 +122,14 @@ def load_keras_model(path):
     if loaded.keras_model is None:
         raise ValueError(f"{path!r} is a SavedModel; export from the .keras model or the run directory.")
     return loaded
+
+
+def export_classes(loaded, class_file=None):
+    """The class list an export carries: `class_file` if given, else the run's, else
+    `class_0..class_{C-1}`; checked against the model's class count."""
+    classes = load_class_file(class_file) if class_file else loaded.classes
+    classes = classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)])
+    return check_classes(loaded, classes, class_file or "the run's class list")
 
 
 def check_classes(loaded, classes, where):
