@@ -104,11 +104,11 @@ def export_variants(model, classes, out_dir, size, representative=None, names=VA
             path = write_onnx(proto, os.path.join(out_dir, "encnet.onnx"))
             run = OnnxRunner(proto, num_threads=num_threads)
         else:
-            mode = name[len("tflite_"):]
-            kwargs = {"float_scopes": ()} if mode == "int8_all" else {}
-            mode = "int8" if mode == "int8_all" else mode
+            suffix = name[len("tflite_"):]  # a TFLite mode, or int8_all: int8 with nothing kept float
+            mode = "int8" if suffix == "int8_all" else suffix
+            kwargs = {"float_scopes": ()} if suffix == "int8_all" else {}
             flatbuffer = convert(model, mode, size, representative if mode == "int8" else None, **kwargs)
-            path = write_tflite(flatbuffer, os.path.join(out_dir, f"encnet_{name[len('tflite_'):]}.tflite"))
+            path = write_tflite(flatbuffer, os.path.join(out_dir, f"encnet_{suffix}.tflite"))
             run = TFLiteRunner(model_content=flatbuffer, num_threads=num_threads)
         logger.info("Exported %s to %s in %.0f s", name, path, time.perf_counter() - start)
         variants.append(Variant(name, run, path, _path_size(path)))
