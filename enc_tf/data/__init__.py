@@ -4,7 +4,7 @@ from enc_tf.data.augment import AugmentConfig, denormalize, normalize
 from enc_tf.data.classes import ADE20K, CITYSCAPES, PASCAL_CONTEXT, VOC, ClassInfo, load_class_file, make_class_info
 from enc_tf.data.context_shapes import ensure_context_shapes
 from enc_tf.data.io import DataError, read_image, read_label
-from enc_tf.data.pipeline import PipelineConfig, build_dataset, decoded_examples
+from enc_tf.data.pipeline import NumpyIterator, PipelineConfig, build_dataset, decoded_examples, pipeline_data_error
 from enc_tf.data.sources import (
     SegmentationSource,
     ade20k_source,
@@ -20,8 +20,8 @@ from enc_tf.data.validate import check_source
 
 __all__ = [
     "ADE20K", "CITYSCAPES", "PASCAL_CONTEXT", "VOC", "AugmentConfig", "ClassInfo", "DataError",
-    "PipelineConfig", "SegmentationSource", "TFRecordSource", "ade20k_source", "build_dataset",
+    "NumpyIterator", "PipelineConfig", "SegmentationSource", "TFRecordSource", "ade20k_source", "build_dataset",
     "check_source", "cityscapes_source", "decoded_examples", "denormalize", "ensure_context_shapes", "folder_source",
     "get_source", "label_lookup", "load_class_file", "make_class_info", "normalize", "pascal_context_source",
-    "read_image", "read_label", "read_tfrecord_source", "voc_source", "write_tfrecords",
+    "pipeline_data_error", "read_image", "read_label", "read_tfrecord_source", "voc_source", "write_tfrecords",
 ]

@@ -6,6 +6,8 @@ import os
 
 import yaml
 
+from enc_tf.errors import DataError
+
 ADE20K_CLASSES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
     "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
@@ -58,14 +60,17 @@ VOC_CLASSES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
-# The 59 PASCAL Context classes (label value v -> class v - 1; 0 = background, ignored).
+# The 59 PASCAL Context classes (label value v -> class v - 1; 0 = background, ignored). The
+# pre-converted SegmentationClassContext PNGs number them by their sorted ids among the 459
+# full-dataset classes (the original's `_mapping = np.sort(...)`), which is alphabetical order,
+# not the order of `59_labels.txt`.
 PASCAL_CONTEXT_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "table",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-    "bag", "bed", "bench", "book", "building", "cabinet", "ceiling", "cloth", "computer", "cup",
-    "door", "fence", "floor", "flower", "food", "grass", "ground", "keyboard", "light", "mountain",
-    "mouse", "curtain", "platform", "sign", "plate", "road", "rock", "shelves", "sidewalk", "sky",
-    "snow", "bedclothes", "track", "tree", "truck", "wall", "water", "window", "wood",
+    "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book", "bottle",
+    "building", "bus", "cabinet", "car", "cat", "ceiling", "chair", "cloth", "computer", "cow", "cup",
+    "curtain", "dog", "door", "fence", "floor", "flower", "food", "grass", "ground", "horse",
+    "keyboard", "light", "motorbike", "mountain", "mouse", "person", "plate", "platform",
+    "pottedplant", "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky", "snow", "sofa",
+    "table", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window", "wood",
 )
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -77,7 +82,9 @@ CITYSCAPES_PALETTE = (
     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
 )
-# gtFine labelIds -> the 19 train ids (cityscapesScripts' labels.py); all others are ignored.
+# gtFine labelIds -> the 19 train ids (cityscapesScripts' labels.py); the other label ids
+# (0-33) are ignored, and a larger value (other than the ignore value) is not a label id.
+CITYSCAPES_NUM_LABEL_IDS = 34
 CITYSCAPES_LABEL_TO_TRAIN_ID = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
@@ -132,26 +139,31 @@ def make_class_info(names, palette=None):
 
 
 def load_class_file(path):
-    """Reads a class list from YAML or JSON: a list of names, or `{names: [...], palette: [...]}`."""
+    """Reads a class list from YAML or JSON: a list of names, or `{names: [...], palette: [...]}`.
+
+    Raises:
+        DataError: naming the file, when it is missing or not a valid class list.
+    """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Class list not found: {path!r}")
+        raise DataError(f"Class list not found: {path!r}")
     with open(path) as f:
         text = f.read()
     try:
         data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
-        raise ValueError(f"{path!r} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {err}") from err
+        kind = "JSON" if path.endswith(".json") else "YAML"
+        raise DataError(f"{path!r} is not valid {kind}: {' '.join(str(err).split())}") from err
     if isinstance(data, list):
         data = {"names": data}
     if not isinstance(data, dict) or not isinstance(data.get("names"), list):
-        raise ValueError(f"{path!r}: expected a list of class names or a mapping with a 'names' list.")
+        raise DataError(f"{path!r}: expected a list of class names or a mapping with a 'names' list.")
     unknown = set(data) - {"names", "palette"}
     if unknown:
-        raise ValueError(f"{path!r}: unknown keys {sorted(unknown)}; allowed: names, palette.")
+        raise DataError(f"{path!r}: unknown keys {sorted(unknown)}; allowed: names, palette.")
     try:
         return make_class_info(data["names"], data.get("palette"))
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{path!r}: {err}") from err
+        raise DataError(f"{path!r}: {err}") from err
 
 
 def save_class_file(info, path):

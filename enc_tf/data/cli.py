@@ -2,13 +2,23 @@
 or generate ContextShapes."""
 
 import argparse
-import sys
 
+from enc_tf.console import run_cli
 from enc_tf.data.context_shapes import ensure_context_shapes
 from enc_tf.data.io import DataError
-from enc_tf.data.sources import SOURCES, get_source
+from enc_tf.data.sources import LABEL_MAPPINGS, SOURCES, get_source
 from enc_tf.data.tfrecord import write_tfrecords
 from enc_tf.data.validate import check_source, summarize
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def _source_args(parser):
@@ -16,19 +26,36 @@ def _source_args(parser):
     parser.add_argument("--root", required=True, help="dataset directory")
     parser.add_argument("--split", default=None, help="split name (train, val, train_aug, ...)")
     parser.add_argument("--classes", default=None, help="folder datasets: class list (YAML/JSON)")
-    parser.add_argument("--label-mapping", default=None, choices=("identity", "reduce_zero"), help="folder datasets")
+    parser.add_argument("--label-mapping", default=None, choices=LABEL_MAPPINGS, help="folder datasets")
 
 
-def _source(args):
-    kwargs = {}
+def _source(args, strict=True):
+    kwargs = {"strict": strict}
     if args.dataset == "folder":
-        kwargs = {"classes": args.classes}
+        kwargs["classes"] = args.classes
         if args.label_mapping:
             kwargs["label_mapping"] = args.label_mapping
     elif args.classes or args.label_mapping:
         raise DataError("--classes and --label-mapping apply to --dataset folder only.")
     split = args.split if args.split is not None else (None if args.dataset == "folder" else "train")
     return get_source(args.dataset, args.root, split, **kwargs)
+
+
+def _run(args):
+    if args.command == "context-shapes":
+        print(ensure_context_shapes(args.cache_dir, args.num_train, args.num_val, args.image_size, args.seed))
+        return 0
+    if args.command == "check":
+        source = _source(args, strict=False)  # images without masks are reported with the rest
+        problems, counts = check_source(source)
+        print(f"{source.name} {source.split}: {len(source.samples)} samples, {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  - {problem}")
+        print(summarize(source, counts))
+        return 1 if problems else 0
+    converted = write_tfrecords(_source(args), args.out, args.shards, args.image_format)
+    print(f"wrote {converted.num_examples} examples in {len(converted.files)} shards to {args.out}")
+    return 0
 
 
 def main(argv=None):
@@ -39,7 +66,8 @@ def main(argv=None):
     convert = sub.add_parser("to-tfrecord", help="write sharded TFRecords of a checked split")
     _source_args(convert)
     convert.add_argument("--out", required=True)
-    convert.add_argument("--shards", type=int, default=None)
+    convert.add_argument("--shards", type=_positive_int, default=None,
+                         help="number of shards (default: one per 256 examples)")
     convert.add_argument("--image-format", default="png", choices=("png", "jpeg"))
     shapes = sub.add_parser("context-shapes", help="generate (or find) the ContextShapes dataset")
     shapes.add_argument("--cache-dir", default=None)
@@ -47,22 +75,4 @@ def main(argv=None):
     shapes.add_argument("--num-val", type=int, default=100)
     shapes.add_argument("--image-size", type=int, default=128)
     shapes.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        if args.command == "context-shapes":
-            print(ensure_context_shapes(args.cache_dir, args.num_train, args.num_val, args.image_size, args.seed))
-            return 0
-        source = _source(args)
-        if args.command == "check":
-            problems, counts = check_source(source)
-            print(f"{source.name} {source.split}: {len(source.samples)} samples, {len(problems)} problem(s)")
-            for problem in problems:
-                print(f"  - {problem}")
-            print(summarize(source, counts))
-            return 1 if problems else 0
-        converted = write_tfrecords(source, args.out, args.shards, args.image_format)
-        print(f"wrote {converted.num_examples} examples in {len(converted.files)} shards to {args.out}")
-        return 0
-    except (DataError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(parser, _run, argv)

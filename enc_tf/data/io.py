@@ -3,11 +3,9 @@
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from enc_tf.errors import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class DataError(ValueError):
-    """A dataset file is missing, unreadable or inconsistent; the message names it."""
 
 
 def _open(path, what):
@@ -25,22 +23,64 @@ def read_image(path):
     """Reads an image as `(H, W, 3)` uint8 RGB.
 
     EXIF orientation is applied; grayscale, RGBA (alpha dropped), palette,
-    CMYK and 16-bit images are converted to 8-bit RGB.
+    CMYK and 16-bit images are converted to 8-bit RGB (see `rgb_uint8`).
     """
     return image_to_rgb(_open(path, "image"), path)
 
 
+def rgb_uint8(array, name="<image>"):
+    """An image array as `(H, W, 3)` uint8 RGB; the one place where pixel depth is converted.
+
+    The scale follows the dtype, never the values, so a dark and a bright
+    16-bit image keep their relative brightness: uint8 as it is, uint16
+    divided by 257 (65535 -> 255), float in [0, 1] times 255.
+
+    Args:
+        array: `(H, W)` grey, `(H, W, 1)`, `(H, W, 3)` RGB or `(H, W, 4)` RGBA
+            (alpha dropped).
+        name: the image's name in error messages.
+
+    Raises:
+        DataError: naming `name`, for another shape or dtype, or floats outside [0, 1].
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise DataError(
+            f"{name}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {array.shape}."
+        )
+    if array.dtype == np.uint16:
+        array = np.rint(array / 257.0).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and (np.isnan(array).any() or array.min() < 0 or array.max() > 1):
+            raise DataError(f"{name}: float images must lie in [0, 1].")
+        array = np.rint(array * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise DataError(f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, -1)
+    return np.ascontiguousarray(array[..., :3])
+
+
 def image_to_rgb(image, name="<image>"):
-    """A PIL image as `(H, W, 3)` uint8 RGB, as `read_image` (EXIF orientation applied)."""
+    """A PIL image as `(H, W, 3)` uint8 RGB, as `read_image` (EXIF orientation applied).
+
+    16-bit modes (`I;16*`, and `I`, which older Pillow gives 16-bit PNGs) are
+    scaled by `rgb_uint8` as 16-bit data, whatever their values.
+    """
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if array.max(initial=0) > 255 else 1.0
-        array = np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
-        return np.repeat(array[..., None], 3, axis=-1)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image)
+        if image.mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
+            raise DataError(
+                f"Image {name} is 32-bit (mode I) with values outside 0-65535 "
+                f"([{array.min()}, {array.max()}]); give 8- or 16-bit images."
+            )
+        return rgb_uint8(array.astype(np.uint16), name)
     if image.mode == "F":
         raise DataError(f"Image {name} is floating point (mode F); expected 8- or 16-bit pixels.")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return rgb_uint8(np.asarray(image.convert("RGB"), dtype=np.uint8), name)
 
 
 def read_label(path):

@@ -1,13 +1,14 @@
 """tf.data pipelines from a dataset source to `(image, targets)` batches for `model.fit`."""
 
 import dataclasses
+import re
 
 import tensorflow as tf
 
 from enc_tf.data.augment import AugmentConfig, eval_transform, train_transform, val_transform
-from enc_tf.data.io import read_pair
+from enc_tf.data.io import DataError, read_pair
 from enc_tf.data.sources import SegmentationSource
-from enc_tf.data.tfrecord import TFRecordSource, parse_example
+from enc_tf.data.tfrecord import TFRecordSource, find_damaged_shard, parse_example
 from enc_tf.losses import presence_targets
 
 MODES = ("train", "val", "eval")
@@ -47,7 +48,7 @@ def _check_shard(shard):
     return count, index
 
 
-def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None):
+def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None, start=0):
     """`(image, label)` pairs: `(H, W, 3)` uint8 RGB and `(H, W)` uint8 train ids.
 
     Folder-style sources are decoded with Pillow (EXIF, palette and 16-bit
@@ -57,10 +58,13 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None):
     else every `count`-th example. A finite sharded pass is padded with blank
     examples (label all ignore, so they change no metric) to the same length
     in every shard: workers that ran out of data first would otherwise wait
-    forever for the others' collective operations.
+    forever for the others' collective operations. `start` skips that many
+    examples of the (shuffled, repeated) stream before any decoding.
     """
     shard = _check_shard(shard)
-    examples = _decoded(source, shuffle, seed, repeat, shard)
+    if start < 0 or (start and not repeat):
+        raise ValueError(f"start must be >= 0 and needs repeat=True, got start={start}, repeat={repeat}.")
+    examples = _decoded(source, shuffle, seed, repeat, shard, start)
     if shard is None or repeat:
         return examples
     count, index = shard
@@ -70,7 +74,7 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None):
     return examples.concatenate(tf.data.Dataset.from_tensors(blank).repeat(missing)) if missing else examples
 
 
-def _decoded(source, shuffle, seed, repeat, shard):
+def _decoded(source, shuffle, seed, repeat, shard, start):
     if isinstance(source, TFRecordSource):
         files = tf.data.Dataset.from_tensor_slices(list(source.files))
         by_file = shard is not None and repeat and len(source.files) >= shard[0]
@@ -88,6 +92,8 @@ def _decoded(source, shuffle, seed, repeat, shard):
             records = records.shard(*shard)
         if shuffle:
             records = records.shuffle(256, seed=seed, reshuffle_each_iteration=True)
+        if start:
+            records = records.skip(start)  # raw records: read, not decoded
         return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not isinstance(source, SegmentationSource):
         raise TypeError(f"Expected a SegmentationSource or TFRecordSource, got {type(source).__name__}.")
@@ -99,6 +105,8 @@ def _decoded(source, shuffle, seed, repeat, shard):
         pairs = pairs.shuffle(len(source.samples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         pairs = pairs.repeat()
+    if start:
+        pairs = pairs.skip(start)  # file names: nothing is read
 
     def load(image_path, label_path):
         return read_pair(image_path.decode(), label_path.decode(), source.lookup, source.ignore_index)
@@ -119,7 +127,9 @@ def _targets(label, num_classes, ignore_index, aux, se_loss):
     return targets
 
 
-def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False, shard=None):
+def build_dataset(
+    source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False, shard=None, start=0
+):
     """Batches of `(images, targets)` for `model.fit` / `model.evaluate`.
 
     Args:
@@ -135,6 +145,9 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
         shard: `(count, index)`: this input pipeline's share of the data
             (multi-worker training; see `decoded_examples`). The pipeline is then
             not auto-sharded again by tf.distribute.
+        start: with `repeat`, the number of examples (of this pipeline) already
+            consumed: the stream continues exactly where an uninterrupted one
+            would be (same order, same augmentation), skipping them undecoded.
 
     Returns:
         A `tf.data.Dataset`; images are float32 normalised `(B, H, W, 3)`.
@@ -145,9 +158,9 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
         raise ValueError(f"crop_size {config.crop_size} is larger than any scaled image can be.")
     num_classes, ignore = source.classes.num_classes, source.ignore_index
     training = mode == "train"
-    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat, shard=shard)
+    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat, shard=shard, start=start)
     if training:
-        seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+        seeds = tf.data.Dataset.random(seed=config.seed).batch(2).skip(start)
         examples = tf.data.Dataset.zip((examples, seeds)).map(
             lambda pair, seed: train_transform(
                 pair[0], pair[1], seed, config.base_size, config.crop_size, config.augment, ignore
@@ -179,3 +192,81 @@ def build_dataset(source, mode="train", config=PipelineConfig(), aux=True, se_lo
         # A list of file names has no files to shard by: shard the examples.
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+# How TensorFlow reports a Python exception raised inside `tf.numpy_function`: "DataError: <message>".
+_RAISED_DATA_ERROR = re.compile(r"\bDataError: ([^\n]+)")
+
+
+def pipeline_data_error(err, source=None):
+    """The `DataError` behind a TensorFlow error raised while iterating a pipeline, or None.
+
+    A `DataError` raised while decoding a sample in tf.data's threads reaches the
+    caller as a `tf.errors.OpError` that quotes it with a traceback; a damaged
+    TFRecord shard raises a `DataLossError` that names no file (the shards of
+    `source` are then re-read one by one to find it).
+
+    Args:
+        err: a `tf.errors.OpError`.
+        source: the `SegmentationSource` or `TFRecordSource` being read.
+
+    Returns:
+        A one-line `DataError` (exit status 1: the work had started), or None
+        when `err` is not a data error.
+    """
+    found = _RAISED_DATA_ERROR.search(err.message or "")
+    if found:
+        return DataError(found.group(1).strip(), exit_code=1)
+    if isinstance(err, tf.errors.DataLossError):
+        files = source.files if isinstance(source, TFRecordSource) else ()
+        damaged = find_damaged_shard(files)
+        if damaged is not None:
+            return damaged
+        return DataError(f"A TFRecord shard is damaged: {err.message.splitlines()[0].strip()}", exit_code=1)
+    return None
+
+
+class NumpyIterator:
+    """Iterates a `tf.data.Dataset` as NumPy structures, and closes cleanly on errors.
+
+    Use it as a context manager (`with NumpyIterator(dataset, source) as examples:`).
+    A data error (see `pipeline_data_error`) is raised as a one-line `DataError`.
+    On any error, and on leaving the `with` block, the TensorFlow iterator is
+    released first, which cancels and joins tf.data's worker threads: an
+    interpreter that exits while they still run Python decoders can hang or
+    abort ("terminate called without an active exception").
+    """
+
+    def __init__(self, dataset, source=None):
+        self._iterator = iter(dataset)
+        self._source = source
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._iterator is None:
+            raise StopIteration
+        try:
+            element = next(self._iterator)
+        except StopIteration:
+            self.close()
+            raise
+        except tf.errors.OpError as err:
+            # The traceback's frames hold the TF iterator: drop it, or the iterator outlives close().
+            failure = pipeline_data_error(err, self._source) or err.with_traceback(None)
+        else:
+            return tf.nest.map_structure(lambda tensor: tensor.numpy(), element)
+        self.close()
+        raise failure
+
+    def close(self):
+        """Releases the TensorFlow iterator (stopping its threads); idempotent."""
+        self._iterator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False

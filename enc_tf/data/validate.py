@@ -13,7 +13,7 @@ def check_source(source):
         (empty when the dataset is sound), and the pixel count of each class
         over the readable samples (index `num_classes` counts ignored pixels).
     """
-    problems = []
+    problems = list(source.problems)  # images without a mask (a source made with strict=False)
     counts = np.zeros(source.num_classes + 1, np.int64)
     for image_path, label_path in source.samples:
         try:

@@ -8,18 +8,18 @@ confusion matrices are summed across workers.
 """
 
 import argparse
-import logging
 import os
 import sys
 
-
+from enc_tf.console import run_cli
 from enc_tf.data import PipelineConfig, build_dataset, get_source, read_tfrecord_source
-from enc_tf.data.io import DataError
+from enc_tf.data.pipeline import NumpyIterator
+from enc_tf.data.sources import LABEL_MAPPINGS
+from enc_tf.errors import ConfigError
 from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale
 from enc_tf.evaluation.report import write_report
 from enc_tf.evaluation.single_scale import format_scores
 from enc_tf.inference.loading import check_classes, load_model
-from enc_tf.training.config import ConfigError
 from enc_tf.training.strategy import make_strategy, tf_config_workers, worker_role
 
 
@@ -64,17 +64,18 @@ def run(args):
     examples = data.map(lambda image, targets: (image[0], targets["seg"][0]))
     if args.limit:
         examples = examples.take(args.limit)
-    examples = ((image.numpy(), label.numpy()) for image, label in examples)
     # Single scale runs at each image's own resolution (sliding window above the crop).
     total = source.num_examples
     if shard is not None:
         total = -(-total // shard[0])
     if args.limit:
         total = min(total, args.limit)
-    scores, matrix = evaluate_multi_scale(
-        predictor, examples, source.ignore_index, classes.names, strategy, native_resolution=not args.multi_scale,
-        total=total,
-    )
+    # A bad sample ends the run as one DataError, with tf.data's threads stopped before exit.
+    with NumpyIterator(examples, source) as arrays:
+        scores, matrix = evaluate_multi_scale(
+            predictor, arrays, source.ignore_index, classes.names, strategy, native_resolution=not args.multi_scale,
+            total=total,
+        )
     protocol = {
         "model": args.model, "dataset": args.dataset or loaded.run_config.data.dataset, "split": args.split,
         "mode": "multi-scale" if args.multi_scale else "single-scale (native resolution)",
@@ -88,6 +89,10 @@ def run(args):
     return scores
 
 
+def _command(args):
+    run(args)  # the scores are printed and written; the exit status is 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="enc-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
@@ -95,7 +100,9 @@ def main(argv=None):
     parser.add_argument("--root", help="dataset root")
     parser.add_argument("--split", default="val", help='split name ("" for every image of a folder dataset)')
     parser.add_argument("--classes", help="class list (folder datasets)")
-    parser.add_argument("--label-mapping", default="identity", help="folder datasets: identity or minus_one")
+    parser.add_argument("--label-mapping", default="identity", choices=LABEL_MAPPINGS,
+                        help="folder datasets: identity (value v is class v) or reduce_zero "
+                             "(value 0 is ignored, value v is class v - 1)")
     parser.add_argument("--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol")
     parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
     parser.add_argument("--no-flip", action="store_true")
@@ -104,14 +111,7 @@ def main(argv=None):
     parser.add_argument("--window-batch", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
     parser.add_argument("--out", default="evaluation", help="output directory")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(parser, _command, argv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.data.augment import normalize
+from enc_tf.errors import ConfigError
 from enc_tf.metrics import confusion_matrix, segmentation_scores
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -46,19 +47,24 @@ class MultiScaleConfig:
     window_batch: int = 4
 
     def __post_init__(self):
-        if int(self.crop_size) < 1 or int(self.base_size) < 1 or int(self.window_batch) < 1:
-            raise ValueError(f"base_size, crop_size and window_batch must be positive: {self}")
-        if not self.scales or any(float(s) <= 0 for s in self.scales):
-            raise ValueError(f"scales must be positive numbers, got {self.scales!r}.")
+        for name in ("base_size", "crop_size", "window_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if not self.scales or not all(math.isfinite(float(s)) and float(s) > 0 for s in self.scales):
+            raise ConfigError(f"scales must be positive numbers, got {list(self.scales)!r}.")
         if not 0 < self.stride_rate <= 1:
-            raise ValueError(f"stride_rate must be in (0, 1], got {self.stride_rate!r}.")
+            raise ConfigError(f"stride_rate must be in (0, 1], got {self.stride_rate!r}.")
 
 
 def scaled_size(height, width, long_size):
-    """The original's `(height, width)` with the long side at `long_size`."""
+    """The original's `(height, width)` with the long side at `long_size`.
+
+    The short side is rounded as the original does, but never to 0: a very
+    elongated image (4000 x 3 at a long side of 260) keeps one row or column.
+    """
     if height > width:
-        return long_size, int(1.0 * width * long_size / height + 0.5)
-    return int(1.0 * height * long_size / width + 0.5), long_size
+        return long_size, max(1, int(1.0 * width * long_size / height + 0.5))
+    return max(1, int(1.0 * height * long_size / width + 0.5)), long_size
 
 
 def window_starts(length, crop, stride):
@@ -142,7 +148,7 @@ class MultiScalePredictor:
             return self._run([self.pad(resized, crop, crop)])[0, :height, :width]
         padded = self.pad(resized, crop, crop)  # only the short side may be below the crop
         ph, pw = padded.shape[:2]
-        stride = int(crop * c.stride_rate)
+        stride = max(1, int(crop * c.stride_rate))
         corners = [(y, x) for y in window_starts(ph, crop, stride) for x in window_starts(pw, crop, stride)]
         windows = [self.pad(padded[y:y + crop, x:x + crop], crop, crop) for y, x in corners]
         probs = self._run(windows)

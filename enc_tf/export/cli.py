@@ -7,12 +7,29 @@ from the run's dataset or `--classes`, and travel with the model as
 """
 
 import argparse
-import logging
+import os
 import sys
 
-from enc_tf.data.io import DataError
-from enc_tf.export.saved_model import export_saved_model
+from enc_tf.console import run_cli
+from enc_tf.errors import ConfigError
+from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
 from enc_tf.inference.loading import export_classes, load_keras_model
+
+
+def run(args):
+    if args.max_size < 0:
+        raise ConfigError(f"--max-size must be >= 0 (0: never downscale), got {args.max_size}.")
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version must be a positive integer, got {args.version}.")
+    remove_stale_exports(os.path.join(args.base_dir, args.name))
+    loaded = load_keras_model(args.model)
+    classes = export_classes(loaded, args.classes)
+    try:
+        path = export_saved_model(loaded.keras_model, classes, args.base_dir, args.name, args.version, args.overwrite,
+                                  max_size=args.max_size or None)
+    except FileExistsError as err:
+        raise ConfigError(str(err)) from err
+    print(path)
 
 
 def main(argv=None):
@@ -24,18 +41,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
     parser.add_argument("--max-size", type=int, default=0, help="downscale inputs whose long side exceeds this")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        loaded = load_keras_model(args.model)
-        classes = export_classes(loaded, args.classes)
-        path = export_saved_model(loaded.keras_model, classes, args.base_dir, args.name, args.version, args.overwrite,
-                                  max_size=args.max_size or None)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+    return run_cli(parser, run, argv)
 
 
 if __name__ == "__main__":

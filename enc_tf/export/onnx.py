@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.backbones.caffe_input import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -32,11 +33,15 @@ OUTPUT_NAMES = ("seg", "se")
 CLASSES_KEY = "classes"
 
 
+class MissingDependency(EncTfError, ImportError):
+    """An optional package that ONNX export needs is not installed."""
+
+
 def _require(module):
     try:
         return __import__(module)
     except ImportError as err:
-        raise ImportError(f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime).") from err
+        raise MissingDependency(f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime).") from err
 
 
 def logits_function(model, size=None):
@@ -78,9 +83,9 @@ def to_onnx(model, classes=None, size=None, opset=DEFAULT_OPSET):
     tf2onnx = _require("tf2onnx")
     _require("onnx")
     if size is not None and int(size) < 1:
-        raise ValueError(f"size must be positive, got {size}.")
+        raise ConfigError(f"size must be positive, got {size}.")
     if int(opset) not in OPSETS:
-        raise ValueError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}.")
+        raise ConfigError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}.")
     function = logits_function(model, None if size is None else int(size))
     converter_log = logging.getLogger("tf2onnx")
     level = converter_log.level

@@ -8,14 +8,39 @@ written and the command fails.
 """
 
 import argparse
-import logging
+import os
 import sys
 
 import numpy as np
 
-from enc_tf.data.io import DataError
+from enc_tf.console import run_cli
+from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
+from enc_tf.files import remove_stale_temporaries
 from enc_tf.inference.loading import export_classes, load_keras_model
+
+
+def run(args):
+    if not args.out.endswith(".onnx"):
+        raise ConfigError(f"--out must end in .onnx, got {args.out!r}.")
+    if args.size is not None and args.size < 1:
+        raise ConfigError(f"--size must be a positive integer, got {args.size}.")
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
+    loaded = load_keras_model(args.model)
+    classes = export_classes(loaded, args.classes)
+    proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)
+    if not args.no_check:
+        height, width = (args.size, args.size) if args.size else (72, 96)
+        images = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype(np.float32)
+        errors = max_relative_error(loaded.keras_model, OnnxRunner(proto), images)
+        report = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        if not max(errors.values()) <= args.tolerance:
+            raise EncTfError(f"ONNX Runtime differs from Keras by {report} (relative; --tolerance {args.tolerance:g}); "
+                             f"{args.out} not written", exit_code=1)
+        print(f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}")
+    write_onnx(proto, args.out)
+    shape = f"[batch, {args.size}, {args.size}, 3]" if args.size else "[batch, height, width, 3]"
+    print(f"{args.out} ({proto.ByteSize() / 2**20:.1f} MiB, opset {args.opset}, input {shape})")
 
 
 def main(argv=None):
@@ -28,32 +53,7 @@ def main(argv=None):
     parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted ONNX vs Keras difference")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if not args.out.endswith(".onnx"):
-        print(f"error: --out must end in .onnx, got {args.out!r}", file=sys.stderr)
-        return 2
-    try:
-        loaded = load_keras_model(args.model)
-        classes = export_classes(loaded, args.classes)
-        proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)
-    except (DataError, FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not args.no_check:
-        height, width = (args.size, args.size) if args.size else (72, 96)
-        images = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype(np.float32)
-        errors = max_relative_error(loaded.keras_model, OnnxRunner(proto), images)
-        report = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
-        if max(errors.values()) > args.tolerance:
-            print(f"error: ONNX Runtime differs from Keras by {report} (relative; tolerance {args.tolerance:g}); "
-                  f"{args.out} not written", file=sys.stderr)
-            return 1
-        print(f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}")
-    write_onnx(proto, args.out)
-    shape = f"[batch, {args.size}, {args.size}, 3]" if args.size else "[batch, height, width, 3]"
-    print(f"{args.out} ({proto.ByteSize() / 2**20:.1f} MiB, opset {args.opset}, input {shape})")
-    return 0
+    return run_cli(parser, run, argv)
 
 
 if __name__ == "__main__":

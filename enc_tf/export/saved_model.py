@@ -18,8 +18,8 @@ Models without an SE head return `se_probabilities` of shape `[B, 0]`.
 import json
 import logging
 import os
+import re
 import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -27,6 +27,8 @@ import tensorflow as tf
 
 from enc_tf.data.augment import normalize
 from enc_tf.data.classes import ClassInfo
+from enc_tf.errors import ConfigError
+from enc_tf.files import atomic_write, remove_stale_temporaries
 from enc_tf.inference.loading import CLASSES_ASSET, LOGITS_SIGNATURE
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class ServingModule(tf.Module):
         self.max_size = int(max_size) if max_size else 0
         self.num_classes = int(model.output["seg"].shape[-1])
         if classes.num_classes != self.num_classes:
-            raise ValueError(f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}.")
+            raise ConfigError(f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}.")
         self.classes = classes
         self._pad_value = normalize(tf.zeros((1, 1, 3), tf.uint8))[0, 0]
         self.serving_default = tf.function(
@@ -81,10 +83,12 @@ class ServingModule(tf.Module):
     @staticmethod
     def _check(images, name="images"):
         # The restored signatures do not enforce the declared rank and channel count;
-        # the checks run before anything else uses the images.
+        # the checks run before anything else uses the images. An empty batch would
+        # otherwise fail deep inside the model (or return empty outputs in some layers).
         images = tf.ensure_shape(images, [None, None, None, 3], name=name)
+        batch = tf.debugging.assert_positive(tf.shape(images)[:1], message=f"{name}: the batch holds no image (batch size 0)")
         positive = tf.debugging.assert_positive(tf.shape(images)[1:3], message=f"{name}: height and width must be positive")
-        with tf.control_dependencies([positive]):
+        with tf.control_dependencies([batch, positive]):
             return tf.identity(images)
 
     def _logits(self, images):
@@ -133,6 +137,9 @@ class ServingModule(tf.Module):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
             return tf.ensure_shape(image, [None, None, 3])
 
+        batch = tf.debugging.assert_positive(tf.shape(encoded_images), message="encoded_images: the batch holds no image (batch size 0)")
+        with tf.control_dependencies([batch]):
+            encoded_images = tf.identity(encoded_images)
         images = tf.map_fn(decode, encoded_images, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
         return self._serve_default(images)
 
@@ -145,42 +152,59 @@ class ServingModule(tf.Module):
         }
 
 
+# Temporaries of the exporter before it used enc_tf.files: `.<version>.tmp-<random>`.
+_OLD_TEMPORARY = re.compile(r"\.[0-9]+\.tmp-")
+
+
+def remove_stale_exports(model_dir):
+    """Deletes what killed exports left in `model_dir` (`.tmp-*`, and the older `.N.tmp-*`).
+
+    Call it when an export command starts, before anything writes into `model_dir`.
+    Returns what was removed.
+    """
+    removed = remove_stale_temporaries(model_dir)
+    if os.path.isdir(model_dir):
+        for name in sorted(os.listdir(model_dir)):
+            if _OLD_TEMPORARY.match(name):
+                path = os.path.join(model_dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+                removed.append(path)
+                logger.info("Removed %s, left by an interrupted export", path)
+    return removed
+
+
 def export_saved_model(model, classes, base_dir, model_name="encnet", version=None, overwrite=False,
                        multiple=8, max_size=None):
     """Writes `<base_dir>/<model_name>/<version>/` (TF Serving's layout) and returns its path.
 
     `version` defaults to one more than the highest existing version (1 for the
-    first). The SavedModel is written to a temporary directory next to it and
-    renamed when complete; an existing version is only replaced with
-    `overwrite=True`.
+    first). The SavedModel is written to a temporary directory next to it, flushed
+    to disk and renamed when complete (`enc_tf.files.atomic_write`): TF Serving,
+    which watches `<model_name>/`, never sees a partial version. An existing version
+    is only replaced with `overwrite=True`.
     """
     model_dir = os.path.join(base_dir, model_name)
     os.makedirs(model_dir, exist_ok=True)
     existing = [int(d) for d in os.listdir(model_dir) if d.isdigit()]
     version = int(version) if version is not None else max(existing, default=0) + 1
     if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}.")
+        raise ConfigError(f"version must be a positive integer, got {version}.")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or another version.")
     module = ServingModule(model, classes, multiple, max_size)
-    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir)
-    try:
-        export_dir = os.path.join(tmp, "model")
+
+    def write(export_dir):
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
         assets = os.path.join(export_dir, "assets")
         os.makedirs(assets, exist_ok=True)
         with open(os.path.join(assets, CLASSES_ASSET), "w") as f:
             json.dump({**classes.to_dict(), "num_classes": classes.num_classes}, f)
-        if os.path.exists(target):
-            old = f"{tmp}-replaced"
-            os.replace(target, old)
-            os.replace(export_dir, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(export_dir, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_write(target, write)
     logger.info("SavedModel written to %s", target)
     return target
 
@@ -192,4 +216,6 @@ def check_request_images(images, name="images"):
         raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}.")
     if array.ndim != 4 or array.shape[-1] != 3:
         raise ValueError(f"{name}: expected shape [batch, height, width, 3], got {list(array.shape)}.")
+    if 0 in array.shape[:3]:
+        raise ValueError(f"{name}: expected at least one image of at least 1 x 1 pixels, got shape {list(array.shape)}.")
     return array

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,18 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
         float_scopes: for `int8`, name fragments of the ops kept in float.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}.")
     if mode == "int8" and representative is None:
-        raise ValueError("mode 'int8' needs a representative dataset (training images).")
-    with _keras_export_output_to_log():
-        return _convert(model, mode, int(size), representative, float_scopes)
+        raise ConfigError("mode 'int8' needs a representative dataset (training images).")
+    if int(size) < 1:
+        raise ConfigError(f"size must be a positive integer, got {size}.")
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    try:
+        with _keras_export_output_to_log():
+            return _convert(model, mode, int(size), representative, float_scopes)
+    except ConverterError as err:  # e.g. an op without a TFLite builtin kernel
+        raise ModelFileError(f"TFLite cannot convert the model ({mode}, {size} x {size}): {err}", exit_code=1) from err
 
 
 def _convert(model, mode, size, representative, float_scopes):

@@ -6,25 +6,29 @@ or the images in `--calibration-dir`.
 """
 
 import argparse
-import logging
 import os
 import sys
 
 import tensorflow as tf
 
+from enc_tf.console import run_cli
 from enc_tf.data import PipelineConfig, build_dataset
 from enc_tf.data.augment import normalize
-from enc_tf.data.io import IMAGE_EXTENSIONS, DataError, read_image
+from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
+from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite
+from enc_tf.files import remove_stale_temporaries
 from enc_tf.inference.loading import load_keras_model
 
 
 def calibration_images(loaded, size, count, directory=None):
     """A callable yielding up to `count` normalised `(size, size, 3)` training images."""
     if directory:
+        if not os.path.isdir(directory):
+            raise DataError(f"--calibration-dir {directory} is not a directory.")
         files = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise FileNotFoundError(f"No images in --calibration-dir {directory!r}.")
+            raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in --calibration-dir {directory}.")
 
         def from_files():
             for path in files[:count]:
@@ -33,7 +37,7 @@ def calibration_images(loaded, size, count, directory=None):
 
         return from_files
     if loaded.run_config is None:
-        raise ValueError("int8 needs calibration images: give a run directory or --calibration-dir.")
+        raise ConfigError("--mode int8 needs calibration images: give a run directory or --calibration-dir.")
     return training_images(loaded.run_config.data, size, count)
 
 
@@ -47,6 +51,22 @@ def training_images(data_config, size, count):
     return lambda: (images[0].numpy() for images, _ in data.take(count))
 
 
+def run(args):
+    if args.size < 1:
+        raise ConfigError(f"--size must be a positive integer (the input's height and width), got {args.size}.")
+    if args.num_calibration < 1:
+        raise ConfigError(f"--num-calibration must be a positive integer, got {args.num_calibration}.")
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
+    loaded = load_keras_model(args.model)
+    representative = None
+    if args.mode == "int8":
+        representative = calibration_images(loaded, args.size, args.num_calibration, args.calibration_dir)
+    kwargs = {"float_scopes": ()} if args.quantize_encoding else {}
+    flatbuffer = convert(loaded.keras_model, args.mode, args.size, representative, **kwargs)
+    write_tflite(flatbuffer, args.out)
+    print(f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="enc-export-tflite", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,21 +78,7 @@ def main(argv=None):
     parser.add_argument("--num-calibration", type=int, default=64)
     parser.add_argument("--quantize-encoding", action="store_true",
                         help="int8: quantize the Encoding/SE path too (smaller, less accurate; see README)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        loaded = load_keras_model(args.model)
-        representative = None
-        if args.mode == "int8":
-            representative = calibration_images(loaded, args.size, args.num_calibration, args.calibration_dir)
-        kwargs = {"float_scopes": ()} if args.quantize_encoding else {}
-        flatbuffer = convert(loaded.keras_model, args.mode, args.size, representative, **kwargs)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    write_tflite(flatbuffer, args.out)
-    print(f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])")
-    return 0
+    return run_cli(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -3,47 +3,92 @@
 Writes per image `<name>_labels.png` (the label map as an index PNG with the
 class palette embedded), `<name>_overlay.png` (colours over the image, with a
 legend of the classes present), optionally `<name>_probabilities.npy`, and a
-`predictions.json` with the classes present (pixel share) and, for models with
-an SE head, the image-level class presence. An unreadable image is reported and
-skipped; the others are still written (exit status 1 then).
+`predictions.json` with, per input, its output name, the classes present (pixel
+share) and, for models with an SE head, the image-level class presence.
+
+Output names: `<name>` is the input's path below the deepest directory that holds
+all inputs, without its extension (`a/x.jpg b/y.png` -> `a/x`, `b/y`; inputs from
+one directory -> just the stem). Inputs that would share a name keep their
+extension (`a/x.jpg a/x.png` -> `a/x.jpg`, `a/x.png`); so no output is ever
+written over another.
+
+An image that cannot be read or segmented is reported and skipped; the others are
+still written, `predictions.json` always lists both (exit status 1 then).
 """
 
 import argparse
 import glob
 import json
 import logging
+import math
 import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 
-from enc_tf.data.classes import load_class_file
-from enc_tf.data.io import IMAGE_EXTENSIONS, DataError, read_image
+from enc_tf.console import error_line, run_cli
+from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
+from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.evaluation.multi_scale import PAPER_SCALES
-from enc_tf.files import atomic_write
+from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
+from enc_tf.inference.loading import read_class_file
 from enc_tf.inference.predictor import Segmenter
 from enc_tf.visualize import index_png, overlay
 
 logger = logging.getLogger(__name__)
 
+PREDICTIONS_FILE = "predictions.json"
+
 
 def expand_inputs(inputs):
-    """Image paths from files, directories (their images, sorted) and glob patterns."""
+    """Image paths from files, directories (their images, sorted) and glob patterns; each path once."""
     paths = []
     for item in inputs:
         if os.path.isdir(item):
             found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_EXTENSIONS))
             if not found:
-                raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in directory {item!r}.")
+                raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in directory {item}.")
             paths += found
         elif any(ch in item for ch in "*?["):
             found = sorted(glob.glob(item))
             if not found:
-                raise FileNotFoundError(f"No file matches {item!r}.")
+                raise DataError(f"No file matches {item!r}.")
             paths += found
         else:
             paths.append(item)  # a missing file is reported when it is read
-    return paths
+    seen, unique = set(), []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def output_names(paths):
+    """`{path: name}`: each input's output name (see the module docstring), unique per input.
+
+    Raises:
+        DataError: when two inputs would still share a name (`x.jpg` next to `x.jpg.png`).
+    """
+    if not paths:
+        return {}
+    absolute = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    relative = [os.path.relpath(p, root) for p in absolute]
+    stems = [os.path.splitext(r)[0] for r in relative]
+    # casefold: on case-insensitive file systems `X.png` and `x.png` are one output.
+    counts = {}
+    for stem in stems:
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    names = {path: stem if counts[stem.casefold()] == 1 else rel for path, stem, rel in zip(paths, stems, relative)}
+    taken = {}
+    for path, name in names.items():
+        other = taken.setdefault(name.casefold(), path)
+        if other != path:
+            raise DataError(f"The inputs {other} and {path} would both write {name}_labels.png; rename one of them.")
+    return names
 
 
 def _save(picture_or_array, path):
@@ -53,34 +98,75 @@ def _save(picture_or_array, path):
         atomic_write(path, lambda tmp: picture_or_array.save(tmp, format="PNG"))
 
 
-def predict_files(segmenter, paths, out_dir, probabilities=False):
-    """Segments each file into `out_dir`; returns `(summary, failures)`."""
-    os.makedirs(out_dir, exist_ok=True)
+def _describe(err):
+    """One line for a skipped image."""
+    if isinstance(err, tf.errors.OpError):  # TensorFlow appends the graph's call stack
+        return f"{type(err).__name__}: {err.message.strip().splitlines()[0] if err.message.strip() else ''}"
+    line = error_line(err)
+    return line if isinstance(err, (EncTfError, OSError)) else f"{type(err).__name__}: {line}"
+
+
+def _predict_one(segmenter, path, stem, probabilities):
     classes = segmenter.classes
+    image = read_image(path)
+    result = segmenter(image, name=path)
+    _save(index_png(result.labels, classes), f"{stem}_labels.png")
+    _save(overlay(image, result.labels, classes), f"{stem}_overlay.png")
+    if probabilities:
+        _save(result.probabilities.astype(np.float32), f"{stem}_probabilities.npy")
+    ids, counts = np.unique(result.labels, return_counts=True)
+    entry = {"size": list(image.shape[:2]),
+             "classes": {classes.names[i]: round(float(c) / result.labels.size, 6) for i, c in zip(ids, counts)}}
+    if result.presence is not None:
+        entry["se_presence"] = {n: round(float(p), 6) for n, p in zip(classes.names, result.presence)}
+    return entry
+
+
+def predict_files(segmenter, paths, out_dir, probabilities=False):
+    """Segments each file into `out_dir` and writes `predictions.json`; returns `(summary, failures)`.
+
+    Any failure of one image (unreadable, too large, a model error) is logged and
+    recorded in `failures`; the other images are still processed.
+    """
+    names = output_names(paths)
+    os.makedirs(out_dir, exist_ok=True)
+    for directory in sorted({os.path.dirname(os.path.join(out_dir, n)) for n in names.values()} | {out_dir}):
+        remove_stale_temporaries(directory)
     summary, failures = {}, {}
     for path in paths:
+        stem = os.path.join(out_dir, names[path])
         try:
-            image = read_image(path)
-        except DataError as err:
-            logger.error("Skipped: %s", err)
-            failures[path] = str(err)
+            entry = _predict_one(segmenter, path, stem, probabilities)
+        except Exception as err:  # one image's failure, whatever it is, must not lose the others
+            logger.debug("Segmenting %s failed", path, exc_info=True)
+            failures[path] = _describe(err)
+            logger.error("Skipped %s: %s", path, failures[path])
             continue
-        result = segmenter(image, name=path)
-        stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-        _save(index_png(result.labels, classes), f"{stem}_labels.png")
-        _save(overlay(image, result.labels, classes), f"{stem}_overlay.png")
-        if probabilities:
-            _save(result.probabilities.astype(np.float32), f"{stem}_probabilities.npy")
-        ids, counts = np.unique(result.labels, return_counts=True)
-        entry = {"size": list(image.shape[:2]),
-                 "classes": {classes.names[i]: round(float(c) / result.labels.size, 6) for i, c in zip(ids, counts)}}
-        if result.presence is not None:
-            entry["se_presence"] = {n: round(float(p), 6) for n, p in zip(classes.names, result.presence)}
-        summary[path] = entry
+        summary[path] = {"output": names[path], **entry}
         logger.info("%s -> %s_labels.png", path, stem)
-    with open(os.path.join(out_dir, "predictions.json"), "w") as f:
-        json.dump({"images": summary, "failed": failures}, f, indent=1)
+    text = json.dumps({"images": summary, "failed": failures}, indent=1, allow_nan=False)
+    write_text_atomic(text, os.path.join(out_dir, PREDICTIONS_FILE))
     return summary, failures
+
+
+def _check_arguments(args):
+    for flag, value in (("--base-size", args.base_size), ("--crop-size", args.crop_size)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}.")
+    for scale in args.scales:
+        if not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"--scales must be positive numbers, got {scale}.")
+
+
+def run(args):
+    _check_arguments(args)
+    paths = expand_inputs(args.inputs)
+    output_names(paths)  # name clashes are refused before the model is loaded
+    classes = read_class_file(args.classes) if args.classes else None
+    segmenter = Segmenter(args.model, classes, args.multi_scale, args.base_size, args.crop_size, args.scales)
+    summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
+    print(f"{len(summary)} image(s) written to {args.out}" + (f"; {len(failures)} failed (see predictions.json)" if failures else ""))
+    return 1 if failures else 0
 
 
 def main(argv=None):
@@ -94,18 +180,7 @@ def main(argv=None):
     parser.add_argument("--base-size", type=int, default=520)
     parser.add_argument("--crop-size", type=int, default=480)
     parser.add_argument("--probabilities", action="store_true", help="also write the class probabilities (.npy)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        paths = expand_inputs(args.inputs)
-        classes = load_class_file(args.classes) if args.classes else None
-        segmenter = Segmenter(args.model, classes, args.multi_scale, args.base_size, args.crop_size, args.scales)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
-    print(f"{len(summary)} image(s) written to {args.out}" + (f"; {len(failures)} failed (see predictions.json)" if failures else ""))
-    return 1 if failures else 0
+    return run_cli(parser, run, argv)
 
 
 if __name__ == "__main__":

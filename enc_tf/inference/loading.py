@@ -3,13 +3,19 @@ directory, or a SavedModel written by `export/saved_model.py`."""
 
 import dataclasses
 import json
+import logging
 import os
+import zipfile
 from typing import Callable, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
+from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
+
+logger = logging.getLogger(__name__)
 
 # Signature of our SavedModel exports that takes normalised float32 images and
 # returns raw logits; evaluation runs the same sliding window on it as on Keras.
@@ -53,7 +59,7 @@ def _run_dir_model(path):
         candidate = os.path.join(path, name)
         if os.path.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f"Run directory {path!r} has no model.keras or checkpoints/{{best,last}}.keras.")
+    raise ModelFileError(f"Run directory {path} has no model.keras or checkpoints/{{best,last}}.keras.")
 
 
 def _run_classes(config):
@@ -65,31 +71,80 @@ def _run_classes(config):
         return None
 
 
-def load_model(path):
-    """A `LoadedModel` from a `.keras` file, a training run directory or a SavedModel directory."""
-    import enc_tf  # noqa: F401  (registers the custom layers, losses and optimizer)
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Model not found: {path!r}")
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+def _load_saved_model(path):
+    try:
         loaded = tf.saved_model.load(path)
-        if LOGITS_SIGNATURE not in loaded.signatures:
-            raise ValueError(f"SavedModel {path!r} has no {LOGITS_SIGNATURE!r} signature (signatures: "
-                             f"{sorted(loaded.signatures)}); export it with export/saved_model.py.")
-        signature = loaded.signatures[LOGITS_SIGNATURE]
-        num_classes = int(signature.structured_outputs["seg"].shape[-1])
-        classes = None
-        asset = os.path.join(path, "assets", CLASSES_ASSET)
-        if os.path.isfile(asset):
+    except Exception as err:  # protobuf, TensorFlow and OS errors alike: the directory is not a usable export
+        logger.debug("Loading %s failed", path, exc_info=True)
+        raise ModelFileError(f"Cannot load the SavedModel {path} (truncated or corrupt?): "
+                             f"{type(err).__name__}: {err}") from err
+    if LOGITS_SIGNATURE not in loaded.signatures:
+        raise ModelFileError(f"SavedModel {path} has no {LOGITS_SIGNATURE!r} signature (signatures: "
+                             f"{sorted(loaded.signatures)}); export it with enc-export.")
+    signature = loaded.signatures[LOGITS_SIGNATURE]
+    num_classes = int(signature.structured_outputs["seg"].shape[-1])
+    classes = None
+    asset = os.path.join(path, "assets", CLASSES_ASSET)
+    if os.path.isfile(asset):
+        try:
             with open(asset) as f:
                 data = json.load(f)
             classes = make_class_info(data["names"], data.get("palette"))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelFileError(f"{asset}: not a valid class list ({type(err).__name__}: {err}).") from err
 
-        def fn(images):
-            return signature(images=tf.convert_to_tensor(images, tf.float32))
+    def fn(images):
+        return signature(images=tf.convert_to_tensor(images, tf.float32))
 
-        fn.loaded = loaded  # keeps the restored variables alive
-        return LoadedModel(fn, num_classes, classes, path)
+    fn.loaded = loaded  # keeps the restored variables alive
+    return LoadedModel(fn, num_classes, classes, path)
+
+
+def _load_keras_file(path):
+    """The Keras model in a `.keras` file; a `ModelFileError` naming the file if it is not a complete one."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes): the file is truncated; save or copy the model again.")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras archive ({size} bytes, no zip directory): "
+                             "the file is truncated or corrupt; save or copy the model again.")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:  # zip, HDF5, JSON and deserialisation errors alike: the file is unusable
+        logger.debug("Loading %s failed", path, exc_info=True)
+        raise ModelFileError(f"Cannot load the Keras model {path}: the file is corrupt or truncated "
+                             f"({type(err).__name__}: {err}).") from err
+
+
+def check_finite_outputs(loaded, size=32):
+    """Runs the model once on a small test image; a `ModelFileError` if any output is NaN or inf.
+
+    A model whose weights hold NaN (a diverged run saved anyway) predicts one class
+    everywhere and would write NaN into every report; it is refused up front.
+    """
+    ramp = np.linspace(-2.0, 2.0, size * size * 3, dtype=np.float32).reshape(1, size, size, 3)
+    outputs = loaded.logits_fn(ramp)
+    outputs = outputs if isinstance(outputs, dict) else {"seg": outputs}
+    for name, value in outputs.items():
+        if not np.all(np.isfinite(np.asarray(value, np.float32))):
+            raise ModelFileError(f"The model {loaded.path} outputs non-finite values (NaN or inf) in {name!r} on a "
+                                 "test image: its weights are broken (a diverged training?); use another checkpoint.")
+    return loaded
+
+
+def load_model(path):
+    """A `LoadedModel` from a `.keras` file, a training run directory or a SavedModel directory.
+
+    Raises:
+        ModelFileError: naming the file when it is missing, truncated, corrupt,
+            not a model, or a model whose outputs are NaN/inf.
+    """
+    import enc_tf  # noqa: F401  (registers the custom layers, losses and optimizer)
+
+    if not os.path.exists(path):
+        raise ModelFileError(f"Model not found: {path}")
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return check_finite_outputs(_load_saved_model(path))
     run_config, classes = None, None
     model_path = path
     if os.path.isdir(path):
@@ -97,45 +152,53 @@ def load_model(path):
 
         config_path = os.path.join(path, "config.yaml")
         if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"{path!r} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb).")
+            raise ModelFileError(f"{path} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb).")
         run_config = load_config(config_path)
         model_path = _run_dir_model(path)
         classes = _run_classes(run_config)
     elif not path.endswith(".keras"):
-        raise ValueError(f"{path!r}: expected a .keras file, a run directory or a SavedModel directory.")
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except (ValueError, OSError, TypeError) as err:
-        raise ValueError(f"Cannot load the Keras model {model_path!r}: {err}") from err
+        raise ModelFileError(f"{path}: expected a .keras file, a run directory or a SavedModel directory.")
+    model = _load_keras_file(model_path)
     outputs = model.output if isinstance(model.output, dict) else {"seg": model.output}
     if "seg" not in outputs:
-        raise ValueError(f"{model_path!r} has no 'seg' output (outputs: {sorted(outputs)}).")
+        raise ModelFileError(f"{model_path} has no 'seg' output (outputs: {sorted(outputs)}).")
     num_classes = int(outputs["seg"].shape[-1])
     if classes is not None and classes.num_classes != num_classes:
-        raise ValueError(f"{model_path!r} predicts {num_classes} classes but its run's class list has {classes.num_classes}.")
-    return LoadedModel(_keras_fn(model), num_classes, classes, path, run_config, model)
+        raise ModelFileError(f"{model_path} predicts {num_classes} classes but its run's class list has "
+                             f"{classes.num_classes}.")
+    return check_finite_outputs(LoadedModel(_keras_fn(model), num_classes, classes, path, run_config, model))
 
 
 def load_keras_model(path):
     """`load_model` for exporters: a `.keras` file or run directory, not a SavedModel."""
     loaded = load_model(path)
     if loaded.keras_model is None:
-        raise ValueError(f"{path!r} is a SavedModel; export from the .keras model or the run directory.")
+        raise ModelFileError(f"{path} is a SavedModel; export from the .keras model or the run directory.")
     return loaded
 
 
 def export_classes(loaded, class_file=None):
     """The class list an export carries: `class_file` if given, else the run's, else
     `class_0..class_{C-1}`; checked against the model's class count."""
-    classes = load_class_file(class_file) if class_file else loaded.classes
+    classes = read_class_file(class_file) if class_file else loaded.classes
     classes = classes or make_class_info([f"class_{i}" for i in range(loaded.num_classes)])
     return check_classes(loaded, classes, class_file or "the run's class list")
 
 
+def read_class_file(path):
+    """`load_class_file`, with its errors as a `DataError` naming the file."""
+    try:
+        return load_class_file(path)
+    except EncTfError:
+        raise
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(str(err)) from err
+
+
 def check_classes(loaded, classes, where):
-    """`classes` if it matches the model's class count, else a clear error naming `where`."""
+    """`classes` if it matches the model's class count, else a `ConfigError` naming `where`."""
     if classes.num_classes != loaded.num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"The model {loaded.path!r} predicts {loaded.num_classes} classes but {where} lists {classes.num_classes}."
         )
     return classes

@@ -9,7 +9,8 @@ from PIL import Image
 
 from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
-from enc_tf.data.io import image_to_rgb
+from enc_tf.data.io import image_to_rgb, rgb_uint8
+from enc_tf.errors import ModelFileError
 from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, resize_align_corners
 from enc_tf.inference.loading import check_classes, load_model
 
@@ -32,25 +33,10 @@ class Prediction:
 
 def to_rgb_array(image, name="<image>"):
     """`(H, W, 3)` uint8 from a PIL image or an array: `(H, W)` grey, `(H, W, 1|3|4)`,
-    uint8 or uint16 (scaled to 8 bits) or float in [0, 1]."""
+    uint8 or uint16 (scaled to 8 bits by dtype, as `enc_tf.data.io.rgb_uint8`) or float in [0, 1]."""
     if isinstance(image, Image.Image):
         return image_to_rgb(image, name)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
-        raise ValueError(f"{name}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {array.shape}.")
-    if array.dtype == np.uint16:
-        array = np.rint(array / 257.0).astype(np.uint8)
-    elif np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or np.isnan(array).any()):
-            raise ValueError(f"{name}: float images must lie in [0, 1].")
-        array = np.rint(array * 255).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        raise ValueError(f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, -1)
-    return np.ascontiguousarray(array[..., :3])
+    return rgb_uint8(image, name)
 
 
 class Segmenter:
@@ -107,7 +93,11 @@ class Segmenter:
         normalised = normalize(tf.constant(rgb)).numpy()
         base = None if self.multi_scale else max(rgb.shape[:2])
         probabilities = self.windows.probabilities(normalised, base) / self.windows.num_passes
-        return Prediction(np.argmax(probabilities, -1).astype(np.int32), probabilities, self._presence_of(normalised))
+        presence = self._presence_of(normalised)
+        if not np.all(np.isfinite(probabilities)) or (presence is not None and not np.all(np.isfinite(presence))):
+            raise ModelFileError(f"The model {self.model.path} gave non-finite outputs (NaN or inf) for {name}; "
+                                 "its weights are broken for such inputs.", exit_code=1)
+        return Prediction(np.argmax(probabilities, -1).astype(np.int32), probabilities, presence)
 
     def predict(self, image):
         """The `(H, W)` int32 label map of one image."""

@@ -1,7 +1,6 @@
-"""Training callbacks: atomic checkpoints, non-finite-loss stop, time limit, images, learning rate."""
+"""Training callbacks: time limit, prediction images, learning rate (the run's files: `run_state`)."""
 
 import logging
-import math
 import os
 import time
 
@@ -10,49 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.data.augment import denormalize
-from enc_tf.models.saving import save_model_atomic
 from enc_tf.visualize import colorize
 
 logger = logging.getLogger(__name__)
-
-
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves."""
-
-    def __init__(self, directory, monitor="val_seg_mean_iou", mode="max"):
-        super().__init__()
-        self.directory = directory
-        self.monitor = monitor
-        self.sign = 1.0 if mode == "max" else -1.0
-        self.best = -math.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        save_model_atomic(self.model, os.path.join(self.directory, "last.keras"))
-        value = logs.get(self.monitor)
-        if value is not None and self.sign * float(value) > self.best:
-            self.best = self.sign * float(value)
-            save_model_atomic(self.model, os.path.join(self.directory, "best.keras"))
-            logger.info("New best %s = %.4f at epoch %d", self.monitor, float(value), epoch + 1)
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops at the first NaN or inf loss with a clear message; the checkpoints
-    written so far (the last good epoch) are kept untouched."""
-
-    def __init__(self):
-        super().__init__()
-        self.stopped_at = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.stopped_at = batch
-            self.model.stop_training = True
-            logger.error(
-                "Loss became %s at batch %d; training stopped. The last good checkpoint is kept. "
-                "Lower optimizer.base_lr, check the labels, or disable mixed precision.", loss, batch,
-            )
 
 
 class TimeLimit(keras.callbacks.Callback):

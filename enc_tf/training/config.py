@@ -6,13 +6,14 @@ impossible value is a `ConfigError` that names the key.
 
 import dataclasses
 import difflib
+import math
+import re
 import typing
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, mistyped or impossible; the message names it."""
+from enc_tf.errors import ConfigError  # noqa: F401  (raised here, imported from here by callers)
+from enc_tf.files import write_text_atomic
 
 
 @dataclasses.dataclass
@@ -78,6 +79,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     image_log_every_epochs: int = 1
     time_limit_minutes: float = 0.0  # 0: no limit; else stop after the epoch that passes it
+    deterministic: bool = False  # deterministic TensorFlow ops (slower; same seed, same result)
 
 
 @dataclasses.dataclass
@@ -101,14 +103,23 @@ CHOICES = {
 }
 
 
+# Floats in exponent notation that YAML 1.1 (PyYAML) reads as strings: `1e-3`, `5E4`, `2.e-1`.
+# YAML 1.2 and Python read them as numbers, and so do we for float keys.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
 def _check_type(key, value, kind):
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            value = float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}.")
     else:
         ok = isinstance(value, str)
     if not ok:
@@ -149,9 +160,26 @@ def validate(config):
         "train.epochs": t.epochs, "train.val_every_epochs": t.val_every_epochs, "model.num_codes": m.num_codes,
         "optimizer.base_lr": o.base_lr, "train.image_log_every_epochs": t.image_log_every_epochs,
     }
+    positive.update({"data.context_shapes_train": d.context_shapes_train,
+                     "data.context_shapes_val": d.context_shapes_val,
+                     "data.context_shapes_size": d.context_shapes_size})
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")
+    non_negative = {
+        "optimizer.momentum": o.momentum, "optimizer.weight_decay": o.weight_decay, "optimizer.power": o.power,
+        "optimizer.head_lr_multiplier": o.head_lr_multiplier, "optimizer.warmup_epochs": o.warmup_epochs,
+        "loss.aux_weight": config.loss.aux_weight, "loss.se_weight": config.loss.se_weight,
+        "data.rotate_degrees": d.rotate_degrees, "train.steps_per_epoch": t.steps_per_epoch,
+        "train.time_limit_minutes": t.time_limit_minutes,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}.")
+    if o.momentum >= 1:
+        raise ConfigError(f"optimizer.momentum must be below 1, got {o.momentum}.")
+    if not t.run_dir.strip():
+        raise ConfigError("train.run_dir must name a directory, got an empty string.")
     if d.crop_size > d.base_size:
         raise ConfigError(f"data.crop_size ({d.crop_size}) is larger than data.base_size ({d.base_size}).")
     if not 0 < d.scale_min <= d.scale_max:
@@ -160,10 +188,10 @@ def validate(config):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
     if m.arch == "fcn" and m.se_loss:
         raise ConfigError("model.se_loss applies to EncNet only; set it false for model.arch=fcn.")
-    if not 0 <= m.dropout < 1 or not 0 <= d.blur_probability <= 1:
-        raise ConfigError("model.dropout must be in [0, 1) and data.blur_probability in [0, 1].")
-    if t.steps_per_epoch < 0 or o.warmup_epochs < 0 or t.time_limit_minutes < 0:
-        raise ConfigError("train.steps_per_epoch, optimizer.warmup_epochs and train.time_limit_minutes must be >= 0.")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}.")
+    if not 0 <= d.blur_probability <= 1:
+        raise ConfigError(f"data.blur_probability must be in [0, 1], got {d.blur_probability}.")
     if d.dataset != "context_shapes" and not d.root:
         raise ConfigError(f"data.root is required for data.dataset={d.dataset}.")
     return config
@@ -210,5 +238,4 @@ def config_to_dict(config):
 
 
 def save_config(config, path):
-    with open(path, "w") as f:
-        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+    write_text_atomic(yaml.safe_dump(config_to_dict(config), sort_keys=False), path)

@@ -6,6 +6,7 @@ import logging
 import os
 
 import keras
+import tensorflow as tf
 
 from enc_tf.convert.pytorch_encoding import load_backbone_state, read_state_dict
 from enc_tf.data import (
@@ -15,15 +16,24 @@ from enc_tf.data import (
     ensure_context_shapes,
     folder_source,
     get_source,
+    pipeline_data_error,
     read_tfrecord_source,
 )
+from enc_tf.errors import EncTfError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import build_encnet, build_fcn, save_model_atomic
 from enc_tf.training import callbacks as cb
 from enc_tf.training.config import ConfigError, save_config
 from enc_tf.training.optimizer import HEAD_PREFIXES, EncNetSGD, PolyDecay
-from enc_tf.training.strategy import distribute_input, fix_fit_for_multi_worker, make_strategy, worker_role
+from enc_tf.training.run_state import RunRecorder, restore_resume_point
+from enc_tf.training.strategy import (
+    distribute_input,
+    fix_fit_for_multi_worker,
+    is_multi_worker,
+    make_strategy,
+    worker_role,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +85,22 @@ def _dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
+@contextlib.contextmanager
+def _data_errors_as_one_line(*sources):
+    """A bad sample met inside tf.data (a mask value, a damaged shard) becomes a one-line
+    `DataError` naming the file. It is raised outside the `except` block, so that no
+    traceback keeps the iterators (and their decoding threads) alive while the process exits."""
+    failure = None
+    try:
+        yield
+    except tf.errors.OpError as err:
+        failure = next(filter(None, (pipeline_data_error(err, source) for source in sources)), None)
+        if failure is None:
+            raise
+    if failure is not None:
+        raise failure
+
+
 def train(config):
     """Runs a training job; returns `(model, history)`.
 
@@ -88,6 +114,9 @@ def train(config):
     t = config.train
     run_dir = t.run_dir
     keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        # Same seed, data, machine and thread count -> the same weights, bit for bit.
+        tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(t.strategy)
     chief, task_id = worker_role(strategy)
     os.makedirs(run_dir, exist_ok=True)
@@ -104,20 +133,14 @@ def train(config):
     augment = AugmentConfig((d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric)
     pipeline = PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
-
-    def dataset(source, mode, repeat=False):
-        return lambda batch, shard: build_dataset(
-            source, mode, dataclasses.replace(pipeline, batch_size=batch), config.model.aux, se_loss, repeat, shard
-        )
-
-    train_data = distribute_input(strategy, dataset(train_source, "train", repeat=True), t.batch_size)
-    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
     steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
     total_steps = steps * t.epochs
 
     o = config.optimizer
     base_lr = o.base_lr * t.batch_size / 16.0
     schedule = PolyDecay(base_lr, total_steps, o.power, int(o.warmup_epochs * steps))
+    backup = os.path.join(run_dir, "backup") if chief else os.path.join(run_dir, "backup", f"worker-{task_id}")
+    recorder = RunRecorder(run_dir, backup, chief=chief)
     with _dtype_policy(t.mixed_precision), strategy.scope():
         model = build_model(config, num_classes, sync_batch_norm=replicas > 1)
         optimizer = EncNetSGD(
@@ -134,36 +157,75 @@ def train(config):
             metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
         )
         fix_fit_for_multi_worker(model)
+        epochs_done = agree_on_resume_point(strategy, restore_resume_point(model, backup))
+    recorder.prepare(model, epochs_done)
 
-    backup = os.path.join(run_dir, "backup") if chief else os.path.join(run_dir, "backup", f"worker-{task_id}")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False, double_checkpoint=True),
-        cb.StopOnNonFiniteLoss(),
-        cb.LearningRateLogger(),
-    ]
+    def dataset(source, mode, repeat=False, start_batch=0):
+        return lambda batch, shard: build_dataset(
+            source, mode, dataclasses.replace(pipeline, batch_size=batch), config.model.aux, se_loss, repeat, shard,
+            start=start_batch * batch,
+        )
+
+    # A resumed run continues the training stream where the committed epochs left it, so
+    # every epoch sees the batches it would have seen in one uninterrupted run.
+    train_data = distribute_input(
+        strategy, dataset(train_source, "train", repeat=True, start_batch=epochs_done * steps), t.batch_size
+    )
+    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
+
+    # The recorder comes after the callbacks that add to the epoch's logs.
+    callbacks = [cb.LearningRateLogger()]
+    if t.time_limit_minutes:
+        callbacks.append(cb.TimeLimit(t.time_limit_minutes))
+    callbacks.append(recorder)
     if chief:
         samples = build_dataset(val_source, "val", dataclasses.replace(pipeline, batch_size=4), False, False)
-        sample_images, sample_targets = next(iter(samples.take(1)))
+        with _data_errors_as_one_line(val_source):
+            sample_images, sample_targets = next(iter(samples.take(1)))
         callbacks += [
-            cb.AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
-            keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
             cb.PredictionImages(
                 os.path.join(run_dir, "tensorboard"), sample_images, sample_targets["seg"],
                 train_source.classes.palette, t.image_log_every_epochs,
             ),
         ]
-    if t.time_limit_minutes:
-        callbacks.append(cb.TimeLimit(t.time_limit_minutes))
     logger.info(
         "Training %s-%s on %s: %d classes, %d steps/epoch x %d epochs, lr %.5f (x%.0f heads)",
         config.model.arch, config.model.backbone, d.dataset, num_classes, steps, t.epochs, base_lr, o.head_lr_multiplier,
     )
-    history = model.fit(
-        train_data, epochs=t.epochs, steps_per_epoch=steps, validation_data=val_data,
-        validation_freq=t.val_every_epochs, callbacks=callbacks, shuffle=False, verbose=1 if os.isatty(1) else 2,
-    )
-    stopped = any(isinstance(c, cb.StopOnNonFiniteLoss) and c.stopped_at is not None for c in callbacks)
-    if chief and not stopped:
+    with _data_errors_as_one_line(train_source, val_source):
+        history = model.fit(
+            train_data, epochs=t.epochs, initial_epoch=epochs_done, steps_per_epoch=steps, validation_data=val_data,
+            validation_freq=t.val_every_epochs, callbacks=callbacks, shuffle=False, verbose=1 if os.isatty(1) else 2,
+        )
+    if recorder.diverged is not None:
+        raise TrainingDiverged(_divergence_message(recorder, config))
+    if chief:
         save_model_atomic(model, os.path.join(run_dir, "model.keras"))
     return model, history.history
+
+
+def _divergence_message(recorder, config):
+    epoch, batch, value = recorder.diverged
+    where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+    last = recorder.last_good_checkpoint()
+    kept = (f"the last good checkpoint is {last[0]} (epoch {last[1] + 1})" if last
+            else "no epoch had finished, so there is no checkpoint")
+    return (f"The loss became {value} at {where} (optimizer.base_lr={config.optimizer.base_lr}); nothing was written "
+            f"for that epoch: {kept}, and starting the same run again resumes after the last good epoch. "
+            "Lower optimizer.base_lr, check the labels, or turn off mixed precision.")
+
+
+def agree_on_resume_point(strategy, epochs_done):
+    """Under several workers, checks that every worker resumes after the same epoch."""
+    if not is_multi_worker(strategy):
+        return epochs_done
+    total = float(strategy.reduce("SUM", tf.constant(float(epochs_done)), axis=None))
+    count = float(strategy.reduce("SUM", tf.constant(1.0), axis=None))
+    if total != epochs_done * count:
+        raise EncTfError(
+            f"The workers' resume points disagree: this worker's is after epoch {epochs_done}, the mean over "
+            f"workers is {total / count:g}. Delete the newer epoch-*.weights.h5 files in backup/ so they agree.",
+            exit_code=1,
+        )
+    return epochs_done

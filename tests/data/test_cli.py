@@ -40,3 +40,26 @@ def test_errors_and_conversion(tmp_path):
                      "--out", str(tmp_path / "tfr"), "--shards", "2")
     assert converted.returncode == 0, converted.stderr
     assert "wrote 3 examples in 2 shards" in converted.stdout
+
+
+def test_check_lists_images_without_masks_with_every_other_problem(tmp_path):
+    root = tmp_path / "ds"
+    layouts.write_folder(str(root), np.random.default_rng(3), n=4, with_split=False)
+    os.remove(root / "masks" / "img0.png")
+    os.remove(root / "masks" / "img3.png")
+    layouts.save_mask(str(root / "masks" / "img1.png"), np.full((10, 14), 42))
+    result = _run("check", "--dataset", "folder", "--root", str(root))
+    assert result.returncode == 1, result.stderr
+    assert "2 samples, 3 problem(s)" in result.stdout
+    assert f"img0.png has no mask in {root / 'masks'}" in result.stdout and "img3.png has no mask" in result.stdout
+    assert "img1.png has values [42]" in result.stdout
+
+
+def test_to_tfrecord_refuses_non_positive_shard_counts(tmp_path):
+    layouts.write_folder(str(tmp_path / "ds"), np.random.default_rng(4), n=3, with_split=False)
+    for bad in ("-2", "0", "two"):
+        result = _run("to-tfrecord", "--dataset", "folder", "--root", str(tmp_path / "ds"),
+                      "--out", str(tmp_path / "tfr"), "--shards", bad)
+        assert result.returncode == 2 and "must be a positive integer" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+        assert not os.path.exists(tmp_path / "tfr")

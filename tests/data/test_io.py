@@ -61,3 +61,24 @@ def test_label_lookup_rules():
         label_lookup(3, "minus_one")
     cityscapes = label_lookup(19, {7: 0, 26: 13})
     assert cityscapes[7] == 0 and cityscapes[26] == 13 and cityscapes[4] == 255
+
+
+def test_16_bit_images_are_scaled_by_depth_not_by_their_values(tmp_path):
+    from enc_tf.data.io import rgb_uint8
+    from enc_tf.inference import to_rgb_array
+
+    # The same pixel value 255 in a dark 16-bit PNG (brightest pixel 255) and in a bright one.
+    dark = np.array([[0, 128, 255]], np.uint16)
+    bright = np.array([[0, 255, 65535]], np.uint16)
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    Image.fromarray(bright).save(tmp_path / "bright.png")
+    assert Image.open(tmp_path / "dark.png").mode == "I;16"
+    np.testing.assert_array_equal(read_image(str(tmp_path / "dark.png"))[..., 0], [[0, 0, 1]])
+    np.testing.assert_array_equal(read_image(str(tmp_path / "bright.png"))[..., 0], [[0, 1, 255]])
+    # Files, PIL images and arrays go through the same conversion.
+    np.testing.assert_array_equal(to_rgb_array(dark), read_image(str(tmp_path / "dark.png")))
+    np.testing.assert_array_equal(to_rgb_array(Image.open(tmp_path / "dark.png")), rgb_uint8(dark))
+    # Older Pillow opens 16-bit PNGs as mode I: the same scale.
+    np.testing.assert_array_equal(to_rgb_array(Image.fromarray(dark.astype(np.int32), "I")), rgb_uint8(dark))
+    with pytest.raises(DataError, match="big.*mode I.*70000"):
+        to_rgb_array(Image.fromarray(np.array([[70000]], np.int32), "I"), "big")

@@ -113,3 +113,46 @@ def test_class_files(tmp_path):
     (tmp_path / "short.yaml").write_text("names: [a, b]\npalette: [[1, 2, 3]]\n")
     with pytest.raises(ValueError, match="short.yaml': 2 class names but 1 palette"):
         load_class_file(str(tmp_path / "short.yaml"))
+
+
+def test_voc_train_aug_in_deeplab_format(tmp_path):
+    layouts.write_voc(str(tmp_path), np.random.default_rng(6))
+    lists = tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    plain = [os.path.basename(p) for p, _ in get_source("voc", str(tmp_path), "train_aug").samples]
+    stems = (lists / "train_aug.txt").read_text().split()
+    (lists / "train_aug.txt").write_text("".join(f"/JPEGImages/{s}.jpg /SegmentationClassAug/{s}.png\n" for s in stems))
+    aug = get_source("voc", str(tmp_path), "train_aug")
+    assert [os.path.basename(p) for p, _ in aug.samples] == plain and len(plain) == 5
+    assert all("SegmentationClassAug" in m for _, m in aug.samples)
+
+
+def test_cityscapes_values_that_are_not_label_ids_are_errors(tmp_path):
+    from enc_tf.data.io import read_pair
+    from enc_tf.data.validate import check_source
+
+    masks = layouts.write_cityscapes(str(tmp_path), np.random.default_rng(7))
+    stem = sorted(masks)[1]
+    bad = masks[stem].copy()
+    bad[0, :3] = [250, 34, 0]  # 0 (unlabeled) and 255 are fine; 34 and 250 are not label ids
+    bad[1, 0] = 255
+    mask_path = tmp_path / "gtFine" / "train" / stem.split("_")[0] / f"{stem}_gtFine_labelIds.png"
+    layouts.save_mask(str(mask_path), bad)
+    source = get_source("cityscapes", str(tmp_path), "train")
+    image_path = [i for i, m in source.samples if m == str(mask_path)][0]
+    with pytest.raises(DataError, match=rf"{stem}_gtFine_labelIds.png has values \[34, 250\]"):
+        read_pair(image_path, str(mask_path), source.lookup, source.ignore_index)
+    problems, _ = check_source(source)
+    assert len(problems) == 1 and "[34, 250]" in problems[0]
+
+
+def test_sources_can_collect_images_without_masks(tmp_path):
+    masks = layouts.write_pascal_context(str(tmp_path), np.random.default_rng(8))
+    context = tmp_path / "VOCdevkit" / "VOC2010"
+    os.remove(context / "SegmentationClassContext" / "2008_val_0.png")
+    with pytest.raises(DataError, match=r"1 image\(s\) without a mask \['2008_val_0'\]"):
+        get_source("pascal_context", str(tmp_path), "val")
+    lenient = get_source("pascal_context", str(tmp_path), "val", strict=False)
+    assert [os.path.basename(i) for i, _ in lenient.samples] == ["2008_val_1.jpg"]
+    assert lenient.problems == (f"Image {context / 'JPEGImages' / '2008_val_0.jpg'} has no mask in "
+                                f"{context / 'SegmentationClassContext'}.",)
+    assert len(masks) == 4

@@ -65,4 +65,69 @@ def test_refuses_to_overwrite_and_detects_interrupted_conversions(tmp_path):
     with pytest.raises(DataError, match="img1.png"):
         write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad" / "dataset.json")
-    assert not [f for f in os.listdir(tmp_path / "bad") if f.endswith(".tmp")]
+    assert not [f for f in os.listdir(tmp_path / "bad") if ".tmp" in f]
+
+
+def _converted(tmp_path, n=6, shards=3):
+    layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(7), n=n, with_split=False)
+    return write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=shards)
+
+
+def test_empty_or_truncated_shards_are_named_before_reading(tmp_path):
+    import json
+
+    converted = _converted(tmp_path)
+    meta = json.loads((tmp_path / "tfr" / "dataset.json").read_text())
+    assert meta["examples_per_file"] == [2, 2, 2]
+    empty, truncated = converted.files[1], converted.files[2]
+    data = open(truncated, "rb").read()
+    open(truncated, "wb").write(data[: len(data) - 10])
+    with pytest.raises(DataError, match=f"{os.path.basename(truncated)} is truncated"):
+        read_tfrecord_source(str(tmp_path / "tfr"))
+    open(truncated, "wb").write(data)
+    open(empty, "wb").close()  # zero bytes: TensorFlow reads it as a shard without examples
+    with pytest.raises(DataError, match=f"{os.path.basename(empty)} holds 0 examples but dataset.json records 2"):
+        read_tfrecord_source(str(tmp_path / "tfr"))
+    # A dataset.json written before per-shard counts: an empty shard is still named.
+    del meta["examples_per_file"]
+    (tmp_path / "tfr" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"{os.path.basename(empty)} is empty"):
+        read_tfrecord_source(str(tmp_path / "tfr"))
+    os.remove(empty)
+    meta["files"].remove(os.path.basename(empty))
+    (tmp_path / "tfr" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="hold 4 examples but it records 6"):
+        read_tfrecord_source(str(tmp_path / "tfr"))
+    meta["num_examples"] = 4
+    (tmp_path / "tfr" / "dataset.json").write_text(json.dumps(meta))
+    assert read_tfrecord_source(str(tmp_path / "tfr")).num_examples == 4
+    (tmp_path / "tfr" / "dataset.json").write_text("{not json")
+    with pytest.raises(DataError, match="dataset.json is not a valid dataset.json"):
+        read_tfrecord_source(str(tmp_path / "tfr"))
+
+
+def test_a_shard_damaged_inside_a_record_is_named_while_reading(tmp_path):
+    from enc_tf.data.pipeline import NumpyIterator
+
+    converted = _converted(tmp_path)
+    damaged = converted.files[1]
+    data = bytearray(open(damaged, "rb").read())
+    first_length = int.from_bytes(data[:8], "little")
+    data[12 + first_length // 2] ^= 0xFF  # inside the first record's payload: only its checksum fails
+    open(damaged, "wb").write(bytes(data))
+    source = read_tfrecord_source(str(tmp_path / "tfr"))
+    with pytest.raises(DataError, match=f"TFRecord shard .*{os.path.basename(damaged)} is damaged") as caught:
+        with NumpyIterator(decoded_examples(source), source) as examples:
+            list(examples)
+    assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
+
+
+def test_shard_counts_must_be_positive(tmp_path):
+    from enc_tf.errors import ConfigError
+
+    layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(8), n=3, with_split=False)
+    for bad in (-2, 0):
+        with pytest.raises(ConfigError, match=f"positive integer, got {bad}"):
+            write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=bad)
+    assert not os.path.exists(tmp_path / "tfr")
+    assert len(write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=9).files) == 3

@@ -122,3 +122,24 @@ def test_bad_config_and_input():
     predictor = MultiScalePredictor(tiny_segmenter(3), 3, MultiScaleConfig(24, 16, (1.0,), False))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predictor.probabilities(np.zeros((4, 4)))
+
+
+def test_an_extreme_aspect_ratio_keeps_one_row():
+    # 3 x 4000 at a long side of 260 rounds the short side to 0.195 -> 0 in the original.
+    assert scaled_size(3, 4000, 260) == (1, 260) and scaled_size(4000, 3, 260) == (260, 1)
+    model = tiny_segmenter(3)
+    image = normalize(np.random.default_rng(3).integers(0, 256, (2, 300, 3))).numpy()
+    # Scale 0.5: long side 24, short side 2 * 24 / 300 = 0.16 -> one row; 1.25: windows over 2 x 60.
+    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(48, 32, (0.5, 1.25), True))
+    probabilities = predictor.probabilities(image)
+    assert probabilities.shape == (2, 300, 3) and np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(-1), predictor.num_passes, atol=1e-4)
+
+
+def test_config_errors_name_the_setting():
+    from enc_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="crop_size must be a positive integer, got 0"):
+        MultiScaleConfig(crop_size=0)
+    with pytest.raises(ConfigError, match=r"scales must be positive numbers, got \[1.0, nan\]"):
+        MultiScaleConfig(scales=(1.0, float("nan")))

@@ -101,3 +101,12 @@ def test_predict_cli_end_to_end(model_path, tmp_path):
     classes.write_text("names: [a, b]\n")
     assert predict_main([model_path, str(inputs / "rgb.jpg"), "--classes", str(classes), "--out", str(out)]) == 2
     assert predict_main([str(tmp_path / "missing.keras"), str(inputs / "rgb.jpg")]) == 2
+
+
+def test_to_rgb_array_scales_uint16_by_dtype_as_files_are(tmp_path):
+    from enc_tf.data.io import read_image
+
+    dark = np.array([[0, 128, 255]], np.uint16)  # a 16-bit image whose brightest pixel is 255
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    np.testing.assert_array_equal(to_rgb_array(dark)[..., 0], [[0, 0, 1]])
+    np.testing.assert_array_equal(to_rgb_array(dark), read_image(str(tmp_path / "dark.png")))

@@ -64,3 +64,61 @@ def test_every_recipe_in_configs_loads():
             assert config.model.lateral
         if "fcn" in path:
             assert config.model.arch == "fcn" and not config.model.se_loss
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.base_lr=.nan", r"optimizer.base_lr must be a finite number, got nan"),
+        ("optimizer.base_lr=.inf", r"optimizer.base_lr must be a finite number, got inf"),
+        ("optimizer.momentum=-0.1", r"optimizer.momentum must be >= 0, got -0.1"),
+        ("optimizer.momentum=1", r"optimizer.momentum must be below 1, got 1.0"),
+        ("optimizer.weight_decay=-1e-4", r"optimizer.weight_decay must be >= 0, got -0.0001"),
+        ("optimizer.power=-0.9", r"optimizer.power must be >= 0"),
+        ("optimizer.head_lr_multiplier=-10", r"optimizer.head_lr_multiplier must be >= 0"),
+        ("loss.aux_weight=-1", r"loss.aux_weight must be >= 0, got -1.0"),
+        ("loss.se_weight=-0.2", r"loss.se_weight must be >= 0"),
+        ("loss.se_weight=.nan", r"loss.se_weight must be a finite number"),
+        ("train.time_limit_minutes=.nan", r"train.time_limit_minutes must be a finite number"),
+        ("data.rotate_degrees=-5", r"data.rotate_degrees must be >= 0, got -5.0"),
+        ("data.context_shapes_train=0", r"data.context_shapes_train must be positive, got 0"),
+        ("data.context_shapes_val=0", r"data.context_shapes_val must be positive"),
+        ("train.run_dir=", r"train.run_dir must name a directory"),
+        ("train.run_dir=' '", r"train.run_dir must name a directory"),
+        ("train.deterministic=yes please", r"train.deterministic: expected bool"),
+        ("optimizer.base_lr=1e-3x", r"optimizer.base_lr: expected float, got '1e-3x'"),
+        ("model.dropout=1.5", r"model.dropout must be in \[0, 1\), got 1.5"),
+    ],
+)
+def test_impossible_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_a_negative_loss_weight_in_a_yaml_file_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss.aux_weight must be >= 0, got -1.0"):
+        load_config(_write(tmp_path, "loss: {aux_weight: -1}\n"))
+
+
+def test_exponent_notation_floats_are_accepted(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-3` as the string '1e-3'.
+    assert yaml.safe_load("x: 1e-3")["x"] == "1e-3"
+    path = _write(tmp_path, "optimizer: {base_lr: 1e-3, weight_decay: 5E-5}\nloss: {aux_weight: 2.e-1}\n")
+    config = load_config(path, ["optimizer.warmup_epochs=1e0", "train.time_limit_minutes=+1.5e2"])
+    assert config.optimizer.base_lr == 1e-3 and isinstance(config.optimizer.base_lr, float)
+    assert config.optimizer.weight_decay == 5e-5 and config.loss.aux_weight == 0.2
+    assert config.optimizer.warmup_epochs == 1.0 and config.train.time_limit_minutes == 150.0
+    assert load_config(None, ["optimizer.base_lr=1e-3"]).optimizer.base_lr == 1e-3
+    # Only float keys: an int key stays strict, and a string key keeps the text.
+    with pytest.raises(ConfigError, match=r"train.epochs: expected int, got '1e3'"):
+        load_config(None, ["train.epochs=1e3"])
+    assert load_config(None, ["train.run_dir=1e3"]).train.run_dir == "1e3"
+    save_config(config, str(tmp_path / "resolved.yaml"))
+    assert load_config(str(tmp_path / "resolved.yaml")) == config
+
+
+def test_deterministic_flag_and_valid_edge_values():
+    assert load_config().train.deterministic is False
+    config = load_config(None, ["train.deterministic=true", "loss.aux_weight=0", "optimizer.momentum=0",
+                                "data.rotate_degrees=10", "optimizer.weight_decay=0"])
+    assert config.train.deterministic is True and config.loss.aux_weight == 0.0 and config.data.rotate_degrees == 10.0

@@ -7,16 +7,21 @@ import pytest
 
 from enc_tf.training import load_config, train
 from enc_tf.models import save_model_atomic
-from enc_tf.training.callbacks import StopOnNonFiniteLoss
+from enc_tf.training import cli as train_cli
+from enc_tf.training.run_state import restore_resume_point
 
 
-def _tiny(tmp_path, *extra):
-    return load_config(None, [
+def _overrides(tmp_path, *extra):
+    return [
         f"data.root={tmp_path / 'cache'}", "data.context_shapes_train=8", "data.context_shapes_val=4",
         "data.context_shapes_size=64", "data.base_size=64", "data.crop_size=48",
         "model.output_stride=16", "train.batch_size=2", "train.steps_per_epoch=2",
         f"train.run_dir={tmp_path / 'run'}", "optimizer.base_lr=0.004", *extra,
-    ])
+    ]
+
+
+def _tiny(tmp_path, *extra):
+    return load_config(None, _overrides(tmp_path, *extra))
 
 
 def _log_rows(tmp_path):
@@ -25,7 +30,7 @@ def _log_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_run_writes_its_directory_and_resumes(tmp_path):
+def test_training_run_writes_its_directory_resumes_and_survives_divergence(tmp_path, capsys):
     model, history = train(_tiny(tmp_path, "train.epochs=2"))
     run = tmp_path / "run"
     for name in ("config.yaml", "log.csv", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras"):
@@ -44,15 +49,21 @@ def test_training_run_writes_its_directory_and_resumes(tmp_path):
     assert len(more["loss"]) == 1
     assert [int(r["epoch"]) for r in _log_rows(tmp_path)] == [0, 1, 2]
 
+    # Continued with a learning rate that diverges: exit 1, one line naming the last good
+    # checkpoint, and nothing written over the checkpoints, the resume points or the log.
+    def files():
+        return {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
+                if p.is_file() and "tensorboard" not in p.parts and p.name != "config.yaml"}
 
-def test_stop_on_non_finite_loss():
-    callback = StopOnNonFiniteLoss()
-    callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
-    callback.model.stop_training = False  # as model.fit sets it
-    callback.on_train_batch_end(0, {"loss": 1.0})
-    assert not callback.model.stop_training
-    callback.on_train_batch_end(1, {"loss": float("nan")})
-    assert callback.model.stop_training and callback.stopped_at == 1
+    before = files()
+    args = [a for o in _overrides(tmp_path, "train.epochs=4", "optimizer.base_lr=1000000.0") for a in ("--set", o)]
+    assert train_cli.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert "loss became nan at epoch 4" in err[0].lower() and f"{run / 'checkpoints' / 'last.keras'} (epoch 3)" in err[0]
+    assert files() == before
+    # The next start resumes from the last good state (epoch 3), with finite weights.
+    assert restore_resume_point(model, str(run / "backup")) == 3
 
 
 def test_save_atomic_never_leaves_a_partial_file(tmp_path):

@@ -1,0 +1,65 @@
+"""One frame for every command-line entry point: logging, errors, exit status.
+
+A command is a function `run(args) -> int | None` behind an argparse parser.
+`run_cli` sets up logging once (one format), runs it, and turns every expected
+failure into one line on stderr and an exit status:
+
+- `EncTfError` (config, data, model file, divergence): its `exit_code` (2 for
+  an input error found before work starts, 1 for a failure during the work);
+- `OSError` (a read-only directory, a full disk, a missing file): 1;
+- `KeyboardInterrupt`: 130.
+
+Anything else is a bug in enc_tf and keeps its traceback.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from enc_tf.errors import EncTfError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """`--verbose`: debug logging and TensorFlow's own C++ messages."""
+    parser.add_argument("--verbose", action="store_true", help="debug logging, including TensorFlow's own messages")
+
+
+def error_line(err: BaseException) -> str:
+    """The one line shown for an expected failure."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.strerror}: {err.filename}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parses `argv` (default: `sys.argv[1:]`), runs `run(args)` and returns the exit status."""
+    if not any(a.dest == "verbose" for a in parser._actions):
+        add_verbose_flag(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    verbose = bool(getattr(args, "verbose", False))
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    if not verbose:
+        for noisy in ("absl", "tensorflow", "h5py", "PIL", "matplotlib", "tf2onnx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        status = run(args)
+    except EncTfError as err:
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return err.exit_code
+    except OSError as err:
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)

@@ -1,0 +1,33 @@
+"""`train.deterministic=true`: two runs of the same config give the same weights, bit for bit."""
+
+import os
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.training.test_resume import ROOT, tiny_run_command
+
+
+def _arrays(path):
+    arrays = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.slow
+def test_two_deterministic_runs_give_identical_weights(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    weights = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        command = tiny_run_command(tmp_path, run, "train.deterministic=true", "train.epochs=1")
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        weights.append(_arrays(run / "backup" / "epoch-00001.weights.h5"))
+    a, b = weights
+    assert a.keys() == b.keys() and len(a) > 300  # weights, BN statistics and optimizer slots
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
