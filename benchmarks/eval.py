@@ -27,8 +27,7 @@ def main():
 
     from benchmarks.common import machine, table
     from enc_tf import build_encnet
-    from enc_tf.evaluation import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
-    from enc_tf.evaluation.multi_scale import scaled_size, window_starts
+    from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, scaled_size, window_starts
 
     model = build_encnet(NUM_CLASSES)
     image = np.random.default_rng(0).normal(size=(args.height, args.width, 3)).astype("float32")

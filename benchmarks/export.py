@@ -33,12 +33,12 @@ def main():
         VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
     )
     from enc_tf.export.tflite_cli import calibration_images
-    from enc_tf.inference.loading import load_keras_model
-    from enc_tf.training.trainer import make_sources
+    from enc_tf.artifacts import load_keras_model
+    from enc_tf.data import sources_from_config
 
     loaded = load_keras_model(args.run)
     model = loaded.keras_model
-    source = make_sources(loaded.run_config.data)[1]
+    source = sources_from_config(loaded.run_config.data)[1]
     examples, size = validation_examples(source, args.images)
     reference = keras_runner(model)
     keras_file = os.path.join(args.run, "model.keras")

@@ -30,7 +30,7 @@ def worker_train(batch, size, policy, xla, steps):
     from benchmarks.common import emit, peak_rss_mb, rss_mb
     from enc_tf import build_encnet
     from enc_tf.losses import encnet_losses, presence_targets
-    from enc_tf.training.optimizer import HEAD_PREFIXES, EncNetSGD
+    from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD
 
     batch, size, steps, xla = int(batch), int(size), int(steps), xla == "xla"
     gpu = bool(tf.config.list_physical_devices("GPU"))

@@ -14,7 +14,7 @@ from enc_tf.models import build_encnet, build_fcn
 
 # Registers the optimizer and schedule that training checkpoints are saved with,
 # so that `import enc_tf` is enough to `keras.models.load_model` any of them.
-from enc_tf.training import optimizer as _optimizer  # noqa: F401
+from enc_tf import optimizers as _optimizers  # noqa: F401
 
 __version__ = "0.1.0"
 

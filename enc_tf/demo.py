@@ -13,13 +13,14 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.data import PipelineConfig, build_dataset, denormalize
+from enc_tf.data import PipelineConfig, build_dataset, denormalize, sources_from_config
 from enc_tf.evaluation import evaluate, format_scores, write_report
 from enc_tf.export.compare import (
     VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
 )
 from enc_tf.files import atomic_write
-from enc_tf.training import load_config, make_sources, train
+from enc_tf.config import load_config
+from enc_tf.training import train
 from enc_tf.visualize import add_legend, colorize
 
 DEMO_EXPORTS = ("saved_model", "tflite_float32", "tflite_int8", "onnx")
@@ -72,7 +73,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config, args.set)
     model, _ = train(config)
-    _, val_source = make_sources(config.data)
+    _, val_source = sources_from_config(config.data)
     classes = val_source.classes
     data = build_dataset(val_source, "eval", PipelineConfig(batch_size=8), aux=False, se_loss=False)
     scores, matrix = evaluate(model, data, classes.num_classes, val_source.ignore_index, classes.names)

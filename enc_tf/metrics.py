@@ -118,3 +118,9 @@ class MeanIoU(_ConfusionMatrixMetric):
 
     def get_config(self):
         return {**super().get_config(), "present_only": self.present_only}
+
+
+def label_confusion(labels, predictions, num_classes, ignore_index=255):
+    """`(C, C)` int64 confusion counts (NumPy) of one `(H, W)` label map and its `(H, W)` prediction."""
+    labels, predictions = np.asarray(labels)[None], np.asarray(predictions)[None]
+    return np.asarray(confusion_matrix(labels, predictions, num_classes, ignore_index))

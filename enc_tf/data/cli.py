@@ -5,8 +5,8 @@ import argparse
 
 from enc_tf.console import run_cli
 from enc_tf.data.context_shapes import ensure_context_shapes
-from enc_tf.data.io import DataError
-from enc_tf.data.sources import LABEL_MAPPINGS, SOURCES, get_source
+from enc_tf.data.resolve import DATASETS, resolve_source
+from enc_tf.data.sources import LABEL_MAPPINGS
 from enc_tf.data.tfrecord import write_tfrecords
 from enc_tf.data.validate import check_source, summarize
 
@@ -22,7 +22,7 @@ def _positive_int(text):
 
 
 def _source_args(parser):
-    parser.add_argument("--dataset", required=True, help=f"one of {sorted(SOURCES)}")
+    parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "tfrecord"])
     parser.add_argument("--root", required=True, help="dataset directory")
     parser.add_argument("--split", default=None, help="split name (train, val, train_aug, ...)")
     parser.add_argument("--classes", default=None, help="folder datasets: class list (YAML/JSON)")
@@ -30,15 +30,8 @@ def _source_args(parser):
 
 
 def _source(args, strict=True):
-    kwargs = {"strict": strict}
-    if args.dataset == "folder":
-        kwargs["classes"] = args.classes
-        if args.label_mapping:
-            kwargs["label_mapping"] = args.label_mapping
-    elif args.classes or args.label_mapping:
-        raise DataError("--classes and --label-mapping apply to --dataset folder only.")
     split = args.split if args.split is not None else (None if args.dataset == "folder" else "train")
-    return get_source(args.dataset, args.root, split, **kwargs)
+    return resolve_source(args.dataset, args.root, split, args.classes, args.label_mapping, strict)
 
 
 def _run(args):

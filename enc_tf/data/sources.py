@@ -136,6 +136,12 @@ def _pair(stems, images, masks, where, mask_dir, strict=True):
     return samples, problems
 
 
+def find_class_file(root):
+    """The class list of a folder dataset: `root/classes.yaml` (or `.yml`, `.json`), or None."""
+    candidates = [os.path.join(root, f"classes{ext}") for ext in (".yaml", ".yml", ".json")]
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
 def folder_source(
     root,
     split=None,
@@ -162,11 +168,9 @@ def folder_source(
     """
     _require_dir(root, "Dataset")
     if classes is None:
-        candidates = [os.path.join(root, f"classes{ext}") for ext in (".yaml", ".yml", ".json")]
-        found = [c for c in candidates if os.path.isfile(c)]
-        if not found:
+        classes = find_class_file(root)
+        if classes is None:
             raise DataError(f"No class list given and none found in {root} (classes.yaml or classes.json).")
-        classes = found[0]
     if isinstance(classes, str):
         classes = class_lists.load_class_file(classes)
     images = _files_by_stem(_require_dir(os.path.join(root, images_dir), "Images"), IMAGE_EXTENSIONS)

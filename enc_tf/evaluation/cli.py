@@ -12,32 +12,26 @@ import os
 import sys
 
 from enc_tf.console import run_cli
-from enc_tf.data import PipelineConfig, build_dataset, get_source, read_tfrecord_source
+from enc_tf.data import PipelineConfig, build_dataset, resolve_source, sources_from_config
 from enc_tf.data.pipeline import NumpyIterator
 from enc_tf.data.sources import LABEL_MAPPINGS
 from enc_tf.errors import ConfigError
-from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale
+from enc_tf.evaluation.multi_scale import evaluate_multi_scale
+from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
 from enc_tf.evaluation.report import write_report
 from enc_tf.evaluation.single_scale import format_scores
-from enc_tf.inference.loading import check_classes, load_model
-from enc_tf.training.strategy import make_strategy, tf_config_workers, worker_role
+from enc_tf.artifacts import check_classes, load_model
+from enc_tf.distribute import make_strategy, tf_config_workers, worker_role
 
 
 def _source(args, loaded):
     if args.dataset is None:
         if loaded.run_config is None:
             raise ConfigError("--dataset and --root are needed unless MODEL is a training run directory.")
-        from enc_tf.training.trainer import make_sources
-
-        return make_sources(loaded.run_config.data)[1]
+        return sources_from_config(loaded.run_config.data)[1]
     if args.root is None:
         raise ConfigError("--root is required with --dataset.")
-    if args.dataset == "tfrecord":
-        return read_tfrecord_source(os.path.join(args.root, args.split))
-    if args.dataset == "folder":  # an empty split: every image
-        kwargs = {"classes": args.classes, "label_mapping": args.label_mapping}
-        return get_source("folder", args.root, args.split or None, **kwargs)
-    return get_source(args.dataset, args.root, args.split)
+    return resolve_source(args.dataset, args.root, args.split, args.classes, args.label_mapping)
 
 
 def _strategy():

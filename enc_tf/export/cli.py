@@ -13,7 +13,7 @@ import sys
 from enc_tf.console import run_cli
 from enc_tf.errors import ConfigError
 from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
-from enc_tf.inference.loading import export_classes, load_keras_model
+from enc_tf.artifacts import export_classes, load_keras_model
 
 
 def run(args):

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.evaluation.multi_scale import label_confusion
+from enc_tf.metrics import label_confusion
 from enc_tf.metrics import segmentation_scores
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from enc_tf.console import run_cli
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
 from enc_tf.files import remove_stale_temporaries
-from enc_tf.inference.loading import export_classes, load_keras_model
+from enc_tf.artifacts import export_classes, load_keras_model
 
 
 def run(args):

@@ -29,7 +29,7 @@ from enc_tf.data.augment import normalize
 from enc_tf.data.classes import ClassInfo
 from enc_tf.errors import ConfigError
 from enc_tf.files import atomic_write, remove_stale_temporaries
-from enc_tf.inference.loading import CLASSES_ASSET, LOGITS_SIGNATURE
+from enc_tf.artifacts import CLASSES_ASSET, LOGITS_SIGNATURE
 
 logger = logging.getLogger(__name__)
 

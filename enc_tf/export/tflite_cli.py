@@ -12,13 +12,13 @@ import sys
 import tensorflow as tf
 
 from enc_tf.console import run_cli
-from enc_tf.data import PipelineConfig, build_dataset
+from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.augment import normalize
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite
 from enc_tf.files import remove_stale_temporaries
-from enc_tf.inference.loading import load_keras_model
+from enc_tf.artifacts import load_keras_model
 
 
 def calibration_images(loaded, size, count, directory=None):
@@ -44,9 +44,7 @@ def calibration_images(loaded, size, count, directory=None):
 def training_images(data_config, size, count):
     """A callable yielding up to `count` normalised training images of the run's data
     (val-style resize and centre crop to `size x size`)."""
-    from enc_tf.training.trainer import make_sources
-
-    source = make_sources(data_config)[0]
+    source = sources_from_config(data_config)[0]
     data = build_dataset(source, "val", PipelineConfig(batch_size=1, base_size=size, crop_size=size), False, False)
     return lambda: (images[0].numpy() for images, _ in data.take(count))
 

@@ -30,9 +30,9 @@ import tensorflow as tf
 from enc_tf.console import error_line, run_cli
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
-from enc_tf.evaluation.multi_scale import PAPER_SCALES
+from enc_tf.prediction import PAPER_SCALES
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
-from enc_tf.inference.loading import read_class_file
+from enc_tf.artifacts import read_class_file
 from enc_tf.inference.predictor import Segmenter
 from enc_tf.visualize import index_png, overlay
 

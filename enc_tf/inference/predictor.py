@@ -11,8 +11,8 @@ from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import image_to_rgb, rgb_uint8
 from enc_tf.errors import ModelFileError
-from enc_tf.evaluation.multi_scale import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, resize_align_corners
-from enc_tf.inference.loading import check_classes, load_model
+from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, resize_align_corners
+from enc_tf.artifacts import check_classes, load_model
 
 
 @dataclasses.dataclass

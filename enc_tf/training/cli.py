@@ -8,7 +8,7 @@ resumes from it), 2 for a configuration error found before anything ran.
 import argparse
 
 from enc_tf.console import run_cli
-from enc_tf.training.config import load_config
+from enc_tf.config import load_config
 from enc_tf.training.trainer import train
 
 

@@ -9,50 +9,19 @@ import keras
 import tensorflow as tf
 
 from enc_tf.convert.pytorch_encoding import load_backbone_state, read_state_dict
-from enc_tf.data import (
-    AugmentConfig,
-    PipelineConfig,
-    build_dataset,
-    ensure_context_shapes,
-    folder_source,
-    get_source,
-    pipeline_data_error,
-    read_tfrecord_source,
-)
+from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, pipeline_data_error, sources_from_config
 from enc_tf.errors import EncTfError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import build_encnet, build_fcn, save_model_atomic
 from enc_tf.training import callbacks as cb
-from enc_tf.training.config import ConfigError, save_config
-from enc_tf.training.optimizer import HEAD_PREFIXES, EncNetSGD, PolyDecay
+from enc_tf.config import ConfigError, save_config
+from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
 from enc_tf.training.run_state import RunRecorder, restore_resume_point
-from enc_tf.training.strategy import (
-    distribute_input,
-    fix_fit_for_multi_worker,
-    is_multi_worker,
-    make_strategy,
-    worker_role,
-)
+from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
+from enc_tf.training.multi_worker import fix_fit_for_multi_worker
 
 logger = logging.getLogger(__name__)
-
-
-def make_sources(data):
-    """The training and validation sources a `DataConfig` names."""
-    if data.dataset == "context_shapes":
-        root = ensure_context_shapes(
-            data.root or None, data.context_shapes_train, data.context_shapes_val, data.context_shapes_size
-        )
-        return folder_source(root, data.train_split), folder_source(root, data.val_split)
-    if data.dataset == "tfrecord":
-        return (read_tfrecord_source(os.path.join(data.root, data.train_split)),
-                read_tfrecord_source(os.path.join(data.root, data.val_split)))
-    kwargs = {}
-    if data.dataset == "folder":
-        kwargs = {"classes": data.classes or None, "label_mapping": data.label_mapping}
-    return (get_source(data.dataset, data.root, data.train_split, **kwargs),
-            get_source(data.dataset, data.root, data.val_split, **kwargs))
 
 
 def build_model(config, num_classes, sync_batch_norm):
@@ -126,7 +95,7 @@ def train(config):
     if t.batch_size % replicas:
         raise ConfigError(f"train.batch_size ({t.batch_size}) is not divisible by the {replicas} replicas.")
 
-    train_source, val_source = make_sources(config.data)
+    train_source, val_source = sources_from_config(config.data)
     num_classes = train_source.classes.num_classes
     ignore = train_source.ignore_index
     d = config.data

@@ -6,7 +6,8 @@ from PIL import Image
 from enc_tf.data import folder_source
 from enc_tf.data.augment import normalize
 from enc_tf.data.io import read_pair
-from enc_tf.evaluation import MultiScaleConfig, MultiScalePredictor, label_confusion
+from enc_tf.metrics import label_confusion
+from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor
 from enc_tf.evaluation.cli import main as eval_main
 from enc_tf.metrics import segmentation_scores
 from tests.support import layouts

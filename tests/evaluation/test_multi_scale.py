@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from enc_tf.data.augment import normalize
-from enc_tf.evaluation import MultiScaleConfig, MultiScalePredictor, evaluate_multi_scale, label_confusion
-from enc_tf.evaluation.multi_scale import scaled_size, window_starts
+from enc_tf.evaluation import evaluate_multi_scale
+from enc_tf.metrics import label_confusion
+from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor, scaled_size, window_starts
 from tests.support.tiny_models import tiny_segmenter
 
 

@@ -19,7 +19,7 @@ def trained_encnet():
 
     from enc_tf import build_encnet
     from enc_tf.losses import encnet_losses, presence_targets
-    from enc_tf.training.optimizer import EncNetSGD
+    from enc_tf.optimizers import EncNetSGD
 
     keras.utils.set_random_seed(0)
     model = build_encnet(4, output_stride=16)

@@ -12,7 +12,7 @@ from enc_tf.errors import DataError, ModelFileError
 from enc_tf.inference import Segmenter
 from enc_tf.inference.cli import main as predict_main
 from enc_tf.inference.cli import output_names, predict_files
-from enc_tf.inference.loading import LoadedModel, load_model
+from enc_tf.artifacts import LoadedModel, load_model
 from tests.inference.damaged_models import damaged_keras_files
 from tests.support.tiny_models import tiny_segmenter
 

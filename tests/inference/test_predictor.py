@@ -7,7 +7,7 @@ from PIL import Image
 
 from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
-from enc_tf.evaluation import MultiScaleConfig, MultiScalePredictor
+from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor
 from enc_tf.inference import Segmenter, load_model, to_rgb_array
 from enc_tf.inference.cli import main as predict_main
 from tests.support.tiny_models import tiny_segmenter

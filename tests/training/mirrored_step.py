@@ -18,7 +18,7 @@ import keras  # noqa: E402
 
 from enc_tf import build_encnet  # noqa: E402
 from enc_tf.losses import encnet_losses, presence_targets  # noqa: E402
-from enc_tf.training.optimizer import EncNetSGD  # noqa: E402
+from enc_tf.optimizers import EncNetSGD  # noqa: E402
 
 mode, out = sys.argv[1], sys.argv[2]  # mode: single, mirrored_sync, mirrored_local
 keras.config.set_dtype_policy("float64")

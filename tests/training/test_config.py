@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from enc_tf.training.config import ConfigError, load_config, save_config
+from enc_tf.config import ConfigError, load_config, save_config
 
 
 def _write(tmp_path, text):

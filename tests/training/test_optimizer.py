@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from enc_tf.training.optimizer import EncNetSGD, PolyDecay
+from enc_tf.optimizers import EncNetSGD, PolyDecay
 
 
 def test_poly_schedule_with_warmup():

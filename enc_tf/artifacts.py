@@ -12,7 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import enc_tf.models  # noqa: F401  (registers the layers a .keras file names)
+from enc_tf.config import load_config
 from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
+from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
 
 logger = logging.getLogger(__name__)
@@ -60,15 +63,6 @@ def _run_dir_model(path):
         if os.path.isfile(candidate):
             return candidate
     raise ModelFileError(f"Run directory {path} has no model.keras or checkpoints/{{best,last}}.keras.")
-
-
-def _run_classes(config):
-    from enc_tf.training.trainer import make_sources
-
-    try:
-        return make_sources(config.data)[1].classes
-    except (OSError, ValueError):
-        return None
 
 
 def _load_saved_model(path):
@@ -139,8 +133,6 @@ def load_model(path):
         ModelFileError: naming the file when it is missing, truncated, corrupt,
             not a model, or a model whose outputs are NaN/inf.
     """
-    import enc_tf  # noqa: F401  (registers the custom layers, losses and optimizer)
-
     if not os.path.exists(path):
         raise ModelFileError(f"Model not found: {path}")
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -148,14 +140,12 @@ def load_model(path):
     run_config, classes = None, None
     model_path = path
     if os.path.isdir(path):
-        from enc_tf.training.config import load_config
-
         config_path = os.path.join(path, "config.yaml")
         if not os.path.isfile(config_path):
             raise ModelFileError(f"{path} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb).")
         run_config = load_config(config_path)
         model_path = _run_dir_model(path)
-        classes = _run_classes(run_config)
+        classes = classes_from_config(run_config.data)
     elif not path.endswith(".keras"):
         raise ModelFileError(f"{path}: expected a .keras file, a run directory or a SavedModel directory.")
     model = _load_keras_file(model_path)

@@ -1,0 +1,98 @@
+"""One way from a dataset's description (a `DataConfig` or command-line flags) to its sources.
+
+Used by training, `enc-eval`, `enc-export-tflite` (calibration images) and
+`python -m enc_tf.data`.
+"""
+
+import os
+import json
+import logging
+
+from enc_tf.data import classes as class_lists
+from enc_tf.data import context_shapes
+from enc_tf.data.context_shapes import ensure_context_shapes
+from enc_tf.data.sources import find_class_file, get_source
+from enc_tf.data.tfrecord import METADATA, read_tfrecord_source
+from enc_tf.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
+
+
+def resolve_source(dataset, root, split, classes=None, label_mapping=None, strict=True, context_shapes=None):
+    """The source of one split.
+
+    Args:
+        dataset: one of `DATASETS`.
+        root: the dataset directory (`context_shapes`: its cache directory, "" = default;
+            `tfrecord`: the directory holding one sub-directory per split).
+        split: split name; for `folder`, None or "" means every image.
+        classes, label_mapping: `folder` datasets only (class list file, `identity`
+            or `reduce_zero`); an error for the others.
+        strict: False lists images without masks in `source.problems` instead of raising.
+        context_shapes: `(num_train, num_val, image_size)` of a generated ContextShapes.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"Unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+    if dataset != "folder" and (classes or (label_mapping not in (None, "", "identity"))):
+        raise DataError("--classes and --label-mapping apply to --dataset folder only.")
+    if dataset == "context_shapes":
+        num_train, num_val, size = context_shapes or (400, 100, 128)
+        root = ensure_context_shapes(root or None, num_train, num_val, size)
+        return get_source("folder", root, split, strict=strict)
+    if not root:
+        raise DataError(f"The {dataset} dataset needs its root directory (--root, data.root).")
+    if dataset == "tfrecord":
+        return read_tfrecord_source(os.path.join(root, split or ""))
+    if dataset == "folder":
+        kwargs = {"classes": classes or None}
+        if label_mapping:
+            kwargs["label_mapping"] = label_mapping
+        return get_source("folder", root, split or None, strict=strict, **kwargs)
+    return get_source(dataset, root, split, strict=strict)
+
+
+def sources_from_config(data):
+    """`(train, val)` sources of a `DataConfig`."""
+    kwargs = {}
+    if data.dataset == "folder":
+        kwargs = {"classes": data.classes or None, "label_mapping": data.label_mapping}
+    shapes = (data.context_shapes_train, data.context_shapes_val, data.context_shapes_size)
+    return tuple(
+        resolve_source(data.dataset, data.root, split, context_shapes=shapes, **kwargs)
+        for split in (data.train_split, data.val_split)
+    )
+
+
+PUBLIC_CLASSES = {
+    "ade20k": class_lists.ADE20K, "voc": class_lists.VOC,
+    "pascal_context": class_lists.PASCAL_CONTEXT, "cityscapes": class_lists.CITYSCAPES,
+}
+
+
+def classes_from_config(data):
+    """The class list a `DataConfig` names, found without generating or scanning the dataset.
+
+    For models saved before they carried their class names. Returns None (with a
+    warning) when the list cannot be found: a folder dataset's class file or a
+    TFRecord dataset's `dataset.json` that is no longer on this machine.
+    """
+    if data.dataset == "context_shapes":
+        return context_shapes.CLASSES
+    if data.dataset in PUBLIC_CLASSES:
+        return PUBLIC_CLASSES[data.dataset]
+    try:
+        if data.dataset == "folder":
+            path = data.classes or find_class_file(data.root)
+            if path:
+                return class_lists.load_class_file(path)
+        elif data.dataset == "tfrecord":
+            with open(os.path.join(data.root, data.train_split, METADATA)) as f:
+                names = json.load(f)["classes"]
+            return class_lists.make_class_info(names["names"], names.get("palette"))
+    except (OSError, ValueError, KeyError, TypeError, DataError) as err:
+        logger.warning("The class names of the run's %s dataset cannot be read (%s).", data.dataset, err)
+        return None
+    logger.warning("The run's %s dataset names no class list that can be found in %s.", data.dataset, data.root)
+    return None
