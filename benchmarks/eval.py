@@ -27,7 +27,8 @@ def main():
 
     from benchmarks.common import machine, table
     from enc_tf import build_encnet
-    from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, scaled_size, window_starts
+    from enc_tf.contracts.images import long_side_size
+    from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, window_starts
 
     model = build_encnet(NUM_CLASSES)
     image = np.random.default_rng(0).normal(size=(args.height, args.width, 3)).astype("float32")
@@ -51,7 +52,7 @@ def main():
         seconds = timed(lambda: multi.scale_probabilities(image, scale))
         total += seconds
         long = int(np.ceil(520 * scale))
-        h, w = scaled_size(args.height, args.width, long)
+        h, w = long_side_size(args.height, args.width, long)
         windows = 1 if long <= 480 else len(window_starts(max(h, 480), 480, 320)) * len(window_starts(max(w, 480), 480, 320))
         rows.append([scale, f"{h}x{w}", windows, windows * 2, f"{seconds:.2f}", ""])
     for row in rows:

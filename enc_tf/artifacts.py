@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import enc_tf.models  # noqa: F401  (registers the layers a .keras file names)
 from enc_tf.config import load_config
+from enc_tf.models.logits import logits_function
 from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
 from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
@@ -47,14 +48,6 @@ class LoadedModel:
     path: str
     run_config: object = None
     keras_model: object = None
-
-
-def _keras_fn(model):
-    def fn(images):
-        out = model(images, training=False)
-        return out if isinstance(out, dict) else {"seg": out}
-
-    return fn
 
 
 def _run_dir_model(path):
@@ -156,7 +149,7 @@ def load_model(path):
     if classes is not None and classes.num_classes != num_classes:
         raise ModelFileError(f"{model_path} predicts {num_classes} classes but its run's class list has "
                              f"{classes.num_classes}.")
-    return check_finite_outputs(LoadedModel(_keras_fn(model), num_classes, classes, path, run_config, model))
+    return check_finite_outputs(LoadedModel(logits_function(model), num_classes, classes, path, run_config, model))
 
 
 def load_keras_model(path):

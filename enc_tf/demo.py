@@ -13,7 +13,9 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.data import PipelineConfig, build_dataset, denormalize, sources_from_config
+from enc_tf.contracts.images import denormalize
+from enc_tf.contracts.labels import IGNORE_INDEX
+from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.evaluation import evaluate, format_scores, write_report
 from enc_tf.export.compare import (
     VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
@@ -30,7 +32,7 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 def prediction_panel(image, label, prediction, classes):
     """input | ground truth | prediction, side by side, with a legend of the classes shown."""
     strip = np.concatenate([denormalize(image), colorize(label, classes.palette), colorize(prediction, classes.palette)], axis=1)
-    shown = sorted(set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {255})
+    shown = sorted(set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX})
     shown = [c for c in shown if c < classes.num_classes]
     scale = 3
     panel = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)

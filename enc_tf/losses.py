@@ -8,28 +8,7 @@ The losses are Keras losses keyed like the model's output dict, so that
 import keras
 from keras import ops
 
-DEFAULT_IGNORE_INDEX = 255
-
-
-def presence_targets(labels, num_classes, ignore_index=DEFAULT_IGNORE_INDEX):
-    """Multi-hot class presence of each label map, the SE head's target.
-
-    Args:
-        labels: `(B, H, W)` (or `(B, H, W, 1)`) integer label maps.
-        num_classes: int.
-        ignore_index: label value that marks pixels to ignore.
-
-    Returns:
-        `(B, num_classes)` float32, 1 where class `c` occurs among the image's
-        non-ignored pixels. Values outside `[0, num_classes)` are not counted.
-    """
-    labels = ops.cast(labels, "int32")
-    labels = ops.reshape(labels, (ops.shape(labels)[0], -1))
-    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
-    # Everything else goes to an extra bin that is dropped.
-    binned = ops.where(valid, labels, num_classes)
-    counts = ops.bincount(binned, minlength=num_classes + 1)
-    return ops.cast(counts[:, :num_classes] > 0, "float32")
+from enc_tf.contracts.labels import IGNORE_INDEX, presence_targets
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
@@ -48,7 +27,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         y_pred: `(B, H, W, C)` logits.
     """
 
-    def __init__(self, ignore_index=DEFAULT_IGNORE_INDEX, name="segmentation_cross_entropy", **kwargs):
+    def __init__(self, ignore_index=IGNORE_INDEX, name="segmentation_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.ignore_index = int(ignore_index)
 
@@ -101,7 +80,7 @@ def encnet_losses(
     se_loss=True,
     aux_weight=0.2,
     se_weight=0.2,
-    ignore_index=DEFAULT_IGNORE_INDEX,
+    ignore_index=IGNORE_INDEX,
     dtype=None,
 ):
     """The losses and loss weights of SPEC §6 for `model.compile`.
@@ -135,7 +114,7 @@ def encnet_loss_terms(
     labels,
     aux_weight=0.2,
     se_weight=0.2,
-    ignore_index=DEFAULT_IGNORE_INDEX,
+    ignore_index=IGNORE_INDEX,
 ):
     """Each term of the loss and their weighted total, from outputs and labels.
 

@@ -10,9 +10,10 @@ MMSegmentation averages the classes that occur in ground truth or prediction.
 import keras
 import numpy as np
 from keras import ops
+from enc_tf.contracts.labels import IGNORE_INDEX
 
 
-def confusion_matrix(labels, logits, num_classes, ignore_index=255):
+def confusion_matrix(labels, logits, num_classes, ignore_index=IGNORE_INDEX):
     """`(C, C)` int64 counts: rows are ground truth, columns predictions.
 
     Args:
@@ -65,7 +66,7 @@ def segmentation_scores(matrix, class_names=None):
 class _ConfusionMatrixMetric(keras.metrics.Metric):
     """Accumulates the confusion matrix of argmax predictions, summed across replicas."""
 
-    def __init__(self, num_classes, ignore_index=255, name=None, **kwargs):
+    def __init__(self, num_classes, ignore_index=IGNORE_INDEX, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -90,7 +91,7 @@ class _ConfusionMatrixMetric(keras.metrics.Metric):
 class PixelAccuracy(_ConfusionMatrixMetric):
     """pixAcc: correct labelled pixels / labelled pixels (ignore excluded)."""
 
-    def __init__(self, num_classes, ignore_index=255, name="pixel_accuracy", **kwargs):
+    def __init__(self, num_classes, ignore_index=IGNORE_INDEX, name="pixel_accuracy", **kwargs):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
 
     def result(self):
@@ -102,7 +103,7 @@ class PixelAccuracy(_ConfusionMatrixMetric):
 class MeanIoU(_ConfusionMatrixMetric):
     """mIoU over the whole dataset; `present_only=False` is the original's convention."""
 
-    def __init__(self, num_classes, ignore_index=255, present_only=False, name="mean_iou", **kwargs):
+    def __init__(self, num_classes, ignore_index=IGNORE_INDEX, present_only=False, name="mean_iou", **kwargs):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
         self.present_only = bool(present_only)
 
@@ -120,7 +121,7 @@ class MeanIoU(_ConfusionMatrixMetric):
         return {**super().get_config(), "present_only": self.present_only}
 
 
-def label_confusion(labels, predictions, num_classes, ignore_index=255):
+def label_confusion(labels, predictions, num_classes, ignore_index=IGNORE_INDEX):
     """`(C, C)` int64 confusion counts (NumPy) of one `(H, W)` label map and its `(H, W)` prediction."""
     labels, predictions = np.asarray(labels)[None], np.asarray(predictions)[None]
     return np.asarray(confusion_matrix(labels, predictions, num_classes, ignore_index))

@@ -4,7 +4,9 @@
 import keras
 from keras import ops
 
-HEAD_PREFIXES = ("enc_head/", "aux_head/", "fcn_head/")
+from enc_tf.models.encnet import HEAD_LAYERS
+
+HEAD_PREFIXES = tuple(f"{name}/" for name in HEAD_LAYERS)  # variable paths of the heads
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")

@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import PAD_VALUE, long_side_size
+from enc_tf.layers.resize import resize_bilinear
 from enc_tf.errors import ConfigError
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -56,26 +57,10 @@ class MultiScaleConfig:
             raise ConfigError(f"stride_rate must be in (0, 1], got {self.stride_rate!r}.")
 
 
-def scaled_size(height, width, long_size):
-    """The original's `(height, width)` with the long side at `long_size`.
-
-    The short side is rounded as the original does, but never to 0: a very
-    elongated image (4000 x 3 at a long side of 260) keeps one row or column.
-    """
-    if height > width:
-        return long_size, max(1, int(1.0 * width * long_size / height + 0.5))
-    return max(1, int(1.0 * height * long_size / width + 0.5)), long_size
-
-
 def window_starts(length, crop, stride):
     """Top/left corners of the windows covering `length` (>= crop), as the original's grid."""
     count = int(math.ceil(1.0 * (length - crop) / stride)) + 1
     return [i * stride for i in range(count)]
-
-
-def resize_align_corners(x, height, width):
-    """Bilinear resize with aligned corners (the original's `F.interpolate(..., align_corners=True)`)."""
-    return tf.raw_ops.ResizeBilinear(images=x, size=[height, width], align_corners=True)
 
 
 class MultiScalePredictor:
@@ -112,8 +97,7 @@ class MultiScalePredictor:
             return probs
 
         self._windows = window_probabilities
-        # The original pads with -mean/std: black in the normalised space.
-        self._pad_value = normalize(tf.zeros((1, 1, 3), tf.uint8)).numpy().reshape(3)
+        self._pad_value = np.asarray(PAD_VALUE, np.float32)  # the original's -mean/std: black
 
     @property
     def num_passes(self):
@@ -142,8 +126,8 @@ class MultiScalePredictor:
         crop = int(c.crop_size)
         h, w = image.shape[:2]
         long_size = int(math.ceil((base_size or c.base_size) * scale))
-        height, width = scaled_size(h, w, long_size)
-        resized = resize_align_corners(image[None], height, width)[0].numpy()
+        height, width = long_side_size(h, w, long_size)
+        resized = resize_bilinear(image[None], (height, width), align_corners=True)[0].numpy()
         if long_size <= crop:
             return self._run([self.pad(resized, crop, crop)])[0, :height, :width]
         padded = self.pad(resized, crop, crop)  # only the short side may be below the crop
@@ -173,7 +157,7 @@ class MultiScalePredictor:
         scores = np.zeros((h, w, self.num_classes), np.float32)
         for scale in self.config.scales:
             probs = self.scale_probabilities(image, scale, base_size)
-            scores += resize_align_corners(probs[None], h, w)[0].numpy()
+            scores += resize_bilinear(probs[None], (h, w), align_corners=True)[0].numpy()
         return scores
 
     def predict(self, image, base_size=None):

@@ -1,6 +1,6 @@
 """Dilated ResNet backbones."""
 
-from enc_tf.backbones.caffe_input import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, CaffeInput
+from enc_tf.backbones.caffe_input import CAFFE_MEAN_BGR, CaffeInput
 from enc_tf.backbones.keras_weights import load_keras_applications_weights
 from enc_tf.backbones.resnet import (
     BACKBONES,
@@ -13,8 +13,6 @@ __all__ = [
     "BACKBONES",
     "CAFFE_MEAN_BGR",
     "CaffeInput",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "build_backbone",
     "first_block_dilation",
     "load_keras_applications_weights",

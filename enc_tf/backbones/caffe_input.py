@@ -3,9 +3,8 @@
 import keras
 from keras import ops
 
-# ImageNet statistics of the normalised input the models take ([0, 1] RGB).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
+
 # keras.applications.resnet.preprocess_input: BGR pixels in [0, 255] minus these.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 

@@ -19,6 +19,8 @@ import keras
 from enc_tf.backbones.caffe_input import CaffeInput
 from enc_tf.layers.normalization import batch_norm
 
+BACKBONE_NAME = "backbone"  # the backbone sub-model's name in every enc_tf model
+
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 BACKBONES = {
     "resnet50s": ("deep_stem", 50),
@@ -183,7 +185,7 @@ def build_backbone(
                 sync=sync_batch_norm,
             )
         features[STAGE_OUTPUTS[stage - 1]] = x
-    model = keras.Model(images, features, name="backbone")
+    model = keras.Model(images, features, name=BACKBONE_NAME)
     if weights is not None:
         if family != "keras":
             raise ValueError(

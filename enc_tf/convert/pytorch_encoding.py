@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from enc_tf.layers.encoding import Encoding
-from enc_tf.models.encnet import build_encnet, build_fcn
+from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, FCN_HEAD, build_encnet, build_fcn
 from enc_tf.models.saving import save_model_atomic
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,10 @@ def _fcn_head_map(prefix, head):
 
 def module_map(model):
     """`{torch module path: Keras layer}` for a model from `build_encnet`/`build_fcn`."""
-    mapping = backbone_module_map(model.get_layer("backbone"))
+    mapping = backbone_module_map(model.get_layer(BACKBONE_NAME))
     names = {layer.name for layer in model.layers}
-    if "enc_head" in names:
-        head = model.get_layer("enc_head")
+    if ENC_HEAD in names:
+        head = model.get_layer(ENC_HEAD)
         enc = head.enc_module
         mapping.update(_conv_bn_map("head.conv5", head.conv5))
         if head.lateral:
@@ -82,12 +82,12 @@ def module_map(model):
         if enc.se_head is not None:
             mapping["head.encmodule.selayer"] = enc.se_head
         mapping["head.conv6.1"] = head.classifier
-    elif "fcn_head" in names:
-        mapping.update(_fcn_head_map("head.conv5", model.get_layer("fcn_head")))
+    elif FCN_HEAD in names:
+        mapping.update(_fcn_head_map("head.conv5", model.get_layer(FCN_HEAD)))
     else:
         raise ValueError(f"Model {model.name!r} has neither an 'enc_head' nor an 'fcn_head' layer.")
-    if "aux_head" in names:
-        mapping.update(_fcn_head_map("auxlayer.conv5", model.get_layer("aux_head")))
+    if AUX_HEAD in names:
+        mapping.update(_fcn_head_map("auxlayer.conv5", model.get_layer(AUX_HEAD)))
     return mapping
 
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.backbones.caffe_input import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.contracts.images import long_side_size_tf, normalize, short_side_size_tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,33 +43,12 @@ class AugmentConfig:
             raise ValueError(f"rotate_degrees must be >= 0, got {self.rotate_degrees}.")
 
 
-def normalize(image):
-    """RGB in [0, 255] (any dtype) -> float32 `(x / 255 - mean) / std` (ImageNet statistics)."""
-    image = tf.cast(image, tf.float32) / 255.0
-    return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-
-
-def denormalize(images):
-    """The inverse of `normalize`, for display: normalised float images -> uint8 RGB (NumPy)."""
-    rgb = (np.asarray(images) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)) * 255
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
 def resize_pair(image, label, height, width):
     """Image bilinear (float32 out), label nearest-neighbour."""
     size = tf.stack([height, width])
     image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
     label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
     return image, label
-
-
-def _scaled_size(height, width, long_side):
-    """Keeps the aspect ratio: the longer side becomes `long_side` (the original's rounding)."""
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    long_side = tf.cast(long_side, tf.float32)
-    new_h = tf.where(h > w, long_side, tf.floor(h * long_side / w + 0.5))
-    new_w = tf.where(h > w, tf.floor(w * long_side / h + 0.5), long_side)
-    return tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32)
 
 
 def _rotate(image, label, degrees, ignore_index):
@@ -147,7 +126,7 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
     long_side = tf.random.stateless_uniform(
         [], seeds[1], int(lo * base_size), int(hi * base_size) + 1, dtype=tf.int32
     )
-    new_h, new_w = _scaled_size(tf.shape(image)[0], tf.shape(image)[1], long_side)
+    new_h, new_w = long_side_size_tf(tf.shape(image)[0], tf.shape(image)[1], long_side)
     image, label = resize_pair(image, label, new_h, new_w)
     if config.rotate_degrees > 0:
         degrees = tf.random.stateless_uniform([], seeds[2], -config.rotate_degrees, config.rotate_degrees)
@@ -170,10 +149,7 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
 def val_transform(image, label, crop_size):
     """The original's monitoring transform: short side to `crop_size`, centre crop."""
     label = tf.cast(label, tf.int32)
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    new_h = tf.where(w > h, crop_size, tf.cast(hf * crop_size / wf, tf.int32))
-    new_w = tf.where(w > h, tf.cast(wf * crop_size / hf, tf.int32), crop_size)
+    new_h, new_w = short_side_size_tf(tf.shape(image)[0], tf.shape(image)[1], crop_size)
     image, label = resize_pair(image, label, new_h, new_w)
     y0, x0 = (new_h - crop_size) // 2, (new_w - crop_size) // 2
     image = normalize(image[y0 : y0 + crop_size, x0 : x0 + crop_size])

@@ -9,7 +9,7 @@ from enc_tf.data.augment import AugmentConfig, eval_transform, train_transform, 
 from enc_tf.data.io import DataError, read_pair
 from enc_tf.data.sources import SegmentationSource
 from enc_tf.data.tfrecord import TFRecordSource, find_damaged_shard, parse_example
-from enc_tf.losses import presence_targets
+from enc_tf.contracts.labels import presence_targets
 
 MODES = ("train", "val", "eval")
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from enc_tf.data import classes as class_lists
 from enc_tf.data.io import IMAGE_EXTENSIONS, DataError
+from enc_tf.contracts.labels import IGNORE_INDEX
 
-DEFAULT_IGNORE_INDEX = 255
 LOOKUP_SIZE = 256
 LABEL_MAPPINGS = ("identity", "reduce_zero")
 
@@ -39,7 +39,7 @@ class SegmentationSource:
     samples: tuple
     classes: class_lists.ClassInfo
     lookup: np.ndarray
-    ignore_index: int = DEFAULT_IGNORE_INDEX
+    ignore_index: int = IGNORE_INDEX
     problems: tuple = ()
 
     @property
@@ -51,7 +51,7 @@ class SegmentationSource:
         return self.classes.num_classes
 
 
-def label_lookup(num_classes, mapping="identity", ignore_index=DEFAULT_IGNORE_INDEX, num_raw_values=LOOKUP_SIZE):
+def label_lookup(num_classes, mapping="identity", ignore_index=IGNORE_INDEX, num_raw_values=LOOKUP_SIZE):
     """Raw mask value -> train id table.
 
     Args:
@@ -149,7 +149,7 @@ def folder_source(
     images_dir="images",
     masks_dir="masks",
     label_mapping="identity",
-    ignore_index=DEFAULT_IGNORE_INDEX,
+    ignore_index=IGNORE_INDEX,
     strict=True,
 ):
     """Any `images/` + `masks/` pair matched by file stem.
@@ -187,7 +187,7 @@ def _find_root(root, marker):
     return nested if os.path.isdir(nested) else root
 
 
-def ade20k_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict=True):
+def ade20k_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     """ADEChallengeData2016: `images/{training,validation}/*.jpg`, `annotations/.../*.png`.
 
     Mask value 0 ("other") is ignored and value v is class v - 1 (150 classes).
@@ -204,7 +204,7 @@ def ade20k_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict
     return SegmentationSource("ade20k", split, samples, class_lists.ADE20K, lookup, ignore_index, problems)
 
 
-def voc_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict=True):
+def voc_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     """PASCAL VOC 2012: `JPEGImages`, palette PNGs in `SegmentationClass`, split lists in
     `ImageSets/Segmentation`. Split `train_aug` is the 10,582-image SBD-augmented set:
     `SegmentationClassAug/` masks and `ImageSets/Segmentation/train_aug.txt` (or
@@ -233,7 +233,7 @@ def voc_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict=Tr
     return SegmentationSource("voc", split, samples, class_lists.VOC, lookup, ignore_index, problems)
 
 
-def pascal_context_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict=True):
+def pascal_context_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     """PASCAL Context, 59 classes, from the widely used pre-converted label PNGs
     (`VOC2010/SegmentationClassContext`, `ImageSets/SegmentationContext/{train,val}.txt`).
     Value 0 (background) is ignored and value v is class v - 1.
@@ -250,7 +250,7 @@ def pascal_context_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX
     )
 
 
-def cityscapes_source(root, split="train", ignore_index=DEFAULT_IGNORE_INDEX, strict=True):
+def cityscapes_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     """Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with
     `gtFine/<split>/<city>/*_gtFine_labelIds.png`; the 34 label ids map to the 19 train ids.
     """

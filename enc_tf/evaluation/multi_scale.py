@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.metrics import label_confusion, segmentation_scores
+from enc_tf.contracts.labels import IGNORE_INDEX
 
 
-def evaluate_multi_scale(predictor, examples, ignore_index=255, class_names=None, strategy=None, progress=True,
+def evaluate_multi_scale(predictor, examples, ignore_index=IGNORE_INDEX, class_names=None, strategy=None, progress=True,
                          native_resolution=False, total=None):
     """The paper's multi-scale (+ flip, sliding window) scores over a dataset.
 

@@ -4,9 +4,10 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.metrics import confusion_matrix, segmentation_scores
+from enc_tf.contracts.labels import IGNORE_INDEX
 
 
-def evaluate(model, dataset, num_classes, ignore_index=255, class_names=None):
+def evaluate(model, dataset, num_classes, ignore_index=IGNORE_INDEX, class_names=None):
     """pixAcc, IoU per class and mIoU (both conventions) of `model` on `dataset`.
 
     Args:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from enc_tf.metrics import label_confusion
 from enc_tf.metrics import segmentation_scores
+from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ def validation_examples(source, count=None):
 
 def keras_runner(model) -> Runner:
     """Keras through one `tf.function`, batch 1."""
-    function = tf.function(lambda x: model(x, training=False))
+    function = logits_function(model)
 
     def run(image):
-        return {k: np.asarray(v)[0] for k, v in function(image[None]).items() if k in ("seg", "se")}
+        return {k: np.asarray(v)[0] for k, v in function(image[None]).items()}
 
     return run
 

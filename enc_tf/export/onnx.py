@@ -20,16 +20,16 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.backbones.caffe_input import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import write_bytes_atomic
+from enc_tf.models.logits import LOGIT_OUTPUTS, logits_function
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 OPSETS = range(11, 19)  # 11: Resize with aligned corners; 18: tf2onnx 1.17's newest
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("seg", "se")
 CLASSES_KEY = "classes"
 
 
@@ -42,23 +42,6 @@ def _require(module):
         return __import__(module)
     except ImportError as err:
         raise MissingDependency(f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime).") from err
-
-
-def logits_function(model, size=None):
-    """A `tf.function` images -> `{"seg", "se"}` float32 logits (no auxiliary head).
-
-    `size` fixes height and width; None leaves them (and the batch) dynamic.
-    """
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=INPUT_NAME)
-
-    @tf.function(input_signature=[spec])
-    def logits(images):
-        outputs = model(images, training=False)
-        if not isinstance(outputs, dict):
-            outputs = {"seg": outputs}
-        return {k: tf.cast(outputs[k], tf.float32) for k in OUTPUT_NAMES if k in outputs}
-
-    return logits
 
 
 def _name_dimensions(proto):
@@ -86,7 +69,7 @@ def to_onnx(model, classes=None, size=None, opset=DEFAULT_OPSET):
         raise ConfigError(f"size must be positive, got {size}.")
     if int(opset) not in OPSETS:
         raise ConfigError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}.")
-    function = logits_function(model, None if size is None else int(size))
+    function = logits_function(model, None if size is None else int(size), input_name=INPUT_NAME)
     converter_log = logging.getLogger("tf2onnx")
     level = converter_log.level
     converter_log.setLevel(max(level, logging.WARNING))  # its INFO lines are per-pass statistics
@@ -156,7 +139,7 @@ class OnnxRunner:
 
 def max_relative_error(model, runner, images):
     """Largest |ONNX - Keras| over each output, relative to that output's largest |Keras|."""
-    expected = logits_function(model)(tf.constant(images, tf.float32))
+    expected = logits_function(model, input_name=INPUT_NAME)(tf.constant(images, tf.float32))
     got = runner(np.asarray(images, np.float32))
     return {k: float(np.abs(got[k] - v.numpy()).max() / max(float(np.abs(v.numpy()).max()), 1e-6))
             for k, v in expected.items()}

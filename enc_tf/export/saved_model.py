@@ -25,7 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import PAD_VALUE, long_side_size_tf, normalize
+from enc_tf.layers.resize import resize_bilinear
+from enc_tf.models.logits import model_logits
 from enc_tf.data.classes import ClassInfo
 from enc_tf.errors import ConfigError
 from enc_tf.files import atomic_write, remove_stale_temporaries
@@ -66,7 +68,7 @@ class ServingModule(tf.Module):
         if classes.num_classes != self.num_classes:
             raise ConfigError(f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}.")
         self.classes = classes
-        self._pad_value = normalize(tf.zeros((1, 1, 3), tf.uint8))[0, 0]
+        self._pad_value = tf.constant(PAD_VALUE, tf.float32)
         self.serving_default = tf.function(
             self._serve_default, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
         )
@@ -93,10 +95,9 @@ class ServingModule(tf.Module):
 
     def _logits(self, images):
         images = self._check(images)
-        outputs = self.model(images, training=False)
-        seg = tf.cast(outputs["seg"], tf.float32)
-        se = tf.cast(outputs["se"], tf.float32) if "se" in outputs else tf.zeros([tf.shape(seg)[0], 0])
-        return {"seg": seg, "se": se}
+        outputs = model_logits(self.model, images)
+        se = outputs["se"] if "se" in outputs else tf.zeros([tf.shape(outputs["seg"])[0], 0])
+        return {"seg": outputs["seg"], "se": se}
 
     def _predict(self, images):
         """uint8 images -> (probabilities at the input size, SE probabilities)."""
@@ -105,11 +106,9 @@ class ServingModule(tf.Module):
         height, width = shape[1], shape[2]
         x = normalize(images)
         if self.max_size:
-            long_side = tf.maximum(height, width)
-            scale = tf.minimum(1.0, self.max_size / tf.cast(long_side, tf.float32))
-            new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
-            new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
-            x = tf.raw_ops.ResizeBilinear(images=x, size=[new_h, new_w], align_corners=True)
+            long_side = tf.minimum(tf.maximum(height, width), self.max_size)
+            new_h, new_w = long_side_size_tf(height, width, long_side)
+            x = resize_bilinear(x, tf.stack([new_h, new_w]), align_corners=True)
         h, w = tf.shape(x)[1], tf.shape(x)[2]
         pad_h = (self.multiple - h % self.multiple) % self.multiple
         pad_w = (self.multiple - w % self.multiple) % self.multiple
@@ -117,7 +116,7 @@ class ServingModule(tf.Module):
         outputs = self._logits(padded)
         probabilities = tf.nn.softmax(outputs["seg"][:, :h, :w], axis=-1)
         if self.max_size:
-            probabilities = tf.raw_ops.ResizeBilinear(images=probabilities, size=[height, width], align_corners=True)
+            probabilities = resize_bilinear(probabilities, tf.stack([height, width]), align_corners=True)
         return probabilities, tf.sigmoid(outputs["se"])
 
     def _serve_default(self, images):

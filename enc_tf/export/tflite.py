@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.files import write_bytes_atomic
+from enc_tf.layers.enc_module import FLOAT_KEPT_SUBLAYERS
+from enc_tf.models.logits import select_logits
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +31,14 @@ MODES = ("float32", "float16", "dynamic_int8", "int8")
 # Under mode "int8", ops whose TFLite tensor names contain these (the Encoding layer,
 # the codeword BatchNorm, the SE gate and head) and ops of these types (which only
 # the EncModule uses) stay float.
-FLOAT_SCOPES = ("/encoding_", "/bn_codes_", "/fc_", "/se_head_")
+FLOAT_SCOPES = tuple(f"/{name}_" for name in FLOAT_KEPT_SUBLAYERS)
 FLOAT_OPS = ("MEAN", "LOGISTIC", "SOFTMAX", "BATCH_MATMUL", "FULLY_CONNECTED")
 
 
 def inference_model(model, size):
     """A fixed-size `[1, size, size, 3]` model with the `seg` (and `se`) outputs only."""
     images = keras.Input((size, size, 3), batch_size=1, name="images")
-    outputs = model(images, training=False)
-    outputs = {k: v for k, v in outputs.items() if k in ("seg", "se")} if isinstance(outputs, dict) else {"seg": outputs}
+    outputs = select_logits(model(images, training=False))
     return keras.Model(images, outputs, name="encnet_tflite")
 
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from enc_tf.console import run_cli
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import normalize
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite

@@ -7,11 +7,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import image_to_rgb, rgb_uint8
 from enc_tf.errors import ModelFileError
-from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, resize_align_corners
+from enc_tf.layers.resize import resize_bilinear
+from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
 from enc_tf.artifacts import check_classes, load_model
 
 
@@ -80,10 +81,8 @@ class Segmenter:
 
     def _presence_of(self, image):
         # The SE head sees the whole image: long side resized to the crop, padded.
-        h, w = image.shape[:2]
-        scale = self.crop_size / max(h, w)
-        height, width = max(1, round(h * scale)), max(1, round(w * scale))
-        resized = resize_align_corners(image[None], height, width)[0].numpy()
+        height, width = long_side_size(*image.shape[:2], self.crop_size)
+        resized = resize_bilinear(image[None], (height, width), align_corners=True)[0].numpy()
         value = self._presence(self.windows.pad(resized, self.crop_size, self.crop_size)[None]).numpy()
         return value if value.size else None
 

@@ -7,6 +7,11 @@ from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.encoding import Encoding
 from enc_tf.layers.normalization import batch_norm
 
+# The sub-layers that must stay float when the rest of a model is quantized to int8
+# (the Encoding layer, the codeword BatchNorm, the SE gate and head): the TFLite
+# exporter matches these names.
+FLOAT_KEPT_SUBLAYERS = ("encoding", "bn_codes", "fc", "se_head")
+
 
 @keras.saving.register_keras_serializable(package="enc_tf")
 class EncModule(keras.layers.Layer):

@@ -1,7 +1,23 @@
-"""Bilinear resizing to the spatial size of a reference tensor."""
+"""Bilinear resizing: the one function every part of enc_tf resizes features and images with,
+and the layer that resizes to the spatial size of a reference tensor."""
 
 import keras
 import tensorflow as tf
+
+
+def resize_bilinear(images, size, align_corners=True):
+    """Bilinear resize of `(B, H, W, C)` float images to `size = (height, width)`.
+
+    `align_corners=True` aligns the corner pixels of input and output (the original's
+    `F.interpolate(..., align_corners=True)`); False uses half-pixel centres (as
+    `tf.image.resize` and MMSegmentation's `align_corners=False`). TF's
+    `ResizeBilinear` kernel is the one op that implements both conventions and maps
+    to the TFLite `RESIZE_BILINEAR` builtin. Returns float32.
+    """
+    return tf.raw_ops.ResizeBilinear(
+        images=images, size=tf.cast(size, tf.int32), align_corners=bool(align_corners),
+        half_pixel_centers=not align_corners,
+    )
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
@@ -37,13 +53,7 @@ class BilinearResize(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        size = tf.shape(reference)[1:3]
-        resized = tf.raw_ops.ResizeBilinear(
-            images=x,
-            size=size,
-            align_corners=self.align_corners,
-            half_pixel_centers=not self.align_corners,
-        )
+        resized = resize_bilinear(x, tf.shape(reference)[1:3], self.align_corners)
         return tf.cast(resized, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -2,10 +2,17 @@
 
 import keras
 
-from enc_tf.backbones.resnet import build_backbone
+from enc_tf.backbones.resnet import BACKBONE_NAME, build_backbone
 from enc_tf.layers.enc_head import EncHead
 from enc_tf.layers.fcn_head import FCNHead
 from enc_tf.layers.resize import BilinearResize
+
+
+# Layer names that other modules look up: the heads (trained at 10x the backbone's
+# learning rate) and the backbone sub-model.
+ENC_HEAD, FCN_HEAD, AUX_HEAD = "enc_head", "fcn_head", "aux_head"
+HEAD_LAYERS = (ENC_HEAD, AUX_HEAD, FCN_HEAD)
+__all__ = ["AUX_HEAD", "BACKBONE_NAME", "ENC_HEAD", "FCN_HEAD", "HEAD_LAYERS", "build_encnet", "build_fcn"]
 
 
 def _check_num_classes(num_classes):
@@ -17,7 +24,7 @@ def _aux_logits(features, num_classes, aux, dropout, sync):
     """The auxiliary FCN head on stage 3, or None."""
     if not aux:
         return None
-    return FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync, name="aux_head")(features["c3"])
+    return FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync, name=AUX_HEAD)(features["c3"])
 
 
 def _segmentation_model(images, logits, aux_logits, se_logits, align_corners, name):
@@ -96,7 +103,7 @@ def build_encnet(
         num_codes=num_codes,
         dropout=dropout,
         sync_batch_norm=sync_batch_norm,
-        name="enc_head",
+        name=ENC_HEAD,
     )
     head_out = head([features["c2"], features["c3"], features["c4"]])
     logits, se_logits = head_out if se_loss else (head_out, None)
@@ -124,7 +131,7 @@ def build_fcn(
     _check_num_classes(num_classes)
     images = keras.Input(shape=input_shape, name="images")
     features = build_backbone(backbone, output_stride, sync_batch_norm, input_shape, backbone_weights)(images)
-    logits = FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync_batch_norm, name="fcn_head")(
+    logits = FCNHead(num_classes, dropout=dropout, sync_batch_norm=sync_batch_norm, name=FCN_HEAD)(
         features["c4"]
     )
     aux_logits = _aux_logits(features, num_classes, aux, dropout, sync_batch_norm)

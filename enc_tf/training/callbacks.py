@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.data.augment import denormalize
+from enc_tf.contracts.images import denormalize
 from enc_tf.visualize import colorize
 
 logger = logging.getLogger(__name__)

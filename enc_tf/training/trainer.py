@@ -13,7 +13,7 @@ from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, pipeline_d
 from enc_tf.errors import EncTfError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
-from enc_tf.models import build_encnet, build_fcn, save_model_atomic
+from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
 from enc_tf.training import callbacks as cb
 from enc_tf.config import ConfigError, save_config
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
@@ -40,7 +40,7 @@ def build_model(config, num_classes, sync_batch_norm):
     else:
         model = build_fcn(num_classes, **common)
     if weights is not None and m.backbone.endswith("s"):
-        load_backbone_state(model.get_layer("backbone"), read_state_dict(weights), source=weights)
+        load_backbone_state(model.get_layer(BACKBONE_NAME), read_state_dict(weights), source=weights)
     return model
 
 

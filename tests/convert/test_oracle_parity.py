@@ -11,7 +11,8 @@ import pytest
 
 from enc_tf.convert import build_from_state
 from enc_tf.layers import BilinearResize
-from enc_tf.losses import SegmentationCrossEntropy, encnet_loss_terms, presence_targets
+from enc_tf.contracts.labels import presence_targets
+from enc_tf.losses import SegmentationCrossEntropy, encnet_loss_terms
 from tests.support import oracle
 
 VARIANT = "ade_r50"

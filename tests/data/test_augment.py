@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from enc_tf.backbones import IMAGENET_MEAN, IMAGENET_STD
-from enc_tf.data.augment import AugmentConfig, gaussian_blur, normalize, train_transform, val_transform
+from enc_tf.contracts.images import normalize
+from enc_tf.data.augment import AugmentConfig, gaussian_blur, train_transform, val_transform
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 
@@ -97,7 +98,7 @@ def test_config_checks():
 
 
 def test_denormalize_inverts_normalize():
-    from enc_tf.data import denormalize
+    from enc_tf.contracts.images import denormalize
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3)).astype(np.uint8)
     back = denormalize(normalize(tf.constant(pixels)).numpy())

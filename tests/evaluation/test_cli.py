@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from enc_tf.data import folder_source
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import normalize
 from enc_tf.data.io import read_pair
 from enc_tf.metrics import label_confusion
 from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor

@@ -3,10 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from enc_tf.data.augment import normalize
+from enc_tf.contracts.images import normalize
 from enc_tf.evaluation import evaluate_multi_scale
 from enc_tf.metrics import label_confusion
-from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor, scaled_size, window_starts
+from enc_tf.contracts.images import long_side_size as scaled_size
+from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor, window_starts
 from tests.support.tiny_models import tiny_segmenter
 
 

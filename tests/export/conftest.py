@@ -18,7 +18,8 @@ def trained_encnet():
     import keras
 
     from enc_tf import build_encnet
-    from enc_tf.losses import encnet_losses, presence_targets
+    from enc_tf.contracts.labels import presence_targets
+    from enc_tf.losses import encnet_losses
     from enc_tf.optimizers import EncNetSGD
 
     keras.utils.set_random_seed(0)

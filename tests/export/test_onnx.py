@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from enc_tf.data.classes import make_class_info
-from enc_tf.export.onnx import OnnxRunner, logits_function, max_relative_error, to_onnx, write_onnx
+from enc_tf.export.onnx import OnnxRunner, max_relative_error, to_onnx, write_onnx
+from enc_tf.models.logits import logits_function
 from enc_tf.export.onnx_cli import main as onnx_main
 from tests.support.tiny_models import tiny_segmenter
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from enc_tf import build_encnet, build_fcn
-from enc_tf.losses import encnet_losses, presence_targets
+from enc_tf.contracts.labels import presence_targets
+from enc_tf.losses import encnet_losses
 
 SIZES = [(64, 64), (97, 131), (128, 160)]
 

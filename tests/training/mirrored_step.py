@@ -17,7 +17,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 from enc_tf import build_encnet  # noqa: E402
-from enc_tf.losses import encnet_losses, presence_targets  # noqa: E402
+from enc_tf.contracts.labels import presence_targets  # noqa: E402
+from enc_tf.losses import encnet_losses  # noqa: E402
 from enc_tf.optimizers import EncNetSGD  # noqa: E402
 
 mode, out = sys.argv[1], sys.argv[2]  # mode: single, mirrored_sync, mirrored_local
