@@ -34,7 +34,10 @@ def run_case(script, *args, timeout=1800):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, script, "--worker", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"case {args} failed:\n{result.stderr[-3000:]}")

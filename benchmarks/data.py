@@ -32,9 +32,13 @@ def write_ade_like(root, count=48, size=(512, 683), num_classes=150, seed=0):
     os.makedirs(os.path.join(root, "masks"))
     h, w = size
     for i in range(count):
-        smooth = np.kron(rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3)), np.ones((16, 16, 1)))[:h, :w]
+        smooth = np.kron(rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3)), np.ones((16, 16, 1)))[
+            :h, :w
+        ]
         image = np.clip(smooth + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        mask = np.kron(rng.integers(0, num_classes, (h // 32 + 1, w // 32 + 1)), np.ones((32, 32)))[:h, :w]
+        mask = np.kron(rng.integers(0, num_classes, (h // 32 + 1, w // 32 + 1)), np.ones((32, 32)))[
+            :h, :w
+        ]
         Image.fromarray(image).save(os.path.join(root, "images", f"{i:04d}.jpg"), quality=90)
         Image.fromarray(mask.astype(np.uint8)).save(os.path.join(root, "masks", f"{i:04d}.png"))
     with open(os.path.join(root, "classes.yaml"), "w") as f:
@@ -54,7 +58,9 @@ def pipeline_rate(source, config, batches=6):
 def model_rate(num_classes, crop, batch, steps=2):
     model = build_encnet(num_classes, input_shape=(crop, crop, 3))
     losses, weights = encnet_losses()
-    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss=losses, loss_weights=weights)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss=losses, loss_weights=weights
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, crop, crop, 3)).astype("float32")
     labels = rng.integers(0, num_classes, (batch, crop, crop)).astype("int32")
@@ -73,11 +79,27 @@ def main():
         ade = folder_source(os.path.join(tmp, "ade_like"))
         ade_pipe = pipeline_rate(ade, PipelineConfig(batch_size=8, base_size=520, crop_size=480))
         ade_model = model_rate(150, 480, batch=2)
-        rows.append(["ADE20K-like 683x512 JPEG, base 520 / crop 480", f"{ade_pipe:.1f}", f"{ade_model:.2f}", f"{ade_pipe / ade_model:.0f}x"])
+        rows.append(
+            [
+                "ADE20K-like 683x512 JPEG, base 520 / crop 480",
+                f"{ade_pipe:.1f}",
+                f"{ade_model:.2f}",
+                f"{ade_pipe / ade_model:.0f}x",
+            ]
+        )
         shapes = folder_source(ensure_context_shapes(os.path.join(tmp, "cache")), "train")
-        cs_pipe = pipeline_rate(shapes, PipelineConfig(batch_size=16, base_size=128, crop_size=112), batches=10)
+        cs_pipe = pipeline_rate(
+            shapes, PipelineConfig(batch_size=16, base_size=128, crop_size=112), batches=10
+        )
         cs_model = model_rate(12, 112, batch=8)
-        rows.append(["ContextShapes 128x128 PNG, base 128 / crop 112", f"{cs_pipe:.1f}", f"{cs_model:.2f}", f"{cs_pipe / cs_model:.0f}x"])
+        rows.append(
+            [
+                "ContextShapes 128x128 PNG, base 128 / crop 112",
+                f"{cs_pipe:.1f}",
+                f"{cs_model:.2f}",
+                f"{cs_pipe / cs_model:.0f}x",
+            ]
+        )
     print(f"Training pipeline vs EncNet-ResNet50s training step; {machine()}")
     print(table(["dataset", "pipeline images/s", "training images/s", "headroom"], rows))
 

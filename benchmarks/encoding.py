@@ -64,16 +64,35 @@ def main():
     for mode in ("forward", "forward+backward"):
         ours = run_case(__file__, "ours", mode)
         ref = run_case(__file__, "broadcast", mode)
-        rows.append([
-            mode,
-            f"{ours['seconds'] * 1e3:.1f}", f"{ref['seconds'] * 1e3:.1f}", f"{ref['seconds'] / ours['seconds']:.0f}x",
-            f"{ours['peak_mb']:.0f}", f"{ref['peak_mb']:.0f}", f"{ref['peak_mb'] / max(ours['peak_mb'], 1.0):.0f}x",
-        ])
+        rows.append(
+            [
+                mode,
+                f"{ours['seconds'] * 1e3:.1f}",
+                f"{ref['seconds'] * 1e3:.1f}",
+                f"{ref['seconds'] / ours['seconds']:.0f}x",
+                f"{ours['peak_mb']:.0f}",
+                f"{ref['peak_mb']:.0f}",
+                f"{ref['peak_mb'] / max(ours['peak_mb'], 1.0):.0f}x",
+            ]
+        )
     print(f"Encoding layer, B={B} H=W={H} K={K} D={D}, float32, tf.function; {machine()}")
-    print(table(
-        ["pass", "ours ms", "broadcast ms", "speed-up", "ours peak MiB", "broadcast peak MiB", "memory ratio"], rows
-    ))
-    print("peak MiB: rise of the process's peak RSS over its RSS before the first call (1 MiB floor in the ratio)")
+    print(
+        table(
+            [
+                "pass",
+                "ours ms",
+                "broadcast ms",
+                "speed-up",
+                "ours peak MiB",
+                "broadcast peak MiB",
+                "memory ratio",
+            ],
+            rows,
+        )
+    )
+    print(
+        "peak MiB: rise of the process's peak RSS over its RSS before the first call (1 MiB floor in the ratio)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,16 @@ def main():
 
     model = build_encnet(NUM_CLASSES)
     image = np.random.default_rng(0).normal(size=(args.height, args.width, 3)).astype("float32")
-    multi = MultiScalePredictor(model, NUM_CLASSES, MultiScaleConfig(520, 480, PAPER_SCALES, True, window_batch=args.window_batch))
-    single = MultiScalePredictor(model, NUM_CLASSES, MultiScaleConfig(520, 480, (1.0,), False, window_batch=args.window_batch))
+    multi = MultiScalePredictor(
+        model,
+        NUM_CLASSES,
+        MultiScaleConfig(520, 480, PAPER_SCALES, True, window_batch=args.window_batch),
+    )
+    single = MultiScalePredictor(
+        model,
+        NUM_CLASSES,
+        MultiScaleConfig(520, 480, (1.0,), False, window_batch=args.window_batch),
+    )
     single.predict(image, max(image.shape[:2]))  # traces the window function
     multi.predict(image[:64, :64])
 
@@ -53,16 +61,27 @@ def main():
         total += seconds
         long = int(np.ceil(520 * scale))
         h, w = long_side_size(args.height, args.width, long)
-        windows = 1 if long <= 480 else len(window_starts(max(h, 480), 480, 320)) * len(window_starts(max(w, 480), 480, 320))
+        windows = (
+            1
+            if long <= 480
+            else len(window_starts(max(h, 480), 480, 320))
+            * len(window_starts(max(w, 480), 480, 320))
+        )
         rows.append([scale, f"{h}x{w}", windows, windows * 2, f"{seconds:.2f}", ""])
     for row in rows:
         row[5] = f"{100 * float(row[4]) / total:.0f}%"
-    windows_single = len(window_starts(args.height, 480, 320)) * len(window_starts(args.width, 480, 320))
-    print(f"EncNet-ResNet50s, {NUM_CLASSES} classes, {args.height}x{args.width} image, crop 480, base 520, "
-          f"window batch {args.window_batch}; {machine()}")
+    windows_single = len(window_starts(args.height, 480, 320)) * len(
+        window_starts(args.width, 480, 320)
+    )
+    print(
+        f"EncNet-ResNet50s, {NUM_CLASSES} classes, {args.height}x{args.width} image, crop 480, base 520, "
+        f"window batch {args.window_batch}; {machine()}"
+    )
     print(table(["scale", "resized", "windows", "passes (x flip)", "seconds", "share"], rows))
-    print(f"single-scale (native resolution, {windows_single} windows): {single_s:.2f} s/image; "
-          f"multi-scale + flip: {total:.2f} s/image = {total / single_s:.1f}x single-scale")
+    print(
+        f"single-scale (native resolution, {windows_single} windows): {single_s:.2f} s/image; "
+        f"multi-scale + flip: {total:.2f} s/image = {total / single_s:.1f}x single-scale"
+    )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,26 @@ def main():
     parser.add_argument("--run", default="runs/context_shapes_encnet")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--calibration", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=0, help="TFLite / ONNX Runtime threads (0: their default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="TFLite / ONNX Runtime threads (0: their default)"
+    )
     args = parser.parse_args()
 
     import numpy as np
 
     from benchmarks.common import machine
-    from enc_tf.export.compare import (
-        VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
-    )
-    from enc_tf.export.tflite_cli import calibration_images
     from enc_tf.artifacts import load_keras_model
     from enc_tf.data import sources_from_config
+    from enc_tf.export.compare import (
+        VARIANTS,
+        Variant,
+        export_variants,
+        format_table,
+        keras_runner,
+        score_variants,
+        validation_examples,
+    )
+    from enc_tf.export.tflite_cli import calibration_images
 
     loaded = load_keras_model(args.run)
     model = loaded.keras_model
@@ -44,12 +52,23 @@ def main():
     keras_file = os.path.join(args.run, "model.keras")
     variants = [Variant("keras (tf.function)", reference, keras_file, os.path.getsize(keras_file))]
     with tempfile.TemporaryDirectory() as tmp:
-        variants += export_variants(model, loaded.classes, tmp, size, calibration_images(loaded, size, args.calibration),
-                                    VARIANTS, num_threads=args.threads or None)
-        scores = score_variants(variants, examples, loaded.num_classes, source.ignore_index, reference)
+        variants += export_variants(
+            model,
+            loaded.classes,
+            tmp,
+            size,
+            calibration_images(loaded, size, args.calibration),
+            VARIANTS,
+            num_threads=args.threads or None,
+        )
+        scores = score_variants(
+            variants, examples, loaded.num_classes, source.ignore_index, reference
+        )
     se_range = float(np.ptp(np.stack([reference(x)["se"] for x, _ in examples])))
-    print(f"{args.run}: {len(examples)} validation images of {size}x{size}, {loaded.num_classes} classes; "
-          f"SE logits span {se_range:.2f}; int8 calibrated on {args.calibration} training images; {machine()}")
+    print(
+        f"{args.run}: {len(examples)} validation images of {size}x{size}, {loaded.num_classes} classes; "
+        f"SE logits span {se_range:.2f}; int8 calibrated on {args.calibration} training images; {machine()}"
+    )
     print(format_table(scores))
 
 

@@ -39,16 +39,32 @@ MOMENTS = ("delay", "backup write", "checkpoint write", "log row")
 
 def _command(work, run, epochs, steps):
     overrides = [
-        f"data.root={work}/cache", "data.context_shapes_train=8", "data.context_shapes_val=4",
-        "data.context_shapes_size=64", "data.base_size=64", "data.crop_size=48", "model.output_stride=16",
-        "model.dropout=0.0", "train.batch_size=2", f"train.steps_per_epoch={steps}", f"train.epochs={epochs}",
-        f"train.run_dir={run}", "train.deterministic=true", "optimizer.base_lr=0.004",
+        f"data.root={work}/cache",
+        "data.context_shapes_train=8",
+        "data.context_shapes_val=4",
+        "data.context_shapes_size=64",
+        "data.base_size=64",
+        "data.crop_size=48",
+        "model.output_stride=16",
+        "model.dropout=0.0",
+        "train.batch_size=2",
+        f"train.steps_per_epoch={steps}",
+        f"train.epochs={epochs}",
+        f"train.run_dir={run}",
+        "train.deterministic=true",
+        "optimizer.base_lr=0.004",
     ]
-    return [sys.executable, os.path.join(ROOT, "train.py")] + [a for o in overrides for a in ("--set", o)]
+    return [sys.executable, os.path.join(ROOT, "train.py")] + [
+        a for o in overrides for a in ("--set", o)
+    ]
 
 
 def _temporaries(directory):
-    return [n for n in os.listdir(directory) if n.startswith(".tmp-")] if os.path.isdir(directory) else []
+    return (
+        [n for n in os.listdir(directory) if n.startswith(".tmp-")]
+        if os.path.isdir(directory)
+        else []
+    )
 
 
 def _rows(run):
@@ -73,7 +89,9 @@ def _moment(kind, run, delay, started):
 def _kill_at(command, env, log_path, moment, timeout=600):
     """Runs `command` until `moment()` holds, then SIGKILLs it; False if it ended first."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         try:
             while not moment() and process.poll() is None and time.monotonic() < deadline:
@@ -101,7 +119,11 @@ def _weights(path):
 
     arrays = {}
     with h5py.File(path) as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, item: (
+                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+            )
+        )
     return arrays
 
 
@@ -114,41 +136,77 @@ def _check_run(run, reference, epochs, steps):
     rows, ref_rows = _rows(run), _rows(reference)
     checks = []
     epochs_logged = [int(r["epoch"]) for r in rows]
-    checks.append(("every epoch once in log.csv", epochs_logged == list(range(epochs)), str(epochs_logged)))
+    checks.append(
+        ("every epoch once in log.csv", epochs_logged == list(range(epochs)), str(epochs_logged))
+    )
     model = keras.models.load_model(os.path.join(run, "model.keras"))
     iterations = int(model.optimizer.iterations.numpy())
-    checks.append(("step counter = epochs x steps", iterations == epochs * steps, f"{iterations} = {epochs} x {steps}"))
+    checks.append(
+        (
+            "step counter = epochs x steps",
+            iterations == epochs * steps,
+            f"{iterations} = {epochs} x {steps}",
+        )
+    )
     index = json.load(open(os.path.join(run, "checkpoints", "checkpoints.json")))
     scores = [float(r["val_seg_mean_iou"]) for r in rows]
     best = int(np.argmax(scores))
-    checks.append(("best.keras = best score's epoch", index["best"]["epoch"] == best,
-                   f"index {index['best']['epoch']}, log {best}"))
-    finite = all(not non_finite_variables(keras.models.load_model(os.path.join(run, "checkpoints", f"{n}.keras")).weights)
-                 for n in ("last", "best"))
+    checks.append(
+        (
+            "best.keras = best score's epoch",
+            index["best"]["epoch"] == best,
+            f"index {index['best']['epoch']}, log {best}",
+        )
+    )
+    finite = all(
+        not non_finite_variables(
+            keras.models.load_model(os.path.join(run, "checkpoints", f"{n}.keras")).weights
+        )
+        for n in ("last", "best")
+    )
     checks.append(("checkpoints load, finite", finite, "last.keras, best.keras"))
-    left = [os.path.join(d, n) for d in (run, os.path.join(run, "checkpoints"), os.path.join(run, "backup"))
-            for n in _temporaries(d)]
+    left = [
+        os.path.join(d, n)
+        for d in (run, os.path.join(run, "checkpoints"), os.path.join(run, "backup"))
+        for n in _temporaries(d)
+    ]
     checks.append(("no temporary file left", not left, f"{len(left)} left"))
     losses = [float(r["loss"]) for r in rows]
     ref_losses = [float(r["loss"]) for r in ref_rows]
     loss_gap = max(abs(a - b) for a, b in zip(losses, ref_losses))
-    checks.append(("same batches per epoch (train loss)", loss_gap <= 1e-6 * max(map(abs, ref_losses)),
-                   f"max |loss - uninterrupted| = {loss_gap:.3g}"))
+    checks.append(
+        (
+            "same batches per epoch (train loss)",
+            loss_gap <= 1e-6 * max(map(abs, ref_losses)),
+            f"max |loss - uninterrupted| = {loss_gap:.3g}",
+        )
+    )
     a = _weights(os.path.join(run, "backup", f"epoch-{epochs:05d}.weights.h5"))
     b = _weights(os.path.join(reference, "backup", f"epoch-{epochs:05d}.weights.h5"))
-    gap = max(float(np.max(np.abs(a[k].astype("float64") - b[k]))) for k in b if b[k].dtype.kind == "f")
-    checks.append(("final weights = uninterrupted run's", a.keys() == b.keys() and gap <= 1e-6,
-                   f"max abs difference {gap:.3g} over {len(b)} arrays"))
+    gap = max(
+        float(np.max(np.abs(a[k].astype("float64") - b[k]))) for k in b if b[k].dtype.kind == "f"
+    )
+    checks.append(
+        (
+            "final weights = uninterrupted run's",
+            a.keys() == b.keys() and gap <= 1e-6,
+            f"max abs difference {gap:.3g} over {len(b)} arrays",
+        )
+    )
     return checks
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--keep", help="keep the runs in this directory (default: a temporary one, removed)")
+    parser.add_argument(
+        "--keep", help="keep the runs in this directory (default: a temporary one, removed)"
+    )
     args = parser.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="enc_tf_faults_")
     os.makedirs(work, exist_ok=True)
@@ -156,7 +214,9 @@ def main():
     print(f"CPU: {machine()}")
     reference, run = os.path.join(work, "uninterrupted"), os.path.join(work, "killed")
     started = time.monotonic()
-    done = subprocess.run(_command(work, reference, args.epochs, args.steps), env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        _command(work, reference, args.epochs, args.steps), env=env, capture_output=True, text=True
+    )
     if done.returncode:
         sys.exit(f"the uninterrupted run failed:\n{done.stderr[-3000:]}")
     print(f"uninterrupted run: {time.monotonic() - started:.0f} s")
@@ -166,25 +226,45 @@ def main():
     kills, attempts = [], 0
     while len(kills) < args.kills and attempts < 3 * args.kills:
         attempts += 1
-        kind = MOMENTS[len(kills) % len(MOMENTS)] if len(kills) < len(MOMENTS) else rng.choice(MOMENTS)
+        kind = (
+            MOMENTS[len(kills) % len(MOMENTS)] if len(kills) < len(MOMENTS) else rng.choice(MOMENTS)
+        )
         delay = rng.uniform(8.0, 40.0)
         log_path = os.path.join(work, f"attempt-{attempts:02d}.log")
         t0 = time.monotonic()
         if not _kill_at(command, env, log_path, _moment(kind, run, delay, t0)):
-            print(f"  attempt {attempts}: the run finished before '{kind}'; starting over is not needed")
+            print(
+                f"  attempt {attempts}: the run finished before '{kind}'; starting over is not needed"
+            )
             break
-        kills.append((len(kills) + 1, kind + (f" ({delay:.1f} s)" if kind == "delay" else ""),
-                      _resumed_from(log_path), len(_rows(run))))
+        kills.append(
+            (
+                len(kills) + 1,
+                kind + (f" ({delay:.1f} s)" if kind == "delay" else ""),
+                _resumed_from(log_path),
+                len(_rows(run)),
+            )
+        )
     final_log = os.path.join(work, "final.log")
     with open(final_log, "w") as log:
         finished = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    print(table(("kill", "moment", "that start resumed after epoch", "log.csv rows at the kill"), kills))
+    print(
+        table(
+            ("kill", "moment", "that start resumed after epoch", "log.csv rows at the kill"), kills
+        )
+    )
     if finished.returncode:
         sys.exit(f"the final restart failed (exit {finished.returncode}); see {final_log}")
     checks = _check_run(run, reference, args.epochs, args.steps)
-    print(table(("check", "passed", "measured"), [(c, "yes" if ok else "NO", m) for c, ok, m in checks]))
-    print(f"{len(kills)} kills, {sum(ok for _, ok, _ in checks)}/{len(checks)} checks passed, "
-          f"{time.monotonic() - started:.0f} s in all")
+    print(
+        table(
+            ("check", "passed", "measured"), [(c, "yes" if ok else "NO", m) for c, ok, m in checks]
+        )
+    )
+    print(
+        f"{len(kills)} kills, {sum(ok for _, ok, _ in checks)}/{len(checks)} checks passed, "
+        f"{time.monotonic() - started:.0f} s in all"
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if all(ok for _, ok, _ in checks) else 1)

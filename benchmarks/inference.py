@@ -38,7 +38,10 @@ def worker_matmul():
         image, kernel = tf.reshape(a, (1, 32, n // 32, n)), tf.reshape(b, (1, 1, n, n))
         for name, fn in (
             ("matmul", tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))),
-            ("conv1x1", tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(image, kernel, 1, "VALID")))),
+            (
+                "conv1x1",
+                tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(image, kernel, 1, "VALID"))),
+            ),
         ):
             fn()
             rates[f"{name} {n}"] = 2 * n**3 / median_seconds(lambda: fn().numpy(), 5) / 1e9
@@ -55,8 +58,12 @@ def worker_flops():
 
     model = _model()
     fn = tf.function(lambda x: model(x, training=False))
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec((1, SIZE, SIZE, 3))))
-    info = model_analyzer.profile(frozen.graph, options=option_builder.ProfileOptionBuilder.float_operation())
+    frozen = convert_variables_to_constants_v2(
+        fn.get_concrete_function(tf.TensorSpec((1, SIZE, SIZE, 3)))
+    )
+    info = model_analyzer.profile(
+        frozen.graph, options=option_builder.ProfileOptionBuilder.float_operation()
+    )
     emit({"gflop": info.total_float_ops / 1e9})
 
 
@@ -67,7 +74,9 @@ def worker_forward(mode, batch, policy):
     from benchmarks.common import emit, median_seconds, peak_rss_mb, rss_mb
 
     model = _model(policy)
-    x = tf.constant(np.random.default_rng(0).normal(size=(int(batch), SIZE, SIZE, 3)).astype("float32"))
+    x = tf.constant(
+        np.random.default_rng(0).normal(size=(int(batch), SIZE, SIZE, 3)).astype("float32")
+    )
     if mode == "eager":
         run = lambda: model(x, training=False)
     else:
@@ -80,9 +89,16 @@ def worker_forward(mode, batch, policy):
         # The head's share: EncHead + aux head on the backbone's features.
         feats = model.get_layer("backbone")(x, training=False)
         head, aux = model.get_layer("enc_head"), model.get_layer("aux_head")
-        heads = tf.function(lambda: (head([feats["c2"], feats["c3"], feats["c4"]], training=False), aux(feats["c3"], training=False)))
+        heads = tf.function(
+            lambda: (
+                head([feats["c2"], feats["c3"], feats["c4"]], training=False),
+                aux(feats["c3"], training=False),
+            )
+        )
         heads()
-        result["head_seconds"] = median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), heads()), REPEATS)
+        result["head_seconds"] = median_seconds(
+            lambda: tf.nest.map_structure(lambda t: t.numpy(), heads()), REPEATS
+        )
     emit(result)
 
 
@@ -98,10 +114,19 @@ def main():
     for mode, batch, policy in cases:
         r = run_case(__file__, "forward", mode, batch, policy)
         achieved = gflop * batch / r["seconds"]
-        rows.append([
-            policy, mode, batch, f"{r['seconds'] * 1e3:.0f}", f"{batch / r['seconds']:.2f}",
-            f"{r['peak_mb']:.0f}", f"{achieved:.0f}", f"{100 * achieved / rate:.0f}%", f"{r['first_call']:.1f}",
-        ])
+        rows.append(
+            [
+                policy,
+                mode,
+                batch,
+                f"{r['seconds'] * 1e3:.0f}",
+                f"{batch / r['seconds']:.2f}",
+                f"{r['peak_mb']:.0f}",
+                f"{achieved:.0f}",
+                f"{100 * achieved / rate:.0f}%",
+                f"{r['first_call']:.1f}",
+            ]
+        )
         if "head_seconds" in r and batch == 1:
             head_share = r["head_seconds"] / r["seconds"]
     print(f"EncNet-ResNet50s, {NUM_CLASSES} classes, {SIZE}x{SIZE}, output stride 8; {machine()}")
@@ -109,11 +134,26 @@ def main():
         f"FLOPs (TF profiler, batch 1): {gflop:.1f} GFLOP; float32 matmul rate, same run: {rate:.0f} GFLOP/s "
         f"(best of tf.matmul and 1x1 conv over n = 1024..4096: {rates['best']})"
     )
-    print(table(
-        ["policy", "mode", "batch", "median ms", "images/s", "peak MiB", "GFLOP/s", "of fp32 matmul", "first call s"], rows
-    ))
+    print(
+        table(
+            [
+                "policy",
+                "mode",
+                "batch",
+                "median ms",
+                "images/s",
+                "peak MiB",
+                "GFLOP/s",
+                "of fp32 matmul",
+                "first call s",
+            ],
+            rows,
+        )
+    )
     if head_share is not None:
-        print(f"head share (EncHead + aux head, tf.function, batch 1): {100 * head_share:.1f}% of the forward time")
+        print(
+            f"head share (EncHead + aux head, tf.function, batch 1): {100 * head_share:.1f}% of the forward time"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ def worker_train(batch, size, policy, xla, steps):
     rng = np.random.default_rng(0)
     images = rng.normal(size=(batch, size, size, 3)).astype("float32")
     labels = rng.integers(0, NUM_CLASSES, (batch, size, size)).astype("int32")
-    targets = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, NUM_CLASSES))}
+    targets = {
+        "seg": labels,
+        "aux": labels,
+        "se": np.asarray(presence_targets(labels, NUM_CLASSES)),
+    }
     data = tf.data.Dataset.from_tensors((images, targets)).repeat().prefetch(2)
 
     class StepTimes(keras.callbacks.Callback):
@@ -74,8 +78,20 @@ def worker_train(batch, size, policy, xla, steps):
         start = time.perf_counter()
         forward().numpy()
         times.append(time.perf_counter() - start)
-    peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else peak_rss_mb() - baseline
-    emit({"step": step, "forward": float(np.median(times)), "first_step": timer.times[0], "peak_mb": peak, "gpu": gpu})
+    peak = (
+        tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        if gpu
+        else peak_rss_mb() - baseline
+    )
+    emit(
+        {
+            "step": step,
+            "forward": float(np.median(times)),
+            "first_step": timer.times[0],
+            "peak_mb": peak,
+            "gpu": gpu,
+        }
+    )
 
 
 def main():
@@ -84,11 +100,20 @@ def main():
     from benchmarks.common import machine, run_case, table
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", choices=("small", "all"), default="all",
-                        help="small: batch 2 at 256 only (a CPU takes minutes per 480 step)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per case, after 2 warm-up steps")
-    parser.add_argument("--float32-only", action="store_true",
-                        help="skip mixed precision (a CPU without bf16 instructions emulates it very slowly)")
+    parser.add_argument(
+        "--cases",
+        choices=("small", "all"),
+        default="all",
+        help="small: batch 2 at 256 only (a CPU takes minutes per 480 step)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed steps per case, after 2 warm-up steps"
+    )
+    parser.add_argument(
+        "--float32-only",
+        action="store_true",
+        help="skip mixed precision (a CPU without bf16 instructions emulates it very slowly)",
+    )
     args = parser.parse_args()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     mixed = "mixed_float16" if gpu else "mixed_bfloat16"
@@ -100,18 +125,43 @@ def main():
             for xla in ("no-xla", "xla"):
                 r = run_case(__file__, "train", batch, size, policy, xla, args.steps, timeout=3600)
                 reference = reference or r["step"]
-                rows.append([
-                    f"{batch} x {size}", policy, xla == "xla", f"{r['step']:.3f}", f"{batch / r['step']:.2f}",
-                    f"{r['peak_mb']:.0f}", f"{r['step'] / r['forward']:.2f}", f"{reference / r['step']:.2f}x",
-                    f"{r['first_step']:.0f}",
-                ])
-    print(f"EncNet-ResNet50s training with model.fit, {NUM_CLASSES} classes, output stride 8; {machine()}"
-          + (f"; GPU: {tf.config.experimental.get_device_details(tf.config.list_physical_devices('GPU')[0]).get('device_name')}" if gpu else ""))
-    print(table(
-        ["batch x size", "policy", "XLA", "step s", "images/s", "peak MiB", "step / forward",
-         "speed vs fp32 no-XLA", "first step s"],
-        rows,
-    ))
+                rows.append(
+                    [
+                        f"{batch} x {size}",
+                        policy,
+                        xla == "xla",
+                        f"{r['step']:.3f}",
+                        f"{batch / r['step']:.2f}",
+                        f"{r['peak_mb']:.0f}",
+                        f"{r['step'] / r['forward']:.2f}",
+                        f"{reference / r['step']:.2f}x",
+                        f"{r['first_step']:.0f}",
+                    ]
+                )
+    print(
+        f"EncNet-ResNet50s training with model.fit, {NUM_CLASSES} classes, output stride 8; {machine()}"
+        + (
+            f"; GPU: {tf.config.experimental.get_device_details(tf.config.list_physical_devices('GPU')[0]).get('device_name')}"
+            if gpu
+            else ""
+        )
+    )
+    print(
+        table(
+            [
+                "batch x size",
+                "policy",
+                "XLA",
+                "step s",
+                "images/s",
+                "peak MiB",
+                "step / forward",
+                "speed vs fp32 no-XLA",
+                "first step s",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ if "tensorflow" not in _sys.modules:
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from enc_tf import backbones, layers, losses, metrics, models
-from enc_tf.models import build_encnet, build_fcn
 
 # Registers the optimizer and schedule that training checkpoints are saved with,
 # so that `import enc_tf` is enough to `keras.models.load_model` any of them.
 from enc_tf import optimizers as _optimizers  # noqa: F401
+from enc_tf.models import build_encnet, build_fcn
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,9 @@
-"""Loading a trained model for evaluation and inference: a `.keras` file, a run
-directory, or a SavedModel written by `export/saved_model.py`."""
+"""Trained artifacts: what a run directory and a SavedModel export contain, and loading
+any of them (`.keras` file, run directory, SavedModel) with its class list.
+
+Producers (training, the exporters) and consumers (evaluation, inference, export)
+both import this module; neither imports the other.
+"""
 
 import dataclasses
 import json
@@ -14,16 +18,25 @@ import tensorflow as tf
 
 import enc_tf.models  # noqa: F401  (registers the layers a .keras file names)
 from enc_tf.config import load_config
-from enc_tf.models.logits import logits_function
 from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
 from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
+from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
 
-# Signature of our SavedModel exports that takes normalised float32 images and
-# returns raw logits; evaluation runs the same sliding window on it as on Keras.
+# A training run directory (written by enc_tf.training).
+RUN_CONFIG = "config.yaml"  # the resolved `Config`
+RUN_MODEL = "model.keras"  # the final model
+RUN_LOG = "log.csv"  # one row per committed epoch
+CHECKPOINTS = "checkpoints"  # last.keras, best.keras and checkpoints.json
+BACKUP = "backup"  # resume points (epoch-<N>.weights.h5)
+
+# A SavedModel export (written by enc_tf.export.saved_model): its signatures and assets.
+# `logits` takes normalised float32 images and returns raw logits; evaluation runs the
+# same sliding window on it as on Keras.
 LOGITS_SIGNATURE = "logits"
+SERVING_SIGNATURES = ("serving_default", "probabilities", "encoded", LOGITS_SIGNATURE)
 CLASSES_ASSET = "classes.json"
 
 
@@ -51,23 +64,35 @@ class LoadedModel:
 
 
 def _run_dir_model(path):
-    for name in ("model.keras", os.path.join("checkpoints", "best.keras"), os.path.join("checkpoints", "last.keras")):
+    for name in (
+        RUN_MODEL,
+        os.path.join(CHECKPOINTS, "best.keras"),
+        os.path.join(CHECKPOINTS, "last.keras"),
+    ):
         candidate = os.path.join(path, name)
         if os.path.isfile(candidate):
             return candidate
-    raise ModelFileError(f"Run directory {path} has no model.keras or checkpoints/{{best,last}}.keras.")
+    raise ModelFileError(
+        f"Run directory {path} has no model.keras or checkpoints/{{best,last}}.keras."
+    )
 
 
 def _load_saved_model(path):
     try:
         loaded = tf.saved_model.load(path)
-    except Exception as err:  # protobuf, TensorFlow and OS errors alike: the directory is not a usable export
+    except (
+        Exception
+    ) as err:  # protobuf, TensorFlow and OS errors alike: the directory is not a usable export
         logger.debug("Loading %s failed", path, exc_info=True)
-        raise ModelFileError(f"Cannot load the SavedModel {path} (truncated or corrupt?): "
-                             f"{type(err).__name__}: {err}") from err
+        raise ModelFileError(
+            f"Cannot load the SavedModel {path} (truncated or corrupt?): "
+            f"{type(err).__name__}: {err}"
+        ) from err
     if LOGITS_SIGNATURE not in loaded.signatures:
-        raise ModelFileError(f"SavedModel {path} has no {LOGITS_SIGNATURE!r} signature (signatures: "
-                             f"{sorted(loaded.signatures)}); export it with enc-export.")
+        raise ModelFileError(
+            f"SavedModel {path} has no {LOGITS_SIGNATURE!r} signature (signatures: "
+            f"{sorted(loaded.signatures)}); export it with enc-export."
+        )
     signature = loaded.signatures[LOGITS_SIGNATURE]
     num_classes = int(signature.structured_outputs["seg"].shape[-1])
     classes = None
@@ -78,7 +103,9 @@ def _load_saved_model(path):
                 data = json.load(f)
             classes = make_class_info(data["names"], data.get("palette"))
         except (ValueError, KeyError, TypeError) as err:
-            raise ModelFileError(f"{asset}: not a valid class list ({type(err).__name__}: {err}).") from err
+            raise ModelFileError(
+                f"{asset}: not a valid class list ({type(err).__name__}: {err})."
+            ) from err
 
     def fn(images):
         return signature(images=tf.convert_to_tensor(images, tf.float32))
@@ -91,16 +118,24 @@ def _load_keras_file(path):
     """The Keras model in a `.keras` file; a `ModelFileError` naming the file if it is not a complete one."""
     size = os.path.getsize(path)
     if size == 0:
-        raise ModelFileError(f"{path} is empty (0 bytes): the file is truncated; save or copy the model again.")
+        raise ModelFileError(
+            f"{path} is empty (0 bytes): the file is truncated; save or copy the model again."
+        )
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a .keras archive ({size} bytes, no zip directory): "
-                             "the file is truncated or corrupt; save or copy the model again.")
+        raise ModelFileError(
+            f"{path} is not a .keras archive ({size} bytes, no zip directory): "
+            "the file is truncated or corrupt; save or copy the model again."
+        )
     try:
         return keras.models.load_model(path, compile=False)
-    except Exception as err:  # zip, HDF5, JSON and deserialisation errors alike: the file is unusable
+    except (
+        Exception
+    ) as err:  # zip, HDF5, JSON and deserialisation errors alike: the file is unusable
         logger.debug("Loading %s failed", path, exc_info=True)
-        raise ModelFileError(f"Cannot load the Keras model {path}: the file is corrupt or truncated "
-                             f"({type(err).__name__}: {err}).") from err
+        raise ModelFileError(
+            f"Cannot load the Keras model {path}: the file is corrupt or truncated "
+            f"({type(err).__name__}: {err})."
+        ) from err
 
 
 def check_finite_outputs(loaded, size=32):
@@ -114,9 +149,19 @@ def check_finite_outputs(loaded, size=32):
     outputs = outputs if isinstance(outputs, dict) else {"seg": outputs}
     for name, value in outputs.items():
         if not np.all(np.isfinite(np.asarray(value, np.float32))):
-            raise ModelFileError(f"The model {loaded.path} outputs non-finite values (NaN or inf) in {name!r} on a "
-                                 "test image: its weights are broken (a diverged training?); use another checkpoint.")
+            raise ModelFileError(
+                f"The model {loaded.path} outputs non-finite values (NaN or inf) in {name!r} on a "
+                "test image: its weights are broken (a diverged training?); use another checkpoint."
+            )
     return loaded
+
+
+def model_classes(model):
+    """The class list a model carries (`EncNet`/`FCN` saved by enc_tf), or None."""
+    names = getattr(model, "class_names", None)
+    if not names:
+        return None
+    return make_class_info(names, getattr(model, "palette", None))
 
 
 def load_model(path):
@@ -130,33 +175,45 @@ def load_model(path):
         raise ModelFileError(f"Model not found: {path}")
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
         return check_finite_outputs(_load_saved_model(path))
-    run_config, classes = None, None
+    run_config = None
     model_path = path
     if os.path.isdir(path):
-        config_path = os.path.join(path, "config.yaml")
+        config_path = os.path.join(path, RUN_CONFIG)
         if not os.path.isfile(config_path):
-            raise ModelFileError(f"{path} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb).")
+            raise ModelFileError(
+                f"{path} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb)."
+            )
         run_config = load_config(config_path)
         model_path = _run_dir_model(path)
-        classes = classes_from_config(run_config.data)
     elif not path.endswith(".keras"):
-        raise ModelFileError(f"{path}: expected a .keras file, a run directory or a SavedModel directory.")
+        raise ModelFileError(
+            f"{path}: expected a .keras file, a run directory or a SavedModel directory."
+        )
     model = _load_keras_file(model_path)
     outputs = model.output if isinstance(model.output, dict) else {"seg": model.output}
     if "seg" not in outputs:
         raise ModelFileError(f"{model_path} has no 'seg' output (outputs: {sorted(outputs)}).")
     num_classes = int(outputs["seg"].shape[-1])
+    classes = model_classes(model)
+    if classes is None and run_config is not None:  # a model saved before it carried its classes
+        classes = classes_from_config(run_config.data)
     if classes is not None and classes.num_classes != num_classes:
-        raise ModelFileError(f"{model_path} predicts {num_classes} classes but its run's class list has "
-                             f"{classes.num_classes}.")
-    return check_finite_outputs(LoadedModel(logits_function(model), num_classes, classes, path, run_config, model))
+        raise ModelFileError(
+            f"{model_path} predicts {num_classes} classes but its run's class list has "
+            f"{classes.num_classes}."
+        )
+    return check_finite_outputs(
+        LoadedModel(logits_function(model), num_classes, classes, path, run_config, model)
+    )
 
 
 def load_keras_model(path):
     """`load_model` for exporters: a `.keras` file or run directory, not a SavedModel."""
     loaded = load_model(path)
     if loaded.keras_model is None:
-        raise ModelFileError(f"{path} is a SavedModel; export from the .keras model or the run directory.")
+        raise ModelFileError(
+            f"{path} is a SavedModel; export from the .keras model or the run directory."
+        )
     return loaded
 
 

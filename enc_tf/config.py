@@ -92,7 +92,15 @@ class Config:
 
 
 CHOICES = {
-    "data.dataset": ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord"),
+    "data.dataset": (
+        "context_shapes",
+        "folder",
+        "ade20k",
+        "voc",
+        "pascal_context",
+        "cityscapes",
+        "tfrecord",
+    ),
     "data.label_mapping": ("identity", "reduce_zero"),
     "model.arch": ("encnet", "fcn"),
     "model.backbone": ("resnet50s", "resnet101s", "resnet50", "resnet101"),
@@ -123,7 +131,9 @@ def _check_type(key, value, kind):
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__}).")
+        raise ConfigError(
+            f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})."
+        )
     return value
 
 
@@ -137,7 +147,11 @@ def _build(cls, data, prefix):
         full = f"{prefix}{key}"
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Known keys: {', '.join(names)}."
+            hint = (
+                f" Did you mean '{prefix}{close[0]}'?"
+                if close
+                else f" Known keys: {', '.join(names)}."
+            )
             raise ConfigError(f"Unknown config key '{full}'.{hint}")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
@@ -156,21 +170,35 @@ def validate(config):
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}.")
     d, m, o, t = config.data, config.model, config.optimizer, config.train
     positive = {
-        "data.base_size": d.base_size, "data.crop_size": d.crop_size, "train.batch_size": t.batch_size,
-        "train.epochs": t.epochs, "train.val_every_epochs": t.val_every_epochs, "model.num_codes": m.num_codes,
-        "optimizer.base_lr": o.base_lr, "train.image_log_every_epochs": t.image_log_every_epochs,
+        "data.base_size": d.base_size,
+        "data.crop_size": d.crop_size,
+        "train.batch_size": t.batch_size,
+        "train.epochs": t.epochs,
+        "train.val_every_epochs": t.val_every_epochs,
+        "model.num_codes": m.num_codes,
+        "optimizer.base_lr": o.base_lr,
+        "train.image_log_every_epochs": t.image_log_every_epochs,
     }
-    positive.update({"data.context_shapes_train": d.context_shapes_train,
-                     "data.context_shapes_val": d.context_shapes_val,
-                     "data.context_shapes_size": d.context_shapes_size})
+    positive.update(
+        {
+            "data.context_shapes_train": d.context_shapes_train,
+            "data.context_shapes_val": d.context_shapes_val,
+            "data.context_shapes_size": d.context_shapes_size,
+        }
+    )
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")
     non_negative = {
-        "optimizer.momentum": o.momentum, "optimizer.weight_decay": o.weight_decay, "optimizer.power": o.power,
-        "optimizer.head_lr_multiplier": o.head_lr_multiplier, "optimizer.warmup_epochs": o.warmup_epochs,
-        "loss.aux_weight": config.loss.aux_weight, "loss.se_weight": config.loss.se_weight,
-        "data.rotate_degrees": d.rotate_degrees, "train.steps_per_epoch": t.steps_per_epoch,
+        "optimizer.momentum": o.momentum,
+        "optimizer.weight_decay": o.weight_decay,
+        "optimizer.power": o.power,
+        "optimizer.head_lr_multiplier": o.head_lr_multiplier,
+        "optimizer.warmup_epochs": o.warmup_epochs,
+        "loss.aux_weight": config.loss.aux_weight,
+        "loss.se_weight": config.loss.se_weight,
+        "data.rotate_degrees": d.rotate_degrees,
+        "train.steps_per_epoch": t.steps_per_epoch,
         "train.time_limit_minutes": t.time_limit_minutes,
     }
     for key, value in non_negative.items():
@@ -181,9 +209,13 @@ def validate(config):
     if not t.run_dir.strip():
         raise ConfigError("train.run_dir must name a directory, got an empty string.")
     if d.crop_size > d.base_size:
-        raise ConfigError(f"data.crop_size ({d.crop_size}) is larger than data.base_size ({d.base_size}).")
+        raise ConfigError(
+            f"data.crop_size ({d.crop_size}) is larger than data.base_size ({d.base_size})."
+        )
     if not 0 < d.scale_min <= d.scale_max:
-        raise ConfigError(f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}.")
+        raise ConfigError(
+            f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}."
+        )
     if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
     if m.arch == "fcn" and m.se_loss:

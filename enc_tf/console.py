@@ -25,7 +25,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
     """`--verbose`: debug logging and TensorFlow's own C++ messages."""
-    parser.add_argument("--verbose", action="store_true", help="debug logging, including TensorFlow's own messages")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging, including TensorFlow's own messages"
+    )
 
 
 def error_line(err: BaseException) -> str:

@@ -6,36 +6,56 @@ validation images next to the Keras model.
 """
 
 import argparse
-import logging
 import os
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from enc_tf.config import load_config
+from enc_tf.console import run_cli
 from enc_tf.contracts.images import denormalize
 from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
+from enc_tf.errors import ConfigError
 from enc_tf.evaluation import evaluate, format_scores, write_report
 from enc_tf.export.compare import (
-    VARIANTS, Variant, export_variants, format_table, keras_runner, score_variants, validation_examples,
+    VARIANTS,
+    Variant,
+    export_variants,
+    format_table,
+    keras_runner,
+    score_variants,
+    validation_examples,
 )
 from enc_tf.files import atomic_write
-from enc_tf.config import load_config
 from enc_tf.training import train
 from enc_tf.visualize import add_legend, colorize
 
 DEMO_EXPORTS = ("saved_model", "tflite_float32", "tflite_int8", "onnx")
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml")
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml"
+)
 
 
 def prediction_panel(image, label, prediction, classes):
     """input | ground truth | prediction, side by side, with a legend of the classes shown."""
-    strip = np.concatenate([denormalize(image), colorize(label, classes.palette), colorize(prediction, classes.palette)], axis=1)
-    shown = sorted(set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX})
+    strip = np.concatenate(
+        [
+            denormalize(image),
+            colorize(label, classes.palette),
+            colorize(prediction, classes.palette),
+        ],
+        axis=1,
+    )
+    shown = sorted(
+        set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX}
+    )
     shown = [c for c in shown if c < classes.num_classes]
     scale = 3
-    panel = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+    panel = Image.fromarray(strip).resize(
+        (strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST
+    )
     draw = ImageDraw.Draw(panel)
     third = panel.width // 3
     for i, title in enumerate(("input", "ground truth", "prediction")):
@@ -53,10 +73,16 @@ def compare_exports(model, config, val_source, export_dir, names, calibration=32
     keras_path = os.path.join(config.train.run_dir, "model.keras")
     reference = keras_runner(model)
     variants = [Variant("keras", reference, keras_path, os.path.getsize(keras_path))]
-    variants += export_variants(model, classes, export_dir, size, training_images(config.data, size, calibration), names)
-    scores = score_variants(variants, examples, classes.num_classes, val_source.ignore_index, reference)
-    return (f"Exports vs Keras on {len(examples)} validation images of {size}x{size} (batch 1, this machine):\n"
-            + format_table(scores))
+    variants += export_variants(
+        model, classes, export_dir, size, training_images(config.data, size, calibration), names
+    )
+    scores = score_variants(
+        variants, examples, classes.num_classes, val_source.ignore_index, reference
+    )
+    return (
+        f"Exports vs Keras on {len(examples)} validation images of {size}x{size} (batch 1, this machine):\n"
+        + format_table(scores)
+    )
 
 
 def main(argv=None):
@@ -64,29 +90,44 @@ def main(argv=None):
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--num-images", type=int, default=6)
-    parser.add_argument("--skip-export", action="store_true", help="stop after evaluation and predictions")
-    parser.add_argument("--export", default=",".join(DEMO_EXPORTS),
-                        help=f"comma-separated export variants (default: {','.join(DEMO_EXPORTS)})")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument(
+        "--skip-export", action="store_true", help="stop after evaluation and predictions"
+    )
+    parser.add_argument(
+        "--export",
+        default=",".join(DEMO_EXPORTS),
+        help=f"comma-separated export variants (default: {','.join(DEMO_EXPORTS)})",
+    )
+    return run_cli(parser, _run, argv)
+
+
+def _run(args):
     exports = [name for name in args.export.split(",") if name]
     unknown = sorted(set(exports) - set(VARIANTS))
     if unknown:  # checked before the training, not after it
-        parser.error(f"--export: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        raise ConfigError(
+            f"--export: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}"
+        )
     config = load_config(args.config, args.set)
     model, _ = train(config)
     _, val_source = sources_from_config(config.data)
     classes = val_source.classes
     data = build_dataset(val_source, "eval", PipelineConfig(batch_size=8), aux=False, se_loss=False)
-    scores, matrix = evaluate(model, data, classes.num_classes, val_source.ignore_index, classes.names)
+    scores, matrix = evaluate(
+        model, data, classes.num_classes, val_source.ignore_index, classes.names
+    )
     run_dir = config.train.run_dir
     out_dir = os.path.join(run_dir, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     images, targets = next(iter(data.unbatch().batch(args.num_images)))
     predictions = np.argmax(model(images, training=False)["seg"], -1)
     for i in range(len(images)):
-        panel = prediction_panel(images[i].numpy(), targets["seg"][i].numpy(), predictions[i], classes)
-        atomic_write(os.path.join(out_dir, f"val_{i:02d}.png"), lambda tmp: panel.save(tmp, format="PNG"))
+        panel = prediction_panel(
+            images[i].numpy(), targets["seg"][i].numpy(), predictions[i], classes
+        )
+        atomic_write(
+            os.path.join(out_dir, f"val_{i:02d}.png"), lambda tmp: panel.save(tmp, format="PNG")
+        )
     write_report(run_dir, scores, matrix)
     print(format_scores(scores))
     export_dir = None
@@ -96,10 +137,14 @@ def main(argv=None):
     print(f"\nmodel:        {os.path.join(run_dir, 'model.keras')}")
     print(f"checkpoints:  {os.path.join(run_dir, 'checkpoints')}")
     print(f"predictions:  {out_dir}")
-    print(f"evaluation:   {os.path.join(run_dir, 'evaluation.json')} (+ confusion_matrix.npy, .png)")
+    print(
+        f"evaluation:   {os.path.join(run_dir, 'evaluation.json')} (+ confusion_matrix.npy, .png)"
+    )
     if export_dir:
         print(f"exports:      {export_dir}")
-    print(f"logs:         {os.path.join(run_dir, 'log.csv')}, TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+    print(
+        f"logs:         {os.path.join(run_dir, 'log.csv')}, TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}"
+    )
     return 0
 
 

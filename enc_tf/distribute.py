@@ -36,8 +36,12 @@ def make_strategy(name="auto"):
     elif name == "default":
         strategy = tf.distribute.get_strategy()
     else:
-        raise ValueError(f"Unknown strategy {name!r}; choose auto, default, mirrored or multi_worker.")
-    logger.info("Strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+        raise ValueError(
+            f"Unknown strategy {name!r}; choose auto, default, mirrored or multi_worker."
+        )
+    logger.info(
+        "Strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync
+    )
     return strategy
 
 
@@ -58,7 +62,9 @@ def worker_role(strategy):
     resolver = strategy.cluster_resolver
     task_type, task_id = resolver.task_type, resolver.task_id or 0
     has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and not has_chief), task_id
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and not has_chief
+    ), task_id
 
 
 def distribute_input(strategy, make_dataset, global_batch_size):

@@ -128,5 +128,9 @@ def remove_stale_temporaries(directory: str, min_age_seconds: float = 0.0) -> li
             continue
         removed.append(path)
     if removed:
-        logger.info("Removed %d stale temporary file(s) of interrupted writes in %s", len(removed), directory)
+        logger.info(
+            "Removed %d stale temporary file(s) of interrupted writes in %s",
+            len(removed),
+            directory,
+        )
     return removed

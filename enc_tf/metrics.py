@@ -10,6 +10,7 @@ MMSegmentation averages the classes that occur in ground truth or prediction.
 import keras
 import numpy as np
 from keras import ops
+
 from enc_tf.contracts.labels import IGNORE_INDEX
 
 
@@ -23,12 +24,16 @@ def confusion_matrix(labels, logits, num_classes, ignore_index=IGNORE_INDEX):
     labels = ops.cast(labels, "int64")
     if len(labels.shape) == 4:
         labels = ops.squeeze(labels, -1)
-    predictions = ops.cast(ops.argmax(logits, axis=-1) if len(logits.shape) == 4 else logits, "int64")
+    predictions = ops.cast(
+        ops.argmax(logits, axis=-1) if len(logits.shape) == 4 else logits, "int64"
+    )
     labels, predictions = ops.reshape(labels, (-1,)), ops.reshape(predictions, (-1,))
     valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
     index = ops.where(valid, labels * num_classes + predictions, num_classes * num_classes)
     counts = ops.bincount(index, minlength=num_classes * num_classes + 1)
-    return ops.reshape(ops.cast(counts[: num_classes * num_classes], "int64"), (num_classes, num_classes))
+    return ops.reshape(
+        ops.cast(counts[: num_classes * num_classes], "int64"), (num_classes, num_classes)
+    )
 
 
 def segmentation_scores(matrix, class_names=None):
@@ -72,19 +77,28 @@ class _ConfusionMatrixMetric(keras.metrics.Metric):
         self.ignore_index = int(ignore_index)
         # int64: float32 counts stop being exact at 2^24 pixels. Summed across replicas.
         self.matrix = self.add_variable(
-            shape=(self.num_classes, self.num_classes), initializer="zeros", dtype="int64",
-            aggregation="sum", name="confusion_matrix",
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype="int64",
+            aggregation="sum",
+            name="confusion_matrix",
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         del sample_weight
-        self.matrix.assign_add(confusion_matrix(y_true, y_pred, self.num_classes, self.ignore_index))
+        self.matrix.assign_add(
+            confusion_matrix(y_true, y_pred, self.num_classes, self.ignore_index)
+        )
 
     def reset_state(self):
         self.matrix.assign(ops.zeros_like(self.matrix))
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+        }
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
@@ -103,7 +117,9 @@ class PixelAccuracy(_ConfusionMatrixMetric):
 class MeanIoU(_ConfusionMatrixMetric):
     """mIoU over the whole dataset; `present_only=False` is the original's convention."""
 
-    def __init__(self, num_classes, ignore_index=IGNORE_INDEX, present_only=False, name="mean_iou", **kwargs):
+    def __init__(
+        self, num_classes, ignore_index=IGNORE_INDEX, present_only=False, name="mean_iou", **kwargs
+    ):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
         self.present_only = bool(present_only)
 

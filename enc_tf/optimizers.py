@@ -34,8 +34,10 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {
-            "base_learning_rate": self.base_learning_rate, "total_steps": self.total_steps,
-            "power": self.power, "warmup_steps": self.warmup_steps,
+            "base_learning_rate": self.base_learning_rate,
+            "total_steps": self.total_steps,
+            "power": self.power,
+            "warmup_steps": self.warmup_steps,
         }
 
 
@@ -58,12 +60,20 @@ class EncNetSGD(keras.optimizers.Optimizer):
     """
 
     def __init__(
-        self, learning_rate=0.01, momentum=0.9, l2=1e-4, lr_multipliers=None,
-        decoupled_weight_decay=None, name="encnet_sgd", **kwargs,
+        self,
+        learning_rate=0.01,
+        momentum=0.9,
+        l2=1e-4,
+        lr_multipliers=None,
+        decoupled_weight_decay=None,
+        name="encnet_sgd",
+        **kwargs,
     ):
         if decoupled_weight_decay and l2:
             raise ValueError("Use either coupled l2 or decoupled_weight_decay, not both.")
-        super().__init__(learning_rate=learning_rate, weight_decay=decoupled_weight_decay, name=name, **kwargs)
+        super().__init__(
+            learning_rate=learning_rate, weight_decay=decoupled_weight_decay, name=name, **kwargs
+        )
         self.momentum = float(momentum)
         self.l2 = float(l2)
         self.lr_multipliers = dict(
@@ -97,6 +107,12 @@ class EncNetSGD(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"momentum": self.momentum, "l2": self.l2, "lr_multipliers": self.lr_multipliers,
-                       "decoupled_weight_decay": config.pop("weight_decay", None)})
+        config.update(
+            {
+                "momentum": self.momentum,
+                "l2": self.l2,
+                "lr_multipliers": self.lr_multipliers,
+                "decoupled_weight_decay": config.pop("weight_decay", None),
+            }
+        )
         return config

@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.contracts.images import PAD_VALUE, long_side_size
-from enc_tf.layers.resize import resize_bilinear
 from enc_tf.errors import ConfigError
+from enc_tf.layers.resize import resize_bilinear
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
@@ -50,8 +50,12 @@ class MultiScaleConfig:
     def __post_init__(self):
         for name in ("base_size", "crop_size", "window_batch"):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if not self.scales or not all(math.isfinite(float(s)) and float(s) > 0 for s in self.scales):
+                raise ConfigError(
+                    f"{name} must be a positive integer, got {getattr(self, name)!r}."
+                )
+        if not self.scales or not all(
+            math.isfinite(float(s)) and float(s) > 0 for s in self.scales
+        ):
             raise ConfigError(f"scales must be positive numbers, got {list(self.scales)!r}.")
         if not 0 < self.stride_rate <= 1:
             raise ConfigError(f"stride_rate must be in (0, 1], got {self.stride_rate!r}.")
@@ -79,7 +83,9 @@ class MultiScalePredictor:
     `num_passes` for a mean).
     """
 
-    def __init__(self, logits_fn: Callable, num_classes: int, config: MultiScaleConfig = MultiScaleConfig()):
+    def __init__(
+        self, logits_fn: Callable, num_classes: int, config: MultiScaleConfig = MultiScaleConfig()
+    ):
         self.config = config
         self.num_classes = int(num_classes)
         crop = int(config.crop_size)
@@ -117,7 +123,7 @@ class MultiScalePredictor:
         outputs = []
         step = int(self.config.window_batch)
         for i in range(0, len(windows), step):
-            outputs.append(self._windows(np.stack(windows[i:i + step])).numpy())
+            outputs.append(self._windows(np.stack(windows[i : i + step])).numpy())
         return np.concatenate(outputs, 0)
 
     def scale_probabilities(self, image, scale, base_size=None):
@@ -133,8 +139,10 @@ class MultiScalePredictor:
         padded = self.pad(resized, crop, crop)  # only the short side may be below the crop
         ph, pw = padded.shape[:2]
         stride = max(1, int(crop * c.stride_rate))
-        corners = [(y, x) for y in window_starts(ph, crop, stride) for x in window_starts(pw, crop, stride)]
-        windows = [self.pad(padded[y:y + crop, x:x + crop], crop, crop) for y, x in corners]
+        corners = [
+            (y, x) for y in window_starts(ph, crop, stride) for x in window_starts(pw, crop, stride)
+        ]
+        windows = [self.pad(padded[y : y + crop, x : x + crop], crop, crop) for y, x in corners]
         probs = self._run(windows)
         total = np.zeros((ph, pw, self.num_classes), np.float32)
         count = np.zeros((ph, pw, 1), np.float32)

@@ -12,7 +12,11 @@ from enc_tf.losses import (
 
 def reference_ce(labels, logits, ignore):
     logits = logits.astype(np.float64)
-    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    log_probs = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - logits.max(-1, keepdims=True)
+    )
     valid = labels != ignore
     picked = np.take_along_axis(log_probs, np.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
     return -picked[valid].sum() / max(valid.sum(), 1)
@@ -24,16 +28,27 @@ def test_cross_entropy_skips_the_ignore_value():
     labels = rng.integers(0, 4, size=(2, 5, 6))
     labels[0, :2] = 255
     loss = SegmentationCrossEntropy()
-    np.testing.assert_allclose(float(loss(labels, logits)), reference_ce(labels, logits, 255), rtol=1e-6)
-    np.testing.assert_allclose(float(loss(labels[..., None], logits)), reference_ce(labels, logits, 255), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(loss(labels, logits)), reference_ce(labels, logits, 255), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        float(loss(labels[..., None], logits)), reference_ce(labels, logits, 255), rtol=1e-6
+    )
     # Mean over the valid pixels of the whole batch, not per image.
-    assert abs(float(loss(labels, logits)) - np.mean([reference_ce(labels[i], logits[i], 255) for i in range(2)])) > 1e-4
+    assert (
+        abs(
+            float(loss(labels, logits))
+            - np.mean([reference_ce(labels[i], logits[i], 255) for i in range(2)])
+        )
+        > 1e-4
+    )
     assert float(loss(np.full((1, 2, 2), 255), logits[:1, :2, :2])) == 0.0
     minus_one = np.where(labels == 255, -1, labels)
     np.testing.assert_allclose(
-        float(SegmentationCrossEntropy(ignore_index=-1)(minus_one, logits)), reference_ce(labels, logits, 255), rtol=1e-6
+        float(SegmentationCrossEntropy(ignore_index=-1)(minus_one, logits)),
+        reference_ce(labels, logits, 255),
+        rtol=1e-6,
     )
-
 
 
 def test_float64_losses_compute_in_float64():
@@ -50,7 +65,9 @@ def test_presence_targets():
     labels = np.array([[[0, 2], [2, 255]], [[255, 255], [1, 7]]])
     expected = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], "float32")  # 7 is out of range: not counted
     np.testing.assert_array_equal(presence_targets(labels, 4), expected)
-    np.testing.assert_array_equal(presence_targets(np.where(labels == 255, -1, labels), 4, ignore_index=-1), expected)
+    np.testing.assert_array_equal(
+        presence_targets(np.where(labels == 255, -1, labels), 4, ignore_index=-1), expected
+    )
     np.testing.assert_array_equal(presence_targets(labels[..., None], 4), expected)
 
 
@@ -60,8 +77,12 @@ def test_presence_bce_matches_reference_and_is_stable():
     targets = (rng.random((3, 5)) > 0.5).astype("float32")
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     expected = -np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p))
-    np.testing.assert_allclose(float(PresenceBinaryCrossEntropy()(targets, logits)), expected, rtol=1e-6)
-    extreme = float(PresenceBinaryCrossEntropy()(np.array([[1.0, 0.0]]), np.array([[-200.0, 200.0]], "float32")))
+    np.testing.assert_allclose(
+        float(PresenceBinaryCrossEntropy()(targets, logits)), expected, rtol=1e-6
+    )
+    extreme = float(
+        PresenceBinaryCrossEntropy()(np.array([[1.0, 0.0]]), np.array([[-200.0, 200.0]], "float32"))
+    )
     np.testing.assert_allclose(extreme, 200.0, rtol=1e-6)
 
 

@@ -110,7 +110,9 @@ def _deep_stem_bottleneck(x, planes, stride, dilation, project, name, sync):
 def _keras_stem(x, sync):
     x = CaffeInput(name="caffe_input")(x)
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(64, 7, strides=2, kernel_initializer=_he_normal_fan_out(), name="conv1_conv")(x)
+    x = keras.layers.Conv2D(
+        64, 7, strides=2, kernel_initializer=_he_normal_fan_out(), name="conv1_conv"
+    )(x)
     x = _relu(_bn(x, "conv1_bn", sync, KERAS_BN_EPSILON), "conv1_relu")
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -165,7 +167,9 @@ def build_backbone(
         raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
     family, depth = BACKBONES[name]
     stem, bottleneck = (
-        (_deep_stem, _deep_stem_bottleneck) if family == "deep_stem" else (_keras_stem, _keras_bottleneck)
+        (_deep_stem, _deep_stem_bottleneck)
+        if family == "deep_stem"
+        else (_keras_stem, _keras_bottleneck)
     )
     schedule = ((1, 1),) + stage_strides_and_dilations(output_stride)
 

@@ -27,11 +27,21 @@ def make_parser():
         "pytorch-encoding",
         help="convert a PyTorch-Encoding EncNet/FCN state_dict (.npz or .pth) into a .keras model",
     )
-    pe.add_argument("state", help="state_dict file: .npz of arrays keyed by torch names, or .pth (needs torch)")
+    pe.add_argument(
+        "state", help="state_dict file: .npz of arrays keyed by torch names, or .pth (needs torch)"
+    )
     pe.add_argument("--out", required=True, help="output .keras path (written atomically)")
-    pe.add_argument("--output-stride", type=int, default=8, choices=(8, 16), help="not stored in weights (default 8)")
+    pe.add_argument(
+        "--output-stride",
+        type=int,
+        default=8,
+        choices=(8, 16),
+        help="not stored in weights (default 8)",
+    )
     pe.add_argument("--num-classes", type=int, help="override the inferred class count")
-    pe.add_argument("--backbone", choices=("resnet50s", "resnet101s"), help="override the inferred backbone")
+    pe.add_argument(
+        "--backbone", choices=("resnet50s", "resnet101s"), help="override the inferred backbone"
+    )
     pe.add_argument("--lateral", type=_bool, help="override: true/false")
     pe.add_argument("--aux", type=_bool, help="override: true/false")
     pe.add_argument("--se-loss", type=_bool, help="override: true/false")
@@ -50,9 +60,18 @@ def read_checkpoint(path):
         raise EncTfError(str(err)) from err
     # np.load of a damaged .npz raises BadZipFile or EOFError, torch.load of a damaged .pth
     # RuntimeError or UnpicklingError; none of them names the file.
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError) as err:
-        raise ModelFileError(f"Cannot read the checkpoint {path}: the file is corrupt or truncated "
-                             f"({type(err).__name__}: {' '.join(str(err).split())})") from err
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        RuntimeError,
+    ) as err:
+        raise ModelFileError(
+            f"Cannot read the checkpoint {path}: the file is corrupt or truncated "
+            f"({type(err).__name__}: {' '.join(str(err).split())})"
+        ) from err
 
 
 def run(args):
@@ -70,8 +89,10 @@ def run(args):
     try:
         model, config = build_from_state(state, args.output_stride, source=args.state, **overrides)
     except (ValueError, KeyError, TypeError) as err:
-        raise ModelFileError(f"{args.state} is not a PyTorch-Encoding EncNet/FCN state_dict that fits "
-                             f"these options: {type(err).__name__}: {err}") from err
+        raise ModelFileError(
+            f"{args.state} is not a PyTorch-Encoding EncNet/FCN state_dict that fits "
+            f"these options: {type(err).__name__}: {err}"
+        ) from err
     save_model_atomic(model, args.out)
     print("inferred:", json.dumps(config, sort_keys=True))
     print(f"wrote {args.out}")

@@ -14,7 +14,14 @@ import keras
 import numpy as np
 
 from enc_tf.layers.encoding import Encoding
-from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, FCN_HEAD, build_encnet, build_fcn
+from enc_tf.models.encnet import (
+    AUX_HEAD,
+    BACKBONE_NAME,
+    ENC_HEAD,
+    FCN_HEAD,
+    build_encnet,
+    build_fcn,
+)
 from enc_tf.models.saving import save_model_atomic
 
 logger = logging.getLogger(__name__)
@@ -112,7 +119,9 @@ def _layer_params(layer):
     elif isinstance(layer, Encoding):
         return {"codewords": (layer.codewords, _IDENTITY), "scale": (layer.scale, _IDENTITY)}
     else:
-        raise TypeError(f"No torch mapping for layer {layer.name!r} of type {type(layer).__name__}.")
+        raise TypeError(
+            f"No torch mapping for layer {layer.name!r} of type {type(layer).__name__}."
+        )
     if layer.use_bias:
         params["bias"] = (layer.bias, _IDENTITY)
     return params
@@ -159,7 +168,9 @@ def load_state_dict(mapping, state, source="state_dict"):
         variable, (to_keras, _) = expected[key]
         value = to_keras(np.asarray(state[key]))
         if tuple(value.shape) != tuple(variable.shape):
-            mis_shaped.append(f"{key}: {tuple(np.shape(state[key]))} -> {tuple(value.shape)}, model wants {tuple(variable.shape)}")
+            mis_shaped.append(
+                f"{key}: {tuple(np.shape(state[key]))} -> {tuple(value.shape)}, model wants {tuple(variable.shape)}"
+            )
         else:
             values[key] = value.astype(variable.dtype)
     if missing or unexpected or mis_shaped:
@@ -203,7 +214,7 @@ def read_state_dict(path):
     else:
         raise ValueError(f"Unknown checkpoint format {path!r}: expected .npz, .pth or .pt.")
     if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
     if not state:
         raise ValueError(f"{path!r} holds no arrays.")
     return state
@@ -224,8 +235,13 @@ def infer_config(state):
         )
     blocks = {int(m[1]) for k in state if (m := re.match(r"pretrained\.layer3\.(\d+)\.", k))}
     if len(blocks) not in _DEPTHS:
-        raise ValueError(f"Stage 3 has {len(blocks)} blocks; expected 6 (ResNet50) or 23 (ResNet101).")
-    config = {"backbone": f"resnet{_DEPTHS[len(blocks)]}s", "aux": "auxlayer.conv5.0.weight" in state}
+        raise ValueError(
+            f"Stage 3 has {len(blocks)} blocks; expected 6 (ResNet50) or 23 (ResNet101)."
+        )
+    config = {
+        "backbone": f"resnet{_DEPTHS[len(blocks)]}s",
+        "aux": "auxlayer.conv5.0.weight" in state,
+    }
     if "head.conv6.1.weight" in state:
         config.update(
             model="encnet",
@@ -237,7 +253,9 @@ def infer_config(state):
     elif "head.conv5.4.weight" in state:
         config.update(model="fcn", num_classes=int(np.shape(state["head.conv5.4.weight"])[0]))
     else:
-        raise ValueError("Neither an EncNet head ('head.conv6.1.weight') nor an FCN head ('head.conv5.4.weight') found.")
+        raise ValueError(
+            "Neither an EncNet head ('head.conv6.1.weight') nor an FCN head ('head.conv5.4.weight') found."
+        )
     return config
 
 

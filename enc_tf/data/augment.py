@@ -9,7 +9,6 @@ nearest-neighbour sampling, so their values are never interpolated.
 import dataclasses
 import math
 
-import numpy as np
 import tensorflow as tf
 
 from enc_tf.contracts.images import long_side_size_tf, normalize, short_side_size_tf
@@ -59,13 +58,19 @@ def _rotate(image, label, degrees, ignore_index):
     cos, sin = tf.cos(angle), tf.sin(angle)
     cx, cy = (w - 1) / 2, (h - 1) / 2
     # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
-    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
+    transform = tf.stack(
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0]
+    )
     size = tf.shape(image)[:2]
 
     def warp(x, interpolation, fill):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None], transforms=transform[None], output_shape=size,
-            fill_value=fill, interpolation=interpolation, fill_mode="CONSTANT",
+            images=x[None],
+            transforms=transform[None],
+            output_shape=size,
+            fill_value=fill,
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
         )[0]
 
     image = warp(image, "BILINEAR", 0.0)
@@ -79,7 +84,9 @@ def gaussian_blur(image, sigma, radius=3):
     kernel = tf.exp(-0.5 * tf.square(x / sigma))
     kernel = kernel / tf.reduce_sum(kernel)
     channels = tf.shape(image)[-1]
-    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    padded = tf.pad(
+        image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT"
+    )
     k_h = tf.tile(tf.reshape(kernel, (-1, 1, 1, 1)), [1, 1, channels, 1])
     k_w = tf.tile(tf.reshape(kernel, (1, -1, 1, 1)), [1, 1, channels, 1])
     out = tf.nn.depthwise_conv2d(padded, k_h, [1, 1, 1, 1], "VALID")
@@ -129,7 +136,9 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
     new_h, new_w = long_side_size_tf(tf.shape(image)[0], tf.shape(image)[1], long_side)
     image, label = resize_pair(image, label, new_h, new_w)
     if config.rotate_degrees > 0:
-        degrees = tf.random.stateless_uniform([], seeds[2], -config.rotate_degrees, config.rotate_degrees)
+        degrees = tf.random.stateless_uniform(
+            [], seeds[2], -config.rotate_degrees, config.rotate_degrees
+        )
         image, label = _rotate(image, label, degrees, ignore_index)
     if config.blur_probability > 0:
         blur = tf.random.stateless_uniform([], seeds[3]) < config.blur_probability
@@ -143,7 +152,9 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
     x0 = tf.random.stateless_uniform([], seeds[10], 0, w - crop_size + 1, dtype=tf.int32)
     image = image[y0 : y0 + crop_size, x0 : x0 + crop_size]
     label = label[y0 : y0 + crop_size, x0 : x0 + crop_size]
-    return tf.ensure_shape(image, (crop_size, crop_size, 3)), tf.ensure_shape(label, (crop_size, crop_size))
+    return tf.ensure_shape(image, (crop_size, crop_size, 3)), tf.ensure_shape(
+        label, (crop_size, crop_size)
+    )
 
 
 def val_transform(image, label, crop_size):
@@ -154,7 +165,9 @@ def val_transform(image, label, crop_size):
     y0, x0 = (new_h - crop_size) // 2, (new_w - crop_size) // 2
     image = normalize(image[y0 : y0 + crop_size, x0 : x0 + crop_size])
     label = label[y0 : y0 + crop_size, x0 : x0 + crop_size]
-    return tf.ensure_shape(image, (crop_size, crop_size, 3)), tf.ensure_shape(label, (crop_size, crop_size))
+    return tf.ensure_shape(image, (crop_size, crop_size, 3)), tf.ensure_shape(
+        label, (crop_size, crop_size)
+    )
 
 
 def eval_transform(image, label):

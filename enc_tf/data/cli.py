@@ -22,26 +22,38 @@ def _positive_int(text):
 
 
 def _source_args(parser):
-    parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "tfrecord"])
+    parser.add_argument(
+        "--dataset", required=True, choices=[d for d in DATASETS if d != "tfrecord"]
+    )
     parser.add_argument("--root", required=True, help="dataset directory")
     parser.add_argument("--split", default=None, help="split name (train, val, train_aug, ...)")
     parser.add_argument("--classes", default=None, help="folder datasets: class list (YAML/JSON)")
-    parser.add_argument("--label-mapping", default=None, choices=LABEL_MAPPINGS, help="folder datasets")
+    parser.add_argument(
+        "--label-mapping", default=None, choices=LABEL_MAPPINGS, help="folder datasets"
+    )
 
 
 def _source(args, strict=True):
-    split = args.split if args.split is not None else (None if args.dataset == "folder" else "train")
+    split = (
+        args.split if args.split is not None else (None if args.dataset == "folder" else "train")
+    )
     return resolve_source(args.dataset, args.root, split, args.classes, args.label_mapping, strict)
 
 
 def _run(args):
     if args.command == "context-shapes":
-        print(ensure_context_shapes(args.cache_dir, args.num_train, args.num_val, args.image_size, args.seed))
+        print(
+            ensure_context_shapes(
+                args.cache_dir, args.num_train, args.num_val, args.image_size, args.seed
+            )
+        )
         return 0
     if args.command == "check":
         source = _source(args, strict=False)  # images without masks are reported with the rest
         problems, counts = check_source(source)
-        print(f"{source.name} {source.split}: {len(source.samples)} samples, {len(problems)} problem(s)")
+        print(
+            f"{source.name} {source.split}: {len(source.samples)} samples, {len(problems)} problem(s)"
+        )
         for problem in problems:
             print(f"  - {problem}")
         print(summarize(source, counts))
@@ -59,8 +71,12 @@ def main(argv=None):
     convert = sub.add_parser("to-tfrecord", help="write sharded TFRecords of a checked split")
     _source_args(convert)
     convert.add_argument("--out", required=True)
-    convert.add_argument("--shards", type=_positive_int, default=None,
-                         help="number of shards (default: one per 256 examples)")
+    convert.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=None,
+        help="number of shards (default: one per 256 examples)",
+    )
     convert.add_argument("--image-format", default="png", choices=("png", "jpeg"))
     shapes = sub.add_parser("context-shapes", help="generate (or find) the ContextShapes dataset")
     shapes.add_argument("--cache-dir", default=None)

@@ -14,21 +14,43 @@ and reused afterwards, so it goes through the same code path as users' data.
 import json
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from enc_tf.data.classes import ClassInfo, save_class_file
+from enc_tf.files import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 VERSION = 1
 CLASSES = ClassInfo(
-    names=("sand", "earth", "sea", "lake", "umbrella", "ball", "tractor", "haystack", "boat", "buoy", "duck", "reed"),
+    names=(
+        "sand",
+        "earth",
+        "sea",
+        "lake",
+        "umbrella",
+        "ball",
+        "tractor",
+        "haystack",
+        "boat",
+        "buoy",
+        "duck",
+        "reed",
+    ),
     palette=(
-        (194, 178, 128), (120, 72, 40), (0, 105, 148), (64, 164, 223), (220, 40, 40), (240, 220, 40),
-        (40, 140, 60), (200, 150, 30), (235, 235, 235), (255, 120, 0), (110, 60, 20), (30, 80, 30),
+        (194, 178, 128),
+        (120, 72, 40),
+        (0, 105, 148),
+        (64, 164, 223),
+        (220, 40, 40),
+        (240, 220, 40),
+        (40, 140, 60),
+        (200, 150, 30),
+        (235, 235, 235),
+        (255, 120, 0),
+        (110, 60, 20),
+        (30, 80, 30),
     ),
 )
 # scene: (background class, texture, (object class, object class))
@@ -40,10 +62,14 @@ SCENES = {
 }
 # Object colours (RGB) and shapes.
 OBJECTS = {
-    4: ((220, 40, 40), "triangle"), 5: ((240, 220, 40), "circle"),
-    6: ((40, 140, 60), "box"), 7: ((200, 150, 30), "ellipse"),
-    8: ((235, 235, 235), "hull"), 9: ((255, 120, 0), "circle"),
-    10: ((110, 60, 20), "ellipse"), 11: ((30, 80, 30), "bar"),
+    4: ((220, 40, 40), "triangle"),
+    5: ((240, 220, 40), "circle"),
+    6: ((40, 140, 60), "box"),
+    7: ((200, 150, 30), "ellipse"),
+    8: ((235, 235, 235), "hull"),
+    9: ((255, 120, 0), "circle"),
+    10: ((110, 60, 20), "ellipse"),
+    11: ((30, 80, 30), "bar"),
 }
 
 
@@ -74,7 +100,12 @@ def _draw_object(draw_image, draw_mask, class_id, size, rng):
         draw_mask.polygon(points, fill=class_id)
         return
     if shape == "hull":
-        points = [(cx - s, cy - s / 3), (cx + s, cy - s / 3), (cx + s / 2, cy + s / 2), (cx - s / 2, cy + s / 2)]
+        points = [
+            (cx - s, cy - s / 3),
+            (cx + s, cy - s / 3),
+            (cx + s / 2, cy + s / 2),
+            (cx - s / 2, cy + s / 2),
+        ]
         draw_image.polygon(points, fill=jitter)
         draw_mask.polygon(points, fill=class_id)
         return
@@ -147,9 +178,17 @@ def ensure_context_shapes(cache_dir=None, num_train=400, num_val=100, image_size
     Generation happens in a temporary directory that is renamed when complete,
     so an interrupted run never leaves a half-written dataset behind.
     """
-    params = {"version": VERSION, "num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
+    params = {
+        "version": VERSION,
+        "num_train": num_train,
+        "num_val": num_val,
+        "image_size": image_size,
+        "seed": seed,
+    }
     if min(num_train, num_val) < 1 or image_size < 32:
-        raise ValueError(f"ContextShapes needs num_train, num_val >= 1 and image_size >= 32, got {params}.")
+        raise ValueError(
+            f"ContextShapes needs num_train, num_val >= 1 and image_size >= 32, got {params}."
+        )
     cache_dir = cache_dir or default_cache_dir()
     name = f"context_shapes-v{VERSION}-{image_size}px-{num_train}-{num_val}-seed{seed}"
     root = os.path.join(cache_dir, name)
@@ -158,16 +197,13 @@ def ensure_context_shapes(cache_dir=None, num_train=400, num_val=100, image_size
         with open(marker) as f:
             if json.load(f) == params:
                 return root
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=name + ".", dir=cache_dir)
-    try:
-        write_context_shapes(os.path.join(tmp, "data"), num_train, num_val, image_size, seed)
-        with open(os.path.join(tmp, "data", "context_shapes.json"), "w") as f:
+    remove_stale_temporaries(cache_dir, min_age_seconds=3600)  # spares another process's generation
+
+    def write(tmp):
+        write_context_shapes(tmp, num_train, num_val, image_size, seed)
+        with open(os.path.join(tmp, "context_shapes.json"), "w") as f:
             json.dump(params, f)
-        if os.path.isdir(root):
-            shutil.rmtree(root)
-        os.replace(os.path.join(tmp, "data"), root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_write(root, write)
     logger.info("Generated ContextShapes in %s", root)
     return root

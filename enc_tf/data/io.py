@@ -57,7 +57,9 @@ def rgb_uint8(array, name="<image>"):
             raise DataError(f"{name}: float images must lie in [0, 1].")
         array = np.rint(array * 255.0).astype(np.uint8)
     elif array.dtype != np.uint8:
-        raise DataError(f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
+        raise DataError(
+            f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1]."
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, -1)
     return np.ascontiguousarray(array[..., :3])

@@ -5,11 +5,11 @@ import re
 
 import tensorflow as tf
 
+from enc_tf.contracts.labels import presence_targets
 from enc_tf.data.augment import AugmentConfig, eval_transform, train_transform, val_transform
 from enc_tf.data.io import DataError, read_pair
 from enc_tf.data.sources import SegmentationSource
 from enc_tf.data.tfrecord import TFRecordSource, find_damaged_shard, parse_example
-from enc_tf.contracts.labels import presence_targets
 
 MODES = ("train", "val", "eval")
 
@@ -63,15 +63,24 @@ def decoded_examples(source, shuffle=False, seed=0, repeat=False, shard=None, st
     """
     shard = _check_shard(shard)
     if start < 0 or (start and not repeat):
-        raise ValueError(f"start must be >= 0 and needs repeat=True, got start={start}, repeat={repeat}.")
+        raise ValueError(
+            f"start must be >= 0 and needs repeat=True, got start={start}, repeat={repeat}."
+        )
     examples = _decoded(source, shuffle, seed, repeat, shard, start)
     if shard is None or repeat:
         return examples
     count, index = shard
     total = source.num_examples
     missing = -(-total // count) - len(range(index, total, count))
-    blank = (tf.zeros((8, 8, 3), tf.uint8), tf.fill((8, 8), tf.constant(source.ignore_index, tf.uint8)))
-    return examples.concatenate(tf.data.Dataset.from_tensors(blank).repeat(missing)) if missing else examples
+    blank = (
+        tf.zeros((8, 8, 3), tf.uint8),
+        tf.fill((8, 8), tf.constant(source.ignore_index, tf.uint8)),
+    )
+    return (
+        examples.concatenate(tf.data.Dataset.from_tensors(blank).repeat(missing))
+        if missing
+        else examples
+    )
 
 
 def _decoded(source, shuffle, seed, repeat, shard, start):
@@ -85,8 +94,10 @@ def _decoded(source, shuffle, seed, repeat, shard, start):
         if repeat:
             files = files.repeat()
         records = files.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(4, len(source.files)),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            tf.data.TFRecordDataset,
+            cycle_length=min(4, len(source.files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
         if shard is not None and not by_file:
             records = records.shard(*shard)
@@ -96,7 +107,9 @@ def _decoded(source, shuffle, seed, repeat, shard, start):
             records = records.skip(start)  # raw records: read, not decoded
         return records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not isinstance(source, SegmentationSource):
-        raise TypeError(f"Expected a SegmentationSource or TFRecordSource, got {type(source).__name__}.")
+        raise TypeError(
+            f"Expected a SegmentationSource or TFRecordSource, got {type(source).__name__}."
+        )
     images, labels = zip(*source.samples)
     pairs = tf.data.Dataset.from_tensor_slices((list(images), list(labels)))
     if shard is not None:
@@ -109,10 +122,14 @@ def _decoded(source, shuffle, seed, repeat, shard, start):
         pairs = pairs.skip(start)  # file names: nothing is read
 
     def load(image_path, label_path):
-        return read_pair(image_path.decode(), label_path.decode(), source.lookup, source.ignore_index)
+        return read_pair(
+            image_path.decode(), label_path.decode(), source.lookup, source.ignore_index
+        )
 
     def decode(image_path, label_path):
-        image, label = tf.numpy_function(load, [image_path, label_path], [tf.uint8, tf.uint8], stateful=False)
+        image, label = tf.numpy_function(
+            load, [image_path, label_path], [tf.uint8, tf.uint8], stateful=False
+        )
         return tf.ensure_shape(image, (None, None, 3)), tf.ensure_shape(label, (None, None))
 
     return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -128,7 +145,14 @@ def _targets(label, num_classes, ignore_index, aux, se_loss):
 
 
 def build_dataset(
-    source, mode="train", config=PipelineConfig(), aux=True, se_loss=True, repeat=False, shard=None, start=0
+    source,
+    mode="train",
+    config=PipelineConfig(),
+    aux=True,
+    se_loss=True,
+    repeat=False,
+    shard=None,
+    start=0,
 ):
     """Batches of `(images, targets)` for `model.fit` / `model.evaluate`.
 
@@ -158,29 +182,41 @@ def build_dataset(
         raise ValueError(f"crop_size {config.crop_size} is larger than any scaled image can be.")
     num_classes, ignore = source.classes.num_classes, source.ignore_index
     training = mode == "train"
-    examples = decoded_examples(source, shuffle=training, seed=config.seed, repeat=repeat, shard=shard, start=start)
+    examples = decoded_examples(
+        source, shuffle=training, seed=config.seed, repeat=repeat, shard=shard, start=start
+    )
     if training:
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2).skip(start)
         examples = tf.data.Dataset.zip((examples, seeds)).map(
             lambda pair, seed: train_transform(
                 pair[0], pair[1], seed, config.base_size, config.crop_size, config.augment, ignore
             ),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     elif mode == "val":
         examples = examples.map(
             lambda image, label: val_transform(image, label, config.crop_size),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     else:
-        examples = examples.map(eval_transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        examples = examples.map(
+            eval_transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     examples = examples.map(
         lambda image, label: (image, _targets(label, num_classes, ignore, aux, se_loss)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
     if mode == "eval":
-        padding = (tf.constant(0.0), {k: tf.constant(ignore if k != "se" else 0, v.dtype)
-                                      for k, v in examples.element_spec[1].items()})
+        padding = (
+            tf.constant(0.0),
+            {
+                k: tf.constant(ignore if k != "se" else 0, v.dtype)
+                for k, v in examples.element_spec[1].items()
+            },
+        )
         batches = examples.padded_batch(config.batch_size, padding_values=padding)
     else:
         batches = examples.batch(config.batch_size, drop_remainder=training)
@@ -190,7 +226,9 @@ def build_dataset(
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     elif not isinstance(source, TFRecordSource):
         # A list of file names has no files to shard by: shard the examples.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
@@ -222,7 +260,9 @@ def pipeline_data_error(err, source=None):
         damaged = find_damaged_shard(files)
         if damaged is not None:
             return damaged
-        return DataError(f"A TFRecord shard is damaged: {err.message.splitlines()[0].strip()}", exit_code=1)
+        return DataError(
+            f"A TFRecord shard is damaged: {err.message.splitlines()[0].strip()}", exit_code=1
+        )
     return None
 
 

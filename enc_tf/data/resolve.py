@@ -4,9 +4,9 @@ Used by training, `enc-eval`, `enc-export-tflite` (calibration images) and
 `python -m enc_tf.data`.
 """
 
-import os
 import json
 import logging
+import os
 
 from enc_tf.data import classes as class_lists
 from enc_tf.data import context_shapes
@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 DATASETS = ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
 
 
-def resolve_source(dataset, root, split, classes=None, label_mapping=None, strict=True, context_shapes=None):
+def resolve_source(
+    dataset, root, split, classes=None, label_mapping=None, strict=True, context_shapes=None
+):
     """The source of one split.
 
     Args:
@@ -66,8 +68,10 @@ def sources_from_config(data):
 
 
 PUBLIC_CLASSES = {
-    "ade20k": class_lists.ADE20K, "voc": class_lists.VOC,
-    "pascal_context": class_lists.PASCAL_CONTEXT, "cityscapes": class_lists.CITYSCAPES,
+    "ade20k": class_lists.ADE20K,
+    "voc": class_lists.VOC,
+    "pascal_context": class_lists.PASCAL_CONTEXT,
+    "cityscapes": class_lists.CITYSCAPES,
 }
 
 
@@ -92,7 +96,11 @@ def classes_from_config(data):
                 names = json.load(f)["classes"]
             return class_lists.make_class_info(names["names"], names.get("palette"))
     except (OSError, ValueError, KeyError, TypeError, DataError) as err:
-        logger.warning("The class names of the run's %s dataset cannot be read (%s).", data.dataset, err)
+        logger.warning(
+            "The class names of the run's %s dataset cannot be read (%s).", data.dataset, err
+        )
         return None
-    logger.warning("The run's %s dataset names no class list that can be found in %s.", data.dataset, data.root)
+    logger.warning(
+        "The run's %s dataset names no class list that can be found in %s.", data.dataset, data.root
+    )
     return None

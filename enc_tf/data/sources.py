@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 
+from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.data import classes as class_lists
 from enc_tf.data.io import IMAGE_EXTENSIONS, DataError
-from enc_tf.contracts.labels import IGNORE_INDEX
 
 LOOKUP_SIZE = 256
 LABEL_MAPPINGS = ("identity", "reduce_zero")
@@ -51,7 +51,9 @@ class SegmentationSource:
         return self.classes.num_classes
 
 
-def label_lookup(num_classes, mapping="identity", ignore_index=IGNORE_INDEX, num_raw_values=LOOKUP_SIZE):
+def label_lookup(
+    num_classes, mapping="identity", ignore_index=IGNORE_INDEX, num_raw_values=LOOKUP_SIZE
+):
     """Raw mask value -> train id table.
 
     Args:
@@ -79,7 +81,9 @@ def label_lookup(num_classes, mapping="identity", ignore_index=IGNORE_INDEX, num
         lookup[0] = ignore_index
         lookup[1 : num_classes + 1] = np.arange(num_classes)
     else:
-        raise ValueError(f"Unknown label mapping {mapping!r}; choose one of {LABEL_MAPPINGS} or a dict.")
+        raise ValueError(
+            f"Unknown label mapping {mapping!r}; choose one of {LABEL_MAPPINGS} or a dict."
+        )
     lookup[ignore_index] = ignore_index
     return lookup
 
@@ -95,7 +99,9 @@ def _files_by_stem(directory, extensions, suffix=""):
     for name in sorted(os.listdir(directory)):
         stem, ext = os.path.splitext(name)
         if ext.lower() in extensions and stem.endswith(suffix):
-            found[stem[: len(stem) - len(suffix)] if suffix else stem] = os.path.join(directory, name)
+            found[stem[: len(stem) - len(suffix)] if suffix else stem] = os.path.join(
+                directory, name
+            )
     return found
 
 
@@ -170,15 +176,27 @@ def folder_source(
     if classes is None:
         classes = find_class_file(root)
         if classes is None:
-            raise DataError(f"No class list given and none found in {root} (classes.yaml or classes.json).")
+            raise DataError(
+                f"No class list given and none found in {root} (classes.yaml or classes.json)."
+            )
     if isinstance(classes, str):
         classes = class_lists.load_class_file(classes)
-    images = _files_by_stem(_require_dir(os.path.join(root, images_dir), "Images"), IMAGE_EXTENSIONS)
+    images = _files_by_stem(
+        _require_dir(os.path.join(root, images_dir), "Images"), IMAGE_EXTENSIONS
+    )
     masks = _files_by_stem(_require_dir(os.path.join(root, masks_dir), "Masks"), IMAGE_EXTENSIONS)
-    stems = sorted(images) if split is None else _read_split_list(os.path.join(root, "splits", f"{split}.txt"))
-    samples, problems = _pair(stems, images, masks, f"{root} (split {split})", os.path.join(root, masks_dir), strict)
+    stems = (
+        sorted(images)
+        if split is None
+        else _read_split_list(os.path.join(root, "splits", f"{split}.txt"))
+    )
+    samples, problems = _pair(
+        stems, images, masks, f"{root} (split {split})", os.path.join(root, masks_dir), strict
+    )
     lookup = label_lookup(classes.num_classes, label_mapping, ignore_index)
-    return SegmentationSource("folder", split or "all", samples, classes, lookup, ignore_index, problems)
+    return SegmentationSource(
+        "folder", split or "all", samples, classes, lookup, ignore_index, problems
+    )
 
 
 def _find_root(root, marker):
@@ -196,12 +214,18 @@ def ade20k_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     if folder is None:
         raise DataError(f"ADE20K split must be 'train' or 'val', got {split!r}.")
     root = _find_root(root, "ADEChallengeData2016")
-    images = _files_by_stem(_require_dir(os.path.join(root, "images", folder), "ADE20K images"), (".jpg",))
+    images = _files_by_stem(
+        _require_dir(os.path.join(root, "images", folder), "ADE20K images"), (".jpg",)
+    )
     mask_dir = _require_dir(os.path.join(root, "annotations", folder), "ADE20K annotations")
     masks = _files_by_stem(mask_dir, (".png",))
-    samples, problems = _pair(sorted(images), images, masks, f"ADE20K {split} in {root}", mask_dir, strict)
+    samples, problems = _pair(
+        sorted(images), images, masks, f"ADE20K {split} in {root}", mask_dir, strict
+    )
     lookup = label_lookup(150, "reduce_zero", ignore_index)
-    return SegmentationSource("ade20k", split, samples, class_lists.ADE20K, lookup, ignore_index, problems)
+    return SegmentationSource(
+        "ade20k", split, samples, class_lists.ADE20K, lookup, ignore_index, problems
+    )
 
 
 def voc_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
@@ -216,7 +240,11 @@ def voc_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
     images = _files_by_stem(_require_dir(os.path.join(root, "JPEGImages"), "VOC images"), (".jpg",))
     lists = os.path.join(root, "ImageSets", "Segmentation")
     if split == "train_aug":
-        names = [n for n in ("train_aug.txt", "trainaug.txt", "aug.txt") if os.path.isfile(os.path.join(lists, n))]
+        names = [
+            n
+            for n in ("train_aug.txt", "trainaug.txt", "aug.txt")
+            if os.path.isfile(os.path.join(lists, n))
+        ]
         if not names:
             raise DataError(
                 f"The SBD-augmented list is missing from {lists} (train_aug.txt, trainaug.txt or aug.txt); "
@@ -228,9 +256,13 @@ def voc_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
         stems = _read_split_list(os.path.join(lists, f"{split}.txt"))
         mask_dir = _require_dir(os.path.join(root, "SegmentationClass"), "VOC masks")
     masks = _files_by_stem(mask_dir, (".png",))
-    samples, problems = _pair(stems, images, masks, f"PASCAL VOC {split} in {root}", mask_dir, strict)
+    samples, problems = _pair(
+        stems, images, masks, f"PASCAL VOC {split} in {root}", mask_dir, strict
+    )
     lookup = label_lookup(21, "identity", ignore_index)
-    return SegmentationSource("voc", split, samples, class_lists.VOC, lookup, ignore_index, problems)
+    return SegmentationSource(
+        "voc", split, samples, class_lists.VOC, lookup, ignore_index, problems
+    )
 
 
 def pascal_context_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
@@ -239,11 +271,15 @@ def pascal_context_source(root, split="train", ignore_index=IGNORE_INDEX, strict
     Value 0 (background) is ignored and value v is class v - 1.
     """
     root = _find_root(_find_root(root, "VOCdevkit"), "VOC2010")
-    images = _files_by_stem(_require_dir(os.path.join(root, "JPEGImages"), "PASCAL Context images"), (".jpg",))
+    images = _files_by_stem(
+        _require_dir(os.path.join(root, "JPEGImages"), "PASCAL Context images"), (".jpg",)
+    )
     mask_dir = _require_dir(os.path.join(root, "SegmentationClassContext"), "PASCAL Context masks")
     masks = _files_by_stem(mask_dir, (".png",))
     stems = _read_split_list(os.path.join(root, "ImageSets", "SegmentationContext", f"{split}.txt"))
-    samples, problems = _pair(stems, images, masks, f"PASCAL Context {split} in {root}", mask_dir, strict)
+    samples, problems = _pair(
+        stems, images, masks, f"PASCAL Context {split} in {root}", mask_dir, strict
+    )
     lookup = label_lookup(59, "reduce_zero", ignore_index)
     return SegmentationSource(
         "pascal_context", split, samples, class_lists.PASCAL_CONTEXT, lookup, ignore_index, problems
@@ -260,13 +296,22 @@ def cityscapes_source(root, split="train", ignore_index=IGNORE_INDEX, strict=Tru
     for city in sorted(os.listdir(image_root)):
         images.update(_files_by_stem(os.path.join(image_root, city), (".png",), "_leftImg8bit"))
         if os.path.isdir(os.path.join(mask_root, city)):
-            masks.update(_files_by_stem(os.path.join(mask_root, city), (".png",), "_gtFine_labelIds"))
-    samples, problems = _pair(sorted(images), images, masks, f"Cityscapes {split} in {root}", mask_root, strict)
+            masks.update(
+                _files_by_stem(os.path.join(mask_root, city), (".png",), "_gtFine_labelIds")
+            )
+    samples, problems = _pair(
+        sorted(images), images, masks, f"Cityscapes {split} in {root}", mask_root, strict
+    )
     # Label ids 0-33 that are not one of the 19 classes are ignored; any other value is an error.
     lookup = label_lookup(
-        19, class_lists.CITYSCAPES_LABEL_TO_TRAIN_ID, ignore_index, class_lists.CITYSCAPES_NUM_LABEL_IDS
+        19,
+        class_lists.CITYSCAPES_LABEL_TO_TRAIN_ID,
+        ignore_index,
+        class_lists.CITYSCAPES_NUM_LABEL_IDS,
     )
-    return SegmentationSource("cityscapes", split, samples, class_lists.CITYSCAPES, lookup, ignore_index, problems)
+    return SegmentationSource(
+        "cityscapes", split, samples, class_lists.CITYSCAPES, lookup, ignore_index, problems
+    )
 
 
 SOURCES = {
@@ -281,5 +326,7 @@ SOURCES = {
 def get_source(dataset, root, split, **kwargs):
     """The source of a dataset by name (`folder`, `ade20k`, `voc`, `pascal_context`, `cityscapes`)."""
     if dataset not in SOURCES:
-        raise DataError(f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)} (or 'tfrecord').")
+        raise DataError(
+            f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)} (or 'tfrecord')."
+        )
     return SOURCES[dataset](root, split=split, **kwargs)

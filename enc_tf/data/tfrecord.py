@@ -63,9 +63,15 @@ def _encode(array, image_format):
 
 def _example(image, label, filename, image_format):
     feature = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_encode(image, image_format)])),
-        "label/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_encode(label, "png")])),
-        "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode()])),
+        "image/encoded": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[_encode(image, image_format)])
+        ),
+        "label/encoded": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[_encode(label, "png")])
+        ),
+        "image/filename": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[filename.encode()])
+        ),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -88,10 +94,14 @@ def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
     """
     if image_format not in ("png", "jpeg"):
         raise ConfigError(f"image_format must be 'png' or 'jpeg', got {image_format!r}.")
-    if num_shards is not None and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
+    if num_shards is not None and (
+        isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1
+    ):
         raise ConfigError(f"The number of shards must be a positive integer, got {num_shards!r}.")
     if os.path.exists(os.path.join(out_dir, METADATA)):
-        raise FileExistsError(f"{out_dir} already holds a converted dataset ({METADATA}); choose another directory.")
+        raise FileExistsError(
+            f"{out_dir} already holds a converted dataset ({METADATA}); choose another directory."
+        )
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temporaries(out_dir)
     n = len(source.samples)
@@ -103,16 +113,23 @@ def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
         def write(tmp, samples=samples):
             with tf.io.TFRecordWriter(tmp) as writer:
                 for image_path, label_path in samples:
-                    image, label = read_pair(image_path, label_path, source.lookup, source.ignore_index)
+                    image, label = read_pair(
+                        image_path, label_path, source.lookup, source.ignore_index
+                    )
                     writer.write(_example(image, label, os.path.basename(image_path), image_format))
 
         name = f"{source.split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
         files.append(atomic_write(os.path.join(out_dir, name), write))
         counts.append(len(samples))
     metadata = {
-        "name": source.name, "split": source.split, "files": [os.path.basename(f) for f in files],
-        "examples_per_file": counts, "classes": source.classes.to_dict(), "ignore_index": source.ignore_index,
-        "num_examples": n, "image_format": image_format,
+        "name": source.name,
+        "split": source.split,
+        "files": [os.path.basename(f) for f in files],
+        "examples_per_file": counts,
+        "classes": source.classes.to_dict(),
+        "ignore_index": source.ignore_index,
+        "num_examples": n,
+        "image_format": image_format,
     }
     write_text_atomic(json.dumps(metadata, indent=1), os.path.join(out_dir, METADATA))
     logger.info("Wrote %d examples in %d shards to %s", n, num_shards, out_dir)
@@ -131,7 +148,11 @@ def count_records(path):
         while position < size:
             f.seek(position)
             header = f.read(8)
-            end = position + 8 + 4 + struct.unpack("<Q", header)[0] + 4 if len(header) == 8 else size + 1
+            end = (
+                position + 8 + 4 + struct.unpack("<Q", header)[0] + 4
+                if len(header) == 8
+                else size + 1
+            )
             if end > size:
                 raise DataError(
                     f"TFRecord shard {path} is truncated: record {count + 1} runs past its end ({size} bytes); "
@@ -152,7 +173,10 @@ def find_damaged_shard(files):
         except tf.errors.DataLossError as err:
             # Drop TensorFlow's "{{function_node ...}}" prefix and "[Op:...]" suffix.
             reason = re.sub(r"\{\{[^}]*\}\}|\[Op:.*", "", err.message.splitlines()[0]).strip()
-            return DataError(f"TFRecord shard {path} is damaged ({reason}); convert the dataset again.", exit_code=1)
+            return DataError(
+                f"TFRecord shard {path} is damaged ({reason}); convert the dataset again.",
+                exit_code=1,
+            )
     return None
 
 
@@ -192,7 +216,9 @@ def read_tfrecord_source(directory):
     """
     path = os.path.join(directory, METADATA)
     if not os.path.isfile(path):
-        raise DataError(f"No {METADATA} in {directory}: not a converted dataset, or an interrupted conversion.")
+        raise DataError(
+            f"No {METADATA} in {directory}: not a converted dataset, or an interrupted conversion."
+        )
     try:
         with open(path) as f:
             meta = json.load(f)

@@ -4,12 +4,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.metrics import label_confusion, segmentation_scores
 from enc_tf.contracts.labels import IGNORE_INDEX
+from enc_tf.metrics import label_confusion, segmentation_scores
 
 
-def evaluate_multi_scale(predictor, examples, ignore_index=IGNORE_INDEX, class_names=None, strategy=None, progress=True,
-                         native_resolution=False, total=None):
+def evaluate_multi_scale(
+    predictor,
+    examples,
+    ignore_index=IGNORE_INDEX,
+    class_names=None,
+    strategy=None,
+    progress=True,
+    native_resolution=False,
+    total=None,
+):
     """The paper's multi-scale (+ flip, sliding window) scores over a dataset.
 
     Args:

@@ -30,7 +30,9 @@ def confusion_picture(matrix, class_names=None, cell=None):
     rows = matrix.sum(1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     cell = cell or max(4, min(24, 960 // max(c, 1)))
-    colours = (255 - norm[..., None] * np.array([225, 185, 75])).astype(np.uint8)  # towards (30, 70, 180)
+    colours = (255 - norm[..., None] * np.array([225, 185, 75])).astype(
+        np.uint8
+    )  # towards (30, 70, 180)
     grid = Image.fromarray(colours, "RGB").resize((c * cell, c * cell), Image.NEAREST)
     names = list(class_names) if class_names is not None and c <= 60 else None
     margin = 8 + (6 * max(len(n) for n in names) if names else 0)
@@ -50,7 +52,10 @@ def write_report(out_dir, scores, matrix, extra=None):
     """Writes `evaluation.json` (every number, plus `extra`), `confusion_matrix.npy` and
     `confusion_matrix.png` into `out_dir`, each atomically; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("evaluation.json", "confusion_matrix.npy", "confusion_matrix.png")}
+    paths = {
+        name: os.path.join(out_dir, name)
+        for name in ("evaluation.json", "confusion_matrix.npy", "confusion_matrix.png")
+    }
     record = {**scores, **(extra or {})}
     record["notes"] = {
         "mean_iou": "the original's convention: mean over all classes, absent classes count 0",
@@ -67,7 +72,10 @@ def write_report(out_dir, scores, matrix, extra=None):
 
     atomic_write(paths["evaluation.json"], write_json)
     atomic_write(paths["confusion_matrix.npy"], write_npy)
-    atomic_write(paths["confusion_matrix.png"], lambda tmp: confusion_picture(matrix, scores.get("class_names")).save(tmp, format="PNG"))
+    atomic_write(
+        paths["confusion_matrix.png"],
+        lambda tmp: confusion_picture(matrix, scores.get("class_names")).save(tmp, format="PNG"),
+    )
     return paths
 
 

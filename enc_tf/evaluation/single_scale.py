@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.metrics import confusion_matrix, segmentation_scores
 from enc_tf.contracts.labels import IGNORE_INDEX
+from enc_tf.metrics import confusion_matrix, segmentation_scores
 
 
 def evaluate(model, dataset, num_classes, ignore_index=IGNORE_INDEX, class_names=None):
@@ -22,7 +22,9 @@ def evaluate(model, dataset, num_classes, ignore_index=IGNORE_INDEX, class_names
 
     @tf.function
     def batch_matrix(images, labels):
-        return confusion_matrix(labels, model(images, training=False)["seg"], num_classes, ignore_index)
+        return confusion_matrix(
+            labels, model(images, training=False)["seg"], num_classes, ignore_index
+        )
 
     matrix = np.zeros((num_classes, num_classes), np.int64)
     for images, targets in dataset:
@@ -36,7 +38,9 @@ def format_scores(scores):
     lines = [f"{'class':<20s} {'IoU':>7s}"]
     for name, iou in zip(names, scores["per_class_iou"]):
         lines.append(f"{name:<20s} {'   n/a' if np.isnan(iou) else f'{100 * iou:6.2f}'}")
-    lines.append(f"pixAcc {100 * scores['pixel_accuracy']:.2f}  "
-                 f"mIoU {100 * scores['mean_iou']:.2f} (original: mean over all classes)  "
-                 f"mIoU {100 * scores['mean_iou_present']:.2f} (classes present)")
+    lines.append(
+        f"pixAcc {100 * scores['pixel_accuracy']:.2f}  "
+        f"mIoU {100 * scores['mean_iou']:.2f} (original: mean over all classes)  "
+        f"mIoU {100 * scores['mean_iou_present']:.2f} (classes present)"
+    )
     return "\n".join(lines)

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 
+from enc_tf.artifacts import export_classes, load_keras_model
 from enc_tf.console import run_cli
 from enc_tf.errors import ConfigError
 from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
-from enc_tf.artifacts import export_classes, load_keras_model
 
 
 def run(args):
@@ -25,22 +25,37 @@ def run(args):
     loaded = load_keras_model(args.model)
     classes = export_classes(loaded, args.classes)
     try:
-        path = export_saved_model(loaded.keras_model, classes, args.base_dir, args.name, args.version, args.overwrite,
-                                  max_size=args.max_size or None)
+        path = export_saved_model(
+            loaded.keras_model,
+            classes,
+            args.base_dir,
+            args.name,
+            args.version,
+            args.overwrite,
+            max_size=args.max_size or None,
+        )
     except FileExistsError as err:
         raise ConfigError(str(err)) from err
     print(path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="enc-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="enc-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
     parser.add_argument("--name", default="encnet")
-    parser.add_argument("--version", type=int, help="default: one more than the highest existing version")
+    parser.add_argument(
+        "--version", type=int, help="default: one more than the highest existing version"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
-    parser.add_argument("--max-size", type=int, default=0, help="downscale inputs whose long side exceeds this")
+    parser.add_argument(
+        "--classes", help="class list (YAML/JSON) when the model's run does not name one"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=0, help="downscale inputs whose long side exceeds this"
+    )
     return run_cli(parser, run, argv)
 
 

@@ -14,15 +14,21 @@ from typing import Callable, Dict, List
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.metrics import label_confusion
-from enc_tf.metrics import segmentation_scores
+from enc_tf.metrics import label_confusion, segmentation_scores
 from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
-VARIANTS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic_int8", "tflite_int8",
-            "tflite_int8_all", "onnx")
+VARIANTS = (
+    "saved_model",
+    "tflite_float32",
+    "tflite_float16",
+    "tflite_dynamic_int8",
+    "tflite_int8",
+    "tflite_int8_all",
+    "onnx",
+)
 
 
 @dataclasses.dataclass
@@ -48,7 +54,11 @@ class VariantScore:
 
 def _path_size(path):
     path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return (
+        path.stat().st_size
+        if path.is_file()
+        else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    )
 
 
 def validation_examples(source, count=None):
@@ -76,8 +86,9 @@ def keras_runner(model) -> Runner:
     return run
 
 
-def export_variants(model, classes, out_dir, size, representative=None, names=VARIANTS,
-                    num_threads=None) -> List[Variant]:
+def export_variants(
+    model, classes, out_dir, size, representative=None, names=VARIANTS, num_threads=None
+) -> List[Variant]:
     """Exports `model` as each of `names` (see `VARIANTS`) into `out_dir`; returns runners.
 
     TFLite variants take `size x size` inputs; `representative` (a callable yielding
@@ -95,9 +106,13 @@ def export_variants(model, classes, out_dir, size, representative=None, names=VA
     for name in names:
         start = time.perf_counter()
         if name == "saved_model":
-            path = export_saved_model(model, classes, out_dir, "saved_model", version=1, overwrite=True)
+            path = export_saved_model(
+                model, classes, out_dir, "saved_model", version=1, overwrite=True
+            )
             signature = tf.saved_model.load(path).signatures["logits"]
-            run = (lambda sig: lambda x: {k: v.numpy()[0] for k, v in sig(images=x[None]).items()})(signature)
+            run = (lambda sig: lambda x: {k: v.numpy()[0] for k, v in sig(images=x[None]).items()})(
+                signature
+            )
         elif name == "onnx":
             from enc_tf.export.onnx import OnnxRunner, to_onnx, write_onnx
 
@@ -105,10 +120,14 @@ def export_variants(model, classes, out_dir, size, representative=None, names=VA
             path = write_onnx(proto, os.path.join(out_dir, "encnet.onnx"))
             run = OnnxRunner(proto, num_threads=num_threads)
         else:
-            suffix = name[len("tflite_"):]  # a TFLite mode, or int8_all: int8 with nothing kept float
+            suffix = name[
+                len("tflite_") :
+            ]  # a TFLite mode, or int8_all: int8 with nothing kept float
             mode = "int8" if suffix == "int8_all" else suffix
             kwargs = {"float_scopes": ()} if suffix == "int8_all" else {}
-            flatbuffer = convert(model, mode, size, representative if mode == "int8" else None, **kwargs)
+            flatbuffer = convert(
+                model, mode, size, representative if mode == "int8" else None, **kwargs
+            )
             path = write_tflite(flatbuffer, os.path.join(out_dir, f"encnet_{suffix}.tflite"))
             run = TFLiteRunner(model_content=flatbuffer, num_threads=num_threads)
         logger.info("Exported %s to %s in %.0f s", name, path, time.perf_counter() - start)
@@ -139,9 +158,17 @@ def score_variants(variants, examples, num_classes, ignore_index, reference: Run
             else:
                 se_error = float("nan")
         result = segmentation_scores(matrix)
-        scores.append(VariantScore(variant.name, variant.size_bytes, 1e3 * float(np.median(times)),
-                                   float(np.mean(agree)), se_error, float(result["mean_iou"]),
-                                   float(result["pixel_accuracy"])))
+        scores.append(
+            VariantScore(
+                variant.name,
+                variant.size_bytes,
+                1e3 * float(np.median(times)),
+                float(np.mean(agree)),
+                se_error,
+                float(result["mean_iou"]),
+                float(result["pixel_accuracy"]),
+            )
+        )
     return scores
 
 
@@ -151,11 +178,20 @@ def format_table(scores: List[VariantScore], latency=True) -> str:
         header.insert(1, "latency ms")
     rows = []
     for s in scores:
-        row = [s.name, f"{s.size_bytes / 2**20:.1f}", f"{100 * s.agreement:.2f}%", f"{s.se_error:.3f}",
-               f"{100 * s.mean_iou:.2f}", f"{100 * s.pixel_accuracy:.2f}"]
+        row = [
+            s.name,
+            f"{s.size_bytes / 2**20:.1f}",
+            f"{100 * s.agreement:.2f}%",
+            f"{s.se_error:.3f}",
+            f"{100 * s.mean_iou:.2f}",
+            f"{100 * s.pixel_accuracy:.2f}",
+        ]
         if latency:
             row.insert(1, f"{s.latency_ms:.0f}")
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = " | ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([line.format(*header), "-+-".join("-" * w for w in widths)] + [line.format(*r) for r in rows])
+    return "\n".join(
+        [line.format(*header), "-+-".join("-" * w for w in widths)]
+        + [line.format(*r) for r in rows]
+    )

@@ -23,7 +23,7 @@ import tensorflow as tf
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import write_bytes_atomic
-from enc_tf.models.logits import LOGIT_OUTPUTS, logits_function
+from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +41,18 @@ def _require(module):
     try:
         return __import__(module)
     except ImportError as err:
-        raise MissingDependency(f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime).") from err
+        raise MissingDependency(
+            f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime)."
+        ) from err
 
 
 def _name_dimensions(proto):
     """Gives the dynamic dimensions readable names (tf2onnx writes `unk__123`)."""
-    names = {INPUT_NAME: ("batch", "height", "width", None), "seg": ("batch", "height", "width", None),
-             "se": ("batch", None)}
+    names = {
+        INPUT_NAME: ("batch", "height", "width", None),
+        "seg": ("batch", "height", "width", None),
+        "se": ("batch", None),
+    }
     for value in list(proto.graph.input) + list(proto.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, names.get(value.name, ())):
             if name and not dim.HasField("dim_value"):
@@ -74,13 +79,20 @@ def to_onnx(model, classes=None, size=None, opset=DEFAULT_OPSET):
     level = converter_log.level
     converter_log.setLevel(max(level, logging.WARNING))  # its INFO lines are per-pass statistics
     try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=int(opset))
+        proto, _ = tf2onnx.convert.from_function(
+            function, input_signature=function.input_signature, opset=int(opset)
+        )
     finally:
         converter_log.setLevel(level)
     _name_dimensions(proto)
-    metadata = {"mean": json.dumps([float(v) for v in IMAGENET_MEAN]), "std": json.dumps([float(v) for v in IMAGENET_STD])}
+    metadata = {
+        "mean": json.dumps([float(v) for v in IMAGENET_MEAN]),
+        "std": json.dumps([float(v) for v in IMAGENET_STD]),
+    }
     if classes is not None:
-        metadata[CLASSES_KEY] = json.dumps({**classes.to_dict(), "num_classes": classes.num_classes})
+        metadata[CLASSES_KEY] = json.dumps(
+            {**classes.to_dict(), "num_classes": classes.num_classes}
+        )
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -106,10 +118,14 @@ class OnnxRunner:
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
         content = model.SerializeToString() if hasattr(model, "SerializeToString") else model
-        self.session = ort.InferenceSession(content, sess_options=options, providers=list(providers))
+        self.session = ort.InferenceSession(
+            content, sess_options=options, providers=list(providers)
+        )
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
-            raise ValueError(f"Expected one input named {INPUT_NAME!r}, got {[i.name for i in inputs]}.")
+            raise ValueError(
+                f"Expected one input named {INPUT_NAME!r}, got {[i.name for i in inputs]}."
+            )
         self.input_shape = tuple(inputs[0].shape)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -131,8 +147,12 @@ class OnnxRunner:
         single = images.ndim == 3
         batch = images[None] if single else images
         expected = self.input_shape
-        if batch.ndim != 4 or any(isinstance(e, int) and e != s for e, s in zip(expected, batch.shape)):
-            raise ValueError(f"images: this ONNX model takes {list(expected)}, got {list(images.shape)}.")
+        if batch.ndim != 4 or any(
+            isinstance(e, int) and e != s for e, s in zip(expected, batch.shape)
+        ):
+            raise ValueError(
+                f"images: this ONNX model takes {list(expected)}, got {list(images.shape)}."
+            )
         out = dict(zip(self.outputs, self.session.run(self.outputs, {INPUT_NAME: batch})))
         return {k: v[0] for k, v in out.items()} if single else out
 
@@ -141,5 +161,7 @@ def max_relative_error(model, runner, images):
     """Largest |ONNX - Keras| over each output, relative to that output's largest |Keras|."""
     expected = logits_function(model, input_name=INPUT_NAME)(tf.constant(images, tf.float32))
     got = runner(np.asarray(images, np.float32))
-    return {k: float(np.abs(got[k] - v.numpy()).max() / max(float(np.abs(v.numpy()).max()), 1e-6))
-            for k, v in expected.items()}
+    return {
+        k: float(np.abs(got[k] - v.numpy()).max() / max(float(np.abs(v.numpy()).max()), 1e-6))
+        for k, v in expected.items()
+    }

@@ -13,11 +13,11 @@ import sys
 
 import numpy as np
 
+from enc_tf.artifacts import export_classes, load_keras_model
 from enc_tf.console import run_cli
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
 from enc_tf.files import remove_stale_temporaries
-from enc_tf.artifacts import export_classes, load_keras_model
 
 
 def run(args):
@@ -35,23 +35,37 @@ def run(args):
         errors = max_relative_error(loaded.keras_model, OnnxRunner(proto), images)
         report = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         if not max(errors.values()) <= args.tolerance:
-            raise EncTfError(f"ONNX Runtime differs from Keras by {report} (relative; --tolerance {args.tolerance:g}); "
-                             f"{args.out} not written", exit_code=1)
-        print(f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}")
+            raise EncTfError(
+                f"ONNX Runtime differs from Keras by {report} (relative; --tolerance {args.tolerance:g}); "
+                f"{args.out} not written",
+                exit_code=1,
+            )
+        print(
+            f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}"
+        )
     write_onnx(proto, args.out)
     shape = f"[batch, {args.size}, {args.size}, 3]" if args.size else "[batch, height, width, 3]"
     print(f"{args.out} ({proto.ByteSize() / 2**20:.1f} MiB, opset {args.opset}, input {shape})")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="enc-export-onnx", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="enc-export-onnx",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--out", required=True, help="output .onnx file")
-    parser.add_argument("--size", type=int, help="fix the input to [batch, size, size, 3] (default: any size)")
+    parser.add_argument(
+        "--size", type=int, help="fix the input to [batch, size, size, 3] (default: any size)"
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    parser.add_argument("--classes", help="class list (YAML/JSON) when the model's run does not name one")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted ONNX vs Keras difference")
+    parser.add_argument(
+        "--classes", help="class list (YAML/JSON) when the model's run does not name one"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest accepted ONNX vs Keras difference"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
     return run_cli(parser, run, argv)
 

@@ -25,13 +25,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.artifacts import CLASSES_ASSET, SERVING_SIGNATURES
 from enc_tf.contracts.images import PAD_VALUE, long_side_size_tf, normalize
-from enc_tf.layers.resize import resize_bilinear
-from enc_tf.models.logits import model_logits
 from enc_tf.data.classes import ClassInfo
 from enc_tf.errors import ConfigError
 from enc_tf.files import atomic_write, remove_stale_temporaries
-from enc_tf.artifacts import CLASSES_ASSET, LOGITS_SIGNATURE
+from enc_tf.layers.resize import resize_bilinear
+from enc_tf.models.logits import model_logits
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +66,26 @@ class ServingModule(tf.Module):
         self.max_size = int(max_size) if max_size else 0
         self.num_classes = int(model.output["seg"].shape[-1])
         if classes.num_classes != self.num_classes:
-            raise ConfigError(f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}.")
+            raise ConfigError(
+                f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}."
+            )
         self.classes = classes
         self._pad_value = tf.constant(PAD_VALUE, tf.float32)
         self.serving_default = tf.function(
-            self._serve_default, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+            self._serve_default,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
         )
         self.probabilities = tf.function(
-            self._serve_probabilities, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+            self._serve_probabilities,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
         )
         self.encoded = tf.function(
-            self._serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")]
+            self._serve_encoded,
+            input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")],
         )
         self.logits = tf.function(
-            self._logits, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
+            self._logits,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
         )
 
     @staticmethod
@@ -88,8 +94,12 @@ class ServingModule(tf.Module):
         # the checks run before anything else uses the images. An empty batch would
         # otherwise fail deep inside the model (or return empty outputs in some layers).
         images = tf.ensure_shape(images, [None, None, None, 3], name=name)
-        batch = tf.debugging.assert_positive(tf.shape(images)[:1], message=f"{name}: the batch holds no image (batch size 0)")
-        positive = tf.debugging.assert_positive(tf.shape(images)[1:3], message=f"{name}: height and width must be positive")
+        batch = tf.debugging.assert_positive(
+            tf.shape(images)[:1], message=f"{name}: the batch holds no image (batch size 0)"
+        )
+        positive = tf.debugging.assert_positive(
+            tf.shape(images)[1:3], message=f"{name}: height and width must be positive"
+        )
         with tf.control_dependencies([batch, positive]):
             return tf.identity(images)
 
@@ -112,16 +122,23 @@ class ServingModule(tf.Module):
         h, w = tf.shape(x)[1], tf.shape(x)[2]
         pad_h = (self.multiple - h % self.multiple) % self.multiple
         pad_w = (self.multiple - w % self.multiple) % self.multiple
-        padded = tf.pad(x - self._pad_value, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]) + self._pad_value
+        padded = (
+            tf.pad(x - self._pad_value, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]) + self._pad_value
+        )
         outputs = self._logits(padded)
         probabilities = tf.nn.softmax(outputs["seg"][:, :h, :w], axis=-1)
         if self.max_size:
-            probabilities = resize_bilinear(probabilities, tf.stack([height, width]), align_corners=True)
+            probabilities = resize_bilinear(
+                probabilities, tf.stack([height, width]), align_corners=True
+            )
         return probabilities, tf.sigmoid(outputs["se"])
 
     def _serve_default(self, images):
         probabilities, presence = self._predict(images)
-        return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32), "se_probabilities": presence}
+        return {
+            "labels": tf.argmax(probabilities, -1, output_type=tf.int32),
+            "se_probabilities": presence,
+        }
 
     def _serve_probabilities(self, images):
         probabilities, presence = self._predict(images)
@@ -136,19 +153,19 @@ class ServingModule(tf.Module):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
             return tf.ensure_shape(image, [None, None, 3])
 
-        batch = tf.debugging.assert_positive(tf.shape(encoded_images), message="encoded_images: the batch holds no image (batch size 0)")
+        batch = tf.debugging.assert_positive(
+            tf.shape(encoded_images),
+            message="encoded_images: the batch holds no image (batch size 0)",
+        )
         with tf.control_dependencies([batch]):
             encoded_images = tf.identity(encoded_images)
-        images = tf.map_fn(decode, encoded_images, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        images = tf.map_fn(
+            decode, encoded_images, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
+        )
         return self._serve_default(images)
 
     def signatures(self):
-        return {
-            "serving_default": self.serving_default.get_concrete_function(),
-            "probabilities": self.probabilities.get_concrete_function(),
-            "encoded": self.encoded.get_concrete_function(),
-            LOGITS_SIGNATURE: self.logits.get_concrete_function(),
-        }
+        return {name: getattr(self, name).get_concrete_function() for name in SERVING_SIGNATURES}
 
 
 # Temporaries of the exporter before it used enc_tf.files: `.<version>.tmp-<random>`.
@@ -175,8 +192,16 @@ def remove_stale_exports(model_dir):
     return removed
 
 
-def export_saved_model(model, classes, base_dir, model_name="encnet", version=None, overwrite=False,
-                       multiple=8, max_size=None):
+def export_saved_model(
+    model,
+    classes,
+    base_dir,
+    model_name="encnet",
+    version=None,
+    overwrite=False,
+    multiple=8,
+    max_size=None,
+):
     """Writes `<base_dir>/<model_name>/<version>/` (TF Serving's layout) and returns its path.
 
     `version` defaults to one more than the highest existing version (1 for the
@@ -193,7 +218,9 @@ def export_saved_model(model, classes, base_dir, model_name="encnet", version=No
         raise ConfigError(f"version must be a positive integer, got {version}.")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target) and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or another version.")
+        raise FileExistsError(
+            f"{target} exists; pass overwrite=True (--overwrite) or another version."
+        )
     module = ServingModule(model, classes, multiple, max_size)
 
     def write(export_dir):
@@ -214,7 +241,11 @@ def check_request_images(images, name="images"):
     if array.dtype != np.uint8:
         raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}.")
     if array.ndim != 4 or array.shape[-1] != 3:
-        raise ValueError(f"{name}: expected shape [batch, height, width, 3], got {list(array.shape)}.")
+        raise ValueError(
+            f"{name}: expected shape [batch, height, width, 3], got {list(array.shape)}."
+        )
     if 0 in array.shape[:3]:
-        raise ValueError(f"{name}: expected at least one image of at least 1 x 1 pixels, got shape {list(array.shape)}.")
+        raise ValueError(
+            f"{name}: expected at least one image of at least 1 x 1 pixels, got shape {list(array.shape)}."
+        )
     return array

@@ -83,7 +83,9 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
         with _keras_export_output_to_log():
             return _convert(model, mode, int(size), representative, float_scopes)
     except ConverterError as err:  # e.g. an op without a TFLite builtin kernel
-        raise ModelFileError(f"TFLite cannot convert the model ({mode}, {size} x {size}): {err}", exit_code=1) from err
+        raise ModelFileError(
+            f"TFLite cannot convert the model ({mode}, {size} x {size}): {err}", exit_code=1
+        ) from err
 
 
 def _convert(model, mode, size, representative, float_scopes):
@@ -120,9 +122,15 @@ def _selectively_quantize(converter, float_scopes):
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # as the QuantizationDebugger sets it
     calibrated = converter.convert()
-    float_names = [d["name"] for d in _tensor_details(calibrated) if any(scope in d["name"] for scope in float_scopes)]
+    float_names = [
+        d["name"]
+        for d in _tensor_details(calibrated)
+        if any(scope in d["name"] for scope in float_scopes)
+    ]
     if not float_names:
-        logger.warning("No tensor name contains any of %s: the whole model is quantized.", float_scopes)
+        logger.warning(
+            "No tensor name contains any of %s: the whole model is quantized.", float_scopes
+        )
     return lite_convert.mlir_quantize(
         calibrated,
         disable_per_channel=converter._experimental_disable_per_channel,
@@ -153,7 +161,9 @@ class TFLiteRunner:
     def __init__(self, model_content=None, model_path=None, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_content=model_content, model_path=model_path, num_threads=num_threads)
+        self.interpreter = Interpreter(
+            model_content=model_content, model_path=model_path, num_threads=num_threads
+        )
         self.runner = self.interpreter.get_signature_runner()
         details = self.runner.get_input_details()
         if list(details) != ["images"]:
@@ -164,6 +174,8 @@ class TFLiteRunner:
     def __call__(self, image):
         image = np.asarray(image, np.float32)
         if image.shape != self.input_shape[1:]:
-            raise ValueError(f"This TFLite model takes images of shape {self.input_shape[1:]}, got {image.shape}.")
+            raise ValueError(
+                f"This TFLite model takes images of shape {self.input_shape[1:]}, got {image.shape}."
+            )
         out = self.runner(images=image[None])
         return {k: np.asarray(v, np.float32)[0] for k, v in out.items()}

@@ -11,14 +11,14 @@ import sys
 
 import tensorflow as tf
 
+from enc_tf.artifacts import load_keras_model
 from enc_tf.console import run_cli
-from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.contracts.images import normalize
+from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite
 from enc_tf.files import remove_stale_temporaries
-from enc_tf.artifacts import load_keras_model
 
 
 def calibration_images(loaded, size, count, directory=None):
@@ -26,9 +26,15 @@ def calibration_images(loaded, size, count, directory=None):
     if directory:
         if not os.path.isdir(directory):
             raise DataError(f"--calibration-dir {directory} is not a directory.")
-        files = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = sorted(
+            os.path.join(directory, f)
+            for f in os.listdir(directory)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
         if not files:
-            raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in --calibration-dir {directory}.")
+            raise DataError(
+                f"No images ({', '.join(IMAGE_EXTENSIONS)}) in --calibration-dir {directory}."
+            )
 
         def from_files():
             for path in files[:count]:
@@ -37,7 +43,9 @@ def calibration_images(loaded, size, count, directory=None):
 
         return from_files
     if loaded.run_config is None:
-        raise ConfigError("--mode int8 needs calibration images: give a run directory or --calibration-dir.")
+        raise ConfigError(
+            "--mode int8 needs calibration images: give a run directory or --calibration-dir."
+        )
     return training_images(loaded.run_config.data, size, count)
 
 
@@ -45,37 +53,55 @@ def training_images(data_config, size, count):
     """A callable yielding up to `count` normalised training images of the run's data
     (val-style resize and centre crop to `size x size`)."""
     source = sources_from_config(data_config)[0]
-    data = build_dataset(source, "val", PipelineConfig(batch_size=1, base_size=size, crop_size=size), False, False)
+    data = build_dataset(
+        source, "val", PipelineConfig(batch_size=1, base_size=size, crop_size=size), False, False
+    )
     return lambda: (images[0].numpy() for images, _ in data.take(count))
 
 
 def run(args):
     if args.size < 1:
-        raise ConfigError(f"--size must be a positive integer (the input's height and width), got {args.size}.")
+        raise ConfigError(
+            f"--size must be a positive integer (the input's height and width), got {args.size}."
+        )
     if args.num_calibration < 1:
-        raise ConfigError(f"--num-calibration must be a positive integer, got {args.num_calibration}.")
+        raise ConfigError(
+            f"--num-calibration must be a positive integer, got {args.num_calibration}."
+        )
     remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
     loaded = load_keras_model(args.model)
     representative = None
     if args.mode == "int8":
-        representative = calibration_images(loaded, args.size, args.num_calibration, args.calibration_dir)
+        representative = calibration_images(
+            loaded, args.size, args.num_calibration, args.calibration_dir
+        )
     kwargs = {"float_scopes": ()} if args.quantize_encoding else {}
     flatbuffer = convert(loaded.keras_model, args.mode, args.size, representative, **kwargs)
     write_tflite(flatbuffer, args.out)
-    print(f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])")
+    print(
+        f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])"
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="enc-export-tflite", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="enc-export-tflite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--out", required=True, help="output .tflite file")
     parser.add_argument("--mode", choices=MODES, default="float32")
     parser.add_argument("--size", type=int, default=480, help="fixed input size")
-    parser.add_argument("--calibration-dir", help="images for int8 calibration (default: the run's training data)")
+    parser.add_argument(
+        "--calibration-dir", help="images for int8 calibration (default: the run's training data)"
+    )
     parser.add_argument("--num-calibration", type=int, default=64)
-    parser.add_argument("--quantize-encoding", action="store_true",
-                        help="int8: quantize the Encoding/SE path too (smaller, less accurate; see README)")
+    parser.add_argument(
+        "--quantize-encoding",
+        action="store_true",
+        help="int8: quantize the Encoding/SE path too (smaller, less accurate; see README)",
+    )
     return run_cli(parser, run, argv)
 
 

@@ -27,13 +27,13 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.artifacts import read_class_file
 from enc_tf.console import error_line, run_cli
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
-from enc_tf.prediction import PAPER_SCALES
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
-from enc_tf.artifacts import read_class_file
 from enc_tf.inference.predictor import Segmenter
+from enc_tf.prediction import PAPER_SCALES
 from enc_tf.visualize import index_png, overlay
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,11 @@ def expand_inputs(inputs):
     paths = []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(
+                os.path.join(item, f)
+                for f in os.listdir(item)
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
             if not found:
                 raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in directory {item}.")
             paths += found
@@ -82,12 +86,17 @@ def output_names(paths):
     counts = {}
     for stem in stems:
         counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
-    names = {path: stem if counts[stem.casefold()] == 1 else rel for path, stem, rel in zip(paths, stems, relative)}
+    names = {
+        path: stem if counts[stem.casefold()] == 1 else rel
+        for path, stem, rel in zip(paths, stems, relative)
+    }
     taken = {}
     for path, name in names.items():
         other = taken.setdefault(name.casefold(), path)
         if other != path:
-            raise DataError(f"The inputs {other} and {path} would both write {name}_labels.png; rename one of them.")
+            raise DataError(
+                f"The inputs {other} and {path} would both write {name}_labels.png; rename one of them."
+            )
     return names
 
 
@@ -115,10 +124,16 @@ def _predict_one(segmenter, path, stem, probabilities):
     if probabilities:
         _save(result.probabilities.astype(np.float32), f"{stem}_probabilities.npy")
     ids, counts = np.unique(result.labels, return_counts=True)
-    entry = {"size": list(image.shape[:2]),
-             "classes": {classes.names[i]: round(float(c) / result.labels.size, 6) for i, c in zip(ids, counts)}}
+    entry = {
+        "size": list(image.shape[:2]),
+        "classes": {
+            classes.names[i]: round(float(c) / result.labels.size, 6) for i, c in zip(ids, counts)
+        },
+    }
     if result.presence is not None:
-        entry["se_presence"] = {n: round(float(p), 6) for n, p in zip(classes.names, result.presence)}
+        entry["se_presence"] = {
+            n: round(float(p), 6) for n, p in zip(classes.names, result.presence)
+        }
     return entry
 
 
@@ -130,7 +145,9 @@ def predict_files(segmenter, paths, out_dir, probabilities=False):
     """
     names = output_names(paths)
     os.makedirs(out_dir, exist_ok=True)
-    for directory in sorted({os.path.dirname(os.path.join(out_dir, n)) for n in names.values()} | {out_dir}):
+    for directory in sorted(
+        {os.path.dirname(os.path.join(out_dir, n)) for n in names.values()} | {out_dir}
+    ):
         remove_stale_temporaries(directory)
     summary, failures = {}, {}
     for path in paths:
@@ -163,23 +180,38 @@ def run(args):
     paths = expand_inputs(args.inputs)
     output_names(paths)  # name clashes are refused before the model is loaded
     classes = read_class_file(args.classes) if args.classes else None
-    segmenter = Segmenter(args.model, classes, args.multi_scale, args.base_size, args.crop_size, args.scales)
+    segmenter = Segmenter(
+        args.model, classes, args.multi_scale, args.base_size, args.crop_size, args.scales
+    )
     summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
-    print(f"{len(summary)} image(s) written to {args.out}" + (f"; {len(failures)} failed (see predictions.json)" if failures else ""))
+    print(
+        f"{len(summary)} image(s) written to {args.out}"
+        + (f"; {len(failures)} failed (see predictions.json)" if failures else "")
+    )
     return 1 if failures else 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="enc-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="enc-predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
     parser.add_argument("inputs", nargs="+", help="image files, directories or glob patterns")
     parser.add_argument("--out", default="predictions")
-    parser.add_argument("--classes", help="class list (YAML/JSON) when the model does not carry one")
-    parser.add_argument("--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol")
+    parser.add_argument(
+        "--classes", help="class list (YAML/JSON) when the model does not carry one"
+    )
+    parser.add_argument(
+        "--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol"
+    )
     parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
     parser.add_argument("--base-size", type=int, default=520)
     parser.add_argument("--crop-size", type=int, default=480)
-    parser.add_argument("--probabilities", action="store_true", help="also write the class probabilities (.npy)")
+    parser.add_argument(
+        "--probabilities", action="store_true", help="also write the class probabilities (.npy)"
+    )
     return run_cli(parser, run, argv)
 
 

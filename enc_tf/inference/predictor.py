@@ -7,13 +7,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from enc_tf.artifacts import check_classes, load_model
 from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import image_to_rgb, rgb_uint8
 from enc_tf.errors import ModelFileError
 from enc_tf.layers.resize import resize_bilinear
 from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
-from enc_tf.artifacts import check_classes, load_model
 
 
 @dataclasses.dataclass
@@ -58,15 +58,31 @@ class Segmenter:
         (200, 300)
     """
 
-    def __init__(self, model, classes=None, multi_scale=False, base_size=520, crop_size=480,
-                 scales=PAPER_SCALES, flip=True, window_batch=4):
+    def __init__(
+        self,
+        model,
+        classes=None,
+        multi_scale=False,
+        base_size=520,
+        crop_size=480,
+        scales=PAPER_SCALES,
+        flip=True,
+        window_batch=4,
+    ):
         self.model = load_model(model) if isinstance(model, str) else model
         if classes is None:
-            classes = self.model.classes or make_class_info([f"class_{i}" for i in range(self.model.num_classes)])
+            classes = self.model.classes or make_class_info(
+                [f"class_{i}" for i in range(self.model.num_classes)]
+            )
         self.classes = check_classes(self.model, classes, "the class list")
         self.multi_scale = bool(multi_scale)
-        config = MultiScaleConfig(base_size, crop_size, tuple(scales) if multi_scale else (1.0,),
-                                  bool(flip) and multi_scale, window_batch=window_batch)
+        config = MultiScaleConfig(
+            base_size,
+            crop_size,
+            tuple(scales) if multi_scale else (1.0,),
+            bool(flip) and multi_scale,
+            window_batch=window_batch,
+        )
         self.windows = MultiScalePredictor(self.model.logits_fn, self.model.num_classes, config)
         self.crop_size = int(crop_size)
         crop = self.crop_size
@@ -75,7 +91,11 @@ class Segmenter:
         @tf.function(input_signature=[tf.TensorSpec((1, crop, crop, 3), tf.float32)])
         def presence(image):
             out = logits_fn(image)
-            return tf.sigmoid(tf.cast(out["se"], tf.float32))[0] if isinstance(out, dict) and "se" in out else tf.zeros((0,))
+            return (
+                tf.sigmoid(tf.cast(out["se"], tf.float32))[0]
+                if isinstance(out, dict) and "se" in out
+                else tf.zeros((0,))
+            )
 
         self._presence = presence
 
@@ -83,7 +103,9 @@ class Segmenter:
         # The SE head sees the whole image: long side resized to the crop, padded.
         height, width = long_side_size(*image.shape[:2], self.crop_size)
         resized = resize_bilinear(image[None], (height, width), align_corners=True)[0].numpy()
-        value = self._presence(self.windows.pad(resized, self.crop_size, self.crop_size)[None]).numpy()
+        value = self._presence(
+            self.windows.pad(resized, self.crop_size, self.crop_size)[None]
+        ).numpy()
         return value if value.size else None
 
     def __call__(self, image, name="<image>"):
@@ -93,9 +115,14 @@ class Segmenter:
         base = None if self.multi_scale else max(rgb.shape[:2])
         probabilities = self.windows.probabilities(normalised, base) / self.windows.num_passes
         presence = self._presence_of(normalised)
-        if not np.all(np.isfinite(probabilities)) or (presence is not None and not np.all(np.isfinite(presence))):
-            raise ModelFileError(f"The model {self.model.path} gave non-finite outputs (NaN or inf) for {name}; "
-                                 "its weights are broken for such inputs.", exit_code=1)
+        if not np.all(np.isfinite(probabilities)) or (
+            presence is not None and not np.all(np.isfinite(presence))
+        ):
+            raise ModelFileError(
+                f"The model {self.model.path} gave non-finite outputs (NaN or inf) for {name}; "
+                "its weights are broken for such inputs.",
+                exit_code=1,
+            )
         return Prediction(np.argmax(probabilities, -1).astype(np.int32), probabilities, presence)
 
     def predict(self, image):

@@ -40,9 +40,7 @@ class ConvBNReLU(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="conv",
         )
-        self.bn = batch_norm(
-            name="bn", synchronized=self.sync_batch_norm, dtype=self.dtype_policy
-        )
+        self.bn = batch_norm(name="bn", synchronized=self.sync_batch_norm, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.conv.build(input_shape)

@@ -40,9 +40,7 @@ class EncModule(keras.layers.Layer):
     ((2, 6, 6, 16), (2, 5))
     """
 
-    def __init__(
-        self, num_classes, num_codes=32, se_loss=True, sync_batch_norm=False, **kwargs
-    ):
+    def __init__(self, num_classes, num_codes=32, se_loss=True, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.num_codes = int(num_codes)

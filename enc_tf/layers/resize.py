@@ -15,7 +15,9 @@ def resize_bilinear(images, size, align_corners=True):
     to the TFLite `RESIZE_BILINEAR` builtin. Returns float32.
     """
     return tf.raw_ops.ResizeBilinear(
-        images=images, size=tf.cast(size, tf.int32), align_corners=bool(align_corners),
+        images=images,
+        size=tf.cast(size, tf.int32),
+        align_corners=bool(align_corners),
         half_pixel_centers=not align_corners,
     )
 

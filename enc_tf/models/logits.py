@@ -14,7 +14,10 @@ def select_logits(outputs):
 
 def model_logits(model, images):
     """`{"seg": (B, H, W, C), "se": (B, C)}` float32 logits of `model` in inference mode."""
-    return {name: tf.cast(value, tf.float32) for name, value in select_logits(model(images, training=False)).items()}
+    return {
+        name: tf.cast(value, tf.float32)
+        for name, value in select_logits(model(images, training=False)).items()
+    }
 
 
 def logits_function(model, size=None, batch=None, input_name="images"):

@@ -35,7 +35,9 @@ class TimeLimit(keras.callbacks.Callback):
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             over = float(strategy.reduce("SUM", tf.constant(float(over)), axis=None)) > 0
         if over:
-            logger.info("Time limit of %.1f minutes reached after epoch %d.", self.seconds / 60, epoch + 1)
+            logger.info(
+                "Time limit of %.1f minutes reached after epoch %d.", self.seconds / 60, epoch + 1
+            )
             self.model.stop_training = True
 
 
@@ -65,7 +67,16 @@ class PredictionImages(keras.callbacks.Callback):
             return
         logits = self.model(self.images, training=False)["seg"]
         prediction = np.argmax(np.asarray(logits), -1)
-        panel = np.concatenate([denormalize(self.images), colorize(self.labels, self.palette), colorize(prediction, self.palette)], axis=2)
+        panel = np.concatenate(
+            [
+                denormalize(self.images),
+                colorize(self.labels, self.palette),
+                colorize(prediction, self.palette),
+            ],
+            axis=2,
+        )
         with self.writer.as_default():
-            tf.summary.image("input | ground truth | prediction", panel, step=epoch + 1, max_outputs=len(panel))
+            tf.summary.image(
+                "input | ground truth | prediction", panel, step=epoch + 1, max_outputs=len(panel)
+            )
         self.writer.flush()

@@ -7,8 +7,8 @@ resumes from it), 2 for a configuration error found before anything ran.
 
 import argparse
 
-from enc_tf.console import run_cli
 from enc_tf.config import load_config
+from enc_tf.console import run_cli
 from enc_tf.training.trainer import train
 
 
@@ -17,9 +17,15 @@ def _run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="YAML recipe (configs/*.yaml); defaults when omitted")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=10 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
+    )
     return run_cli(parser, _run, argv)

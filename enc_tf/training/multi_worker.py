@@ -17,8 +17,11 @@ def _build_from_first_replica(model, iterator=None, data_batch=None):
     if iterator is not None:
         for _, _, it in iterator:
             data_batch = tf.nest.map_structure(
-                lambda v: model.distribute_strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v,
+                lambda v: (
+                    model.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
                 next(it),
             )
             break
@@ -31,7 +34,10 @@ def _logs_as_vectors(step):
     # strategy.reduce("MEAN", value, axis=0), which fails for the scalar logs;
     # as shape-(1,) vectors the same call returns their mean, a scalar again.
     def wrapped(data):
-        return {k: tf.reshape(v, (1,)) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in step(data).items()}
+        return {
+            k: tf.reshape(v, (1,)) if tf.is_tensor(v) and v.shape.rank == 0 else v
+            for k, v in step(data).items()
+        }
 
     return wrapped
 
@@ -52,7 +58,9 @@ def fix_fit_for_multi_worker(model):
     if not is_multi_worker(strategy):
         return model
     if not hasattr(model, "_maybe_symbolic_build"):
-        logger.warning("Keras no longer has Model._maybe_symbolic_build; the keras#20585 fix is not applied.")
+        logger.warning(
+            "Keras no longer has Model._maybe_symbolic_build; the keras#20585 fix is not applied."
+        )
         return model
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: _build_from_first_replica(
         model, iterator, data_batch

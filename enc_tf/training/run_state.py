@@ -32,6 +32,7 @@ import re
 import keras
 import numpy as np
 
+from enc_tf.artifacts import CHECKPOINTS, RUN_LOG
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
 from enc_tf.models.saving import save_model_atomic
 
@@ -89,15 +90,23 @@ def restore_resume_point(model, backup_dir: str) -> int:
         try:
             model.load_weights(path)
         except (OSError, ValueError, KeyError) as err:
-            logger.warning("Resume point %s cannot be read (%s); trying the one before it.", path, err)
+            logger.warning(
+                "Resume point %s cannot be read (%s); trying the one before it.", path, err
+            )
             continue
         bad = non_finite_variables(_state_variables(model))
         if bad:
-            logger.warning("Resume point %s holds non-finite values (%s, ...); trying the one before it.", path, bad[0])
+            logger.warning(
+                "Resume point %s holds non-finite values (%s, ...); trying the one before it.",
+                path,
+                bad[0],
+            )
             continue
         logger.info("Resuming after epoch %d from %s", epochs_done, path)
         return epochs_done
-    for variable, value in zip(_state_variables(model), initial):  # a failed load may have left a mix
+    for variable, value in zip(
+        _state_variables(model), initial
+    ):  # a failed load may have left a mix
         variable.assign(value)
     return 0
 
@@ -141,8 +150,8 @@ class RunRecorder(keras.callbacks.Callback):
     def __init__(self, run_dir, backup_dir, chief=True, monitor="val_seg_mean_iou", mode="max"):
         super().__init__()
         self.run_dir, self.backup_dir, self.chief = run_dir, backup_dir, chief
-        self.log_path = os.path.join(run_dir, "log.csv")
-        self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
+        self.log_path = os.path.join(run_dir, RUN_LOG)
+        self.checkpoint_dir = os.path.join(run_dir, CHECKPOINTS)
         self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
         self.best = None  # (epoch, value)
         self.diverged = None  # (epoch, batch, value) of the first non-finite loss
@@ -162,7 +171,10 @@ class RunRecorder(keras.callbacks.Callback):
             return {}
 
     def _write_index(self, index):
-        write_text_atomic(json.dumps(index, indent=1, sort_keys=True) + "\n", os.path.join(self.checkpoint_dir, CHECKPOINTS_INDEX))
+        write_text_atomic(
+            json.dumps(index, indent=1, sort_keys=True) + "\n",
+            os.path.join(self.checkpoint_dir, CHECKPOINTS_INDEX),
+        )
 
     def last_good_checkpoint(self):
         """`(path, epoch)` of `last.keras` as the index records it, or None."""
@@ -184,28 +196,44 @@ class RunRecorder(keras.callbacks.Callback):
         header, rows = read_log(self.log_path)
         kept = [row for row in rows if int(row["epoch"]) < epochs_done]
         if len(kept) != len(rows) or (header and not rows):
-            logger.info("log.csv: dropped %d row(s) of epochs after the resume point (%d)", len(rows) - len(kept), epochs_done)
+            logger.info(
+                "log.csv: dropped %d row(s) of epochs after the resume point (%d)",
+                len(rows) - len(kept),
+                epochs_done,
+            )
             os.makedirs(self.run_dir, exist_ok=True)
             write_text_atomic(_csv_text(header, kept), self.log_path)
-        scored = [(int(r["epoch"]), float(r[self.monitor])) for r in kept
-                  if r.get(self.monitor) not in (None, "", "NA") and math.isfinite(float(r[self.monitor]))]
-        self.best = max(scored, key=lambda item: (self.sign * item[1], -item[0])) if scored else None
+        scored = [
+            (int(r["epoch"]), float(r[self.monitor]))
+            for r in kept
+            if r.get(self.monitor) not in (None, "", "NA") and math.isfinite(float(r[self.monitor]))
+        ]
+        self.best = (
+            max(scored, key=lambda item: (self.sign * item[1], -item[0])) if scored else None
+        )
         if epochs_done == 0:
             return
         index = self.checkpoint_index()
         # The last epoch before the resume point may have been committed without its
         # checkpoints (killed in between): the restored weights are that epoch's.
-        if (index.get("last") or {}).get("epoch") != epochs_done - 1 or not os.path.isfile(self.checkpoint_path("last")):
+        if (index.get("last") or {}).get("epoch") != epochs_done - 1 or not os.path.isfile(
+            self.checkpoint_path("last")
+        ):
             self._save_checkpoint("last", epochs_done - 1, None)
         if self.best is not None:
             recorded = index.get("best") or {}
-            if recorded.get("epoch") != self.best[0] or not os.path.isfile(self.checkpoint_path("best")):
+            if recorded.get("epoch") != self.best[0] or not os.path.isfile(
+                self.checkpoint_path("best")
+            ):
                 if self.best[0] == epochs_done - 1:
                     self._save_checkpoint("best", *self.best)
                 else:
                     logger.warning(
                         "best.keras holds epoch %s, but the log's best is epoch %d (%.4f), whose weights are gone; "
-                        "best.keras is replaced at the next improvement.", recorded.get("epoch"), self.best[0] + 1, self.best[1],
+                        "best.keras is replaced at the next improvement.",
+                        recorded.get("epoch"),
+                        self.best[0] + 1,
+                        self.best[1],
                     )
 
     def _save_checkpoint(self, name, epoch, value):
@@ -246,7 +274,11 @@ class RunRecorder(keras.callbacks.Callback):
             return
         self._save_checkpoint("last", epoch, None)
         value = values.get(self.monitor)
-        if value is not None and math.isfinite(value) and (self.best is None or self.sign * value > self.sign * self.best[1]):
+        if (
+            value is not None
+            and math.isfinite(value)
+            and (self.best is None or self.sign * value > self.sign * self.best[1])
+        ):
             self.best = (epoch, value)
             self._save_checkpoint("best", epoch, value)
             logger.info("New best %s = %.4f at epoch %d", self.monitor, value, epoch + 1)

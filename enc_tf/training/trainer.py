@@ -8,39 +8,57 @@ import os
 import keras
 import tensorflow as tf
 
+from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL
+from enc_tf.config import ConfigError, save_config
 from enc_tf.convert.pytorch_encoding import load_backbone_state, read_state_dict
-from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, pipeline_data_error, sources_from_config
+from enc_tf.data import (
+    AugmentConfig,
+    PipelineConfig,
+    build_dataset,
+    pipeline_data_error,
+    sources_from_config,
+)
+from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
 from enc_tf.errors import EncTfError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
-from enc_tf.training import callbacks as cb
-from enc_tf.config import ConfigError, save_config
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
-from enc_tf.training.run_state import RunRecorder, restore_resume_point
-from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
+from enc_tf.training import callbacks as cb
 from enc_tf.training.multi_worker import fix_fit_for_multi_worker
+from enc_tf.training.run_state import RunRecorder, restore_resume_point
 
 logger = logging.getLogger(__name__)
 
 
-def build_model(config, num_classes, sync_batch_norm):
-    """The model a `ModelConfig` describes, with its backbone initialised from a local file."""
+def build_model(config, classes, sync_batch_norm):
+    """The model a `ModelConfig` describes for `classes` (a `ClassInfo`, saved with the
+    model), with its backbone initialised from a local file."""
+    num_classes = classes.num_classes
     m = config.model
     weights = None if m.backbone_weights == "none" else m.backbone_weights
     if weights is not None and not os.path.isfile(weights):
         raise ConfigError(f"model.backbone_weights: file not found: {weights}")
     common = dict(
-        backbone=m.backbone, output_stride=m.output_stride, aux=m.aux, dropout=m.dropout,
+        backbone=m.backbone,
+        output_stride=m.output_stride,
+        aux=m.aux,
+        dropout=m.dropout,
         sync_batch_norm=sync_batch_norm,
         backbone_weights=weights if m.backbone in ("resnet50", "resnet101") else None,
+        class_names=list(classes.names),
+        palette=[list(c) for c in classes.palette],
     )
     if m.arch == "encnet":
-        model = build_encnet(num_classes, se_loss=m.se_loss, lateral=m.lateral, num_codes=m.num_codes, **common)
+        model = build_encnet(
+            num_classes, se_loss=m.se_loss, lateral=m.lateral, num_codes=m.num_codes, **common
+        )
     else:
         model = build_fcn(num_classes, **common)
     if weights is not None and m.backbone.endswith("s"):
-        load_backbone_state(model.get_layer(BACKBONE_NAME), read_state_dict(weights), source=weights)
+        load_backbone_state(
+            model.get_layer(BACKBONE_NAME), read_state_dict(weights), source=weights
+        )
     return model
 
 
@@ -90,16 +108,20 @@ def train(config):
     chief, task_id = worker_role(strategy)
     os.makedirs(run_dir, exist_ok=True)
     if chief:
-        save_config(config, os.path.join(run_dir, "config.yaml"))
+        save_config(config, os.path.join(run_dir, RUN_CONFIG))
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % replicas:
-        raise ConfigError(f"train.batch_size ({t.batch_size}) is not divisible by the {replicas} replicas.")
+        raise ConfigError(
+            f"train.batch_size ({t.batch_size}) is not divisible by the {replicas} replicas."
+        )
 
     train_source, val_source = sources_from_config(config.data)
     num_classes = train_source.classes.num_classes
     ignore = train_source.ignore_index
     d = config.data
-    augment = AugmentConfig((d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric)
+    augment = AugmentConfig(
+        (d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric
+    )
     pipeline = PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
     steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
@@ -108,21 +130,31 @@ def train(config):
     o = config.optimizer
     base_lr = o.base_lr * t.batch_size / 16.0
     schedule = PolyDecay(base_lr, total_steps, o.power, int(o.warmup_epochs * steps))
-    backup = os.path.join(run_dir, "backup") if chief else os.path.join(run_dir, "backup", f"worker-{task_id}")
+    backup = (
+        os.path.join(run_dir, BACKUP)
+        if chief
+        else os.path.join(run_dir, BACKUP, f"worker-{task_id}")
+    )
     recorder = RunRecorder(run_dir, backup, chief=chief)
     with _dtype_policy(t.mixed_precision), strategy.scope():
-        model = build_model(config, num_classes, sync_batch_norm=replicas > 1)
+        model = build_model(config, train_source.classes, sync_batch_norm=replicas > 1)
         optimizer = EncNetSGD(
-            schedule, o.momentum,
+            schedule,
+            o.momentum,
             l2=o.weight_decay if o.weight_decay_mode == "coupled" else 0.0,
             decoupled_weight_decay=o.weight_decay if o.weight_decay_mode == "decoupled" else None,
             lr_multipliers={p: o.head_lr_multiplier for p in HEAD_PREFIXES},
         )
         if t.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        losses, weights = encnet_losses(config.model.aux, se_loss, config.loss.aux_weight, config.loss.se_weight, ignore)
+        losses, weights = encnet_losses(
+            config.model.aux, se_loss, config.loss.aux_weight, config.loss.se_weight, ignore
+        )
         model.compile(
-            optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=t.xla,
+            optimizer=optimizer,
+            loss=losses,
+            loss_weights=weights,
+            jit_compile=t.xla,
             metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
         )
         fix_fit_for_multi_worker(model)
@@ -131,14 +163,22 @@ def train(config):
 
     def dataset(source, mode, repeat=False, start_batch=0):
         return lambda batch, shard: build_dataset(
-            source, mode, dataclasses.replace(pipeline, batch_size=batch), config.model.aux, se_loss, repeat, shard,
+            source,
+            mode,
+            dataclasses.replace(pipeline, batch_size=batch),
+            config.model.aux,
+            se_loss,
+            repeat,
+            shard,
             start=start_batch * batch,
         )
 
     # A resumed run continues the training stream where the committed epochs left it, so
     # every epoch sees the batches it would have seen in one uninterrupted run.
     train_data = distribute_input(
-        strategy, dataset(train_source, "train", repeat=True, start_batch=epochs_done * steps), t.batch_size
+        strategy,
+        dataset(train_source, "train", repeat=True, start_batch=epochs_done * steps),
+        t.batch_size,
     )
     val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
 
@@ -148,29 +188,48 @@ def train(config):
         callbacks.append(cb.TimeLimit(t.time_limit_minutes))
     callbacks.append(recorder)
     if chief:
-        samples = build_dataset(val_source, "val", dataclasses.replace(pipeline, batch_size=4), False, False)
+        samples = build_dataset(
+            val_source, "val", dataclasses.replace(pipeline, batch_size=4), False, False
+        )
         with _data_errors_as_one_line(val_source):
             sample_images, sample_targets = next(iter(samples.take(1)))
         callbacks += [
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
             cb.PredictionImages(
-                os.path.join(run_dir, "tensorboard"), sample_images, sample_targets["seg"],
-                train_source.classes.palette, t.image_log_every_epochs,
+                os.path.join(run_dir, "tensorboard"),
+                sample_images,
+                sample_targets["seg"],
+                train_source.classes.palette,
+                t.image_log_every_epochs,
             ),
         ]
     logger.info(
         "Training %s-%s on %s: %d classes, %d steps/epoch x %d epochs, lr %.5f (x%.0f heads)",
-        config.model.arch, config.model.backbone, d.dataset, num_classes, steps, t.epochs, base_lr, o.head_lr_multiplier,
+        config.model.arch,
+        config.model.backbone,
+        d.dataset,
+        num_classes,
+        steps,
+        t.epochs,
+        base_lr,
+        o.head_lr_multiplier,
     )
     with _data_errors_as_one_line(train_source, val_source):
         history = model.fit(
-            train_data, epochs=t.epochs, initial_epoch=epochs_done, steps_per_epoch=steps, validation_data=val_data,
-            validation_freq=t.val_every_epochs, callbacks=callbacks, shuffle=False, verbose=1 if os.isatty(1) else 2,
+            train_data,
+            epochs=t.epochs,
+            initial_epoch=epochs_done,
+            steps_per_epoch=steps,
+            validation_data=val_data,
+            validation_freq=t.val_every_epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=1 if os.isatty(1) else 2,
         )
     if recorder.diverged is not None:
         raise TrainingDiverged(_divergence_message(recorder, config))
     if chief:
-        save_model_atomic(model, os.path.join(run_dir, "model.keras"))
+        save_model_atomic(model, os.path.join(run_dir, RUN_MODEL))
     return model, history.history
 
 
@@ -178,11 +237,16 @@ def _divergence_message(recorder, config):
     epoch, batch, value = recorder.diverged
     where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
     last = recorder.last_good_checkpoint()
-    kept = (f"the last good checkpoint is {last[0]} (epoch {last[1] + 1})" if last
-            else "no epoch had finished, so there is no checkpoint")
-    return (f"The loss became {value} at {where} (optimizer.base_lr={config.optimizer.base_lr}); nothing was written "
-            f"for that epoch: {kept}, and starting the same run again resumes after the last good epoch. "
-            "Lower optimizer.base_lr, check the labels, or turn off mixed precision.")
+    kept = (
+        f"the last good checkpoint is {last[0]} (epoch {last[1] + 1})"
+        if last
+        else "no epoch had finished, so there is no checkpoint"
+    )
+    return (
+        f"The loss became {value} at {where} (optimizer.base_lr={config.optimizer.base_lr}); nothing was written "
+        f"for that epoch: {kept}, and starting the same run again resumes after the last good epoch. "
+        "Lower optimizer.base_lr, check the labels, or turn off mixed precision."
+    )
 
 
 def agree_on_resume_point(strategy, epochs_done):

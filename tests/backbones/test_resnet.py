@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from enc_tf.backbones import (
-    CaffeInput,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CaffeInput,
     build_backbone,
     first_block_dilation,
     stage_strides_and_dilations,
@@ -45,17 +45,24 @@ def test_conv_dilations_and_strides(os8):
     assert os8.get_layer("layer2_0_conv2").strides == (2, 2)  # the stride sits on the 3x3 conv
     assert os8.get_layer("layer2_0_conv2_pad").padding == ((1, 1), (1, 1))  # symmetric
     os16 = build_backbone("resnet50s", output_stride=16)
-    assert [os16.get_layer(n).dilation_rate[0] for n in ("layer3_1_conv2", "layer4_0_conv2", "layer4_1_conv2")] == [1, 1, 2]
+    assert [
+        os16.get_layer(n).dilation_rate[0]
+        for n in ("layer3_1_conv2", "layer4_0_conv2", "layer4_1_conv2")
+    ] == [1, 1, 2]
 
 
 def test_deep_stem_layout_and_batch_norms(os8):
     assert os8.get_layer("stem_conv1").kernel.shape == (3, 3, 3, 64)
     assert os8.get_layer("stem_conv3").kernel.shape == (3, 3, 64, 128)
     norms = [l for l in os8.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert len(norms) == 3 + 16 * 3 + 4 and all(n.epsilon == 1e-5 and n.momentum == 0.9 and not n.synchronized for n in norms)
+    assert len(norms) == 3 + 16 * 3 + 4 and all(
+        n.epsilon == 1e-5 and n.momentum == 0.9 and not n.synchronized for n in norms
+    )
     assert not any(l.use_bias for l in os8.layers if isinstance(l, keras.layers.Conv2D))
     synced = build_backbone("resnet50s", sync_batch_norm=True)
-    assert all(l.synchronized for l in synced.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert all(
+        l.synchronized for l in synced.layers if isinstance(l, keras.layers.BatchNormalization)
+    )
 
 
 @pytest.mark.slow
@@ -80,13 +87,19 @@ def _write_keras_applications_h5(model, path):
 
 @pytest.fixture(scope="module")
 def keras_resnet50(tmp_path_factory):
-    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(None, None, 3))
+    reference = keras.applications.ResNet50(
+        weights=None, include_top=False, input_shape=(None, None, 3)
+    )
     rng = np.random.default_rng(0)
     for layer in reference.layers:
         if isinstance(layer, keras.layers.BatchNormalization):  # keep activations in range
-            layer.moving_variance.assign(rng.uniform(1.0, 3.0, layer.moving_variance.shape).astype("float32"))
+            layer.moving_variance.assign(
+                rng.uniform(1.0, 3.0, layer.moving_variance.shape).astype("float32")
+            )
             layer.gamma.assign(rng.uniform(0.2, 0.6, layer.gamma.shape).astype("float32"))
-    path = tmp_path_factory.mktemp("weights") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    path = (
+        tmp_path_factory.mktemp("weights") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
     _write_keras_applications_h5(reference, path)
     return reference, str(path)
 
@@ -98,8 +111,15 @@ def test_keras_applications_weights_reproduce_keras_resnet50(keras_resnet50):
     rgb = np.random.default_rng(1).uniform(0, 1, (1, 64, 96, 3)).astype("float32")
     normalised = (rgb - np.array(IMAGENET_MEAN, "float32")) / np.array(IMAGENET_STD, "float32")
     caffe = keras.applications.resnet.preprocess_input(rgb * 255.0)
-    names = {"c1": "conv2_block3_out", "c2": "conv3_block4_out", "c3": "conv4_block6_out", "c4": "conv5_block3_out"}
-    expected = keras.Model(reference.input, [reference.get_layer(n).output for n in names.values()])(caffe)
+    names = {
+        "c1": "conv2_block3_out",
+        "c2": "conv3_block4_out",
+        "c3": "conv4_block6_out",
+        "c4": "conv5_block3_out",
+    }
+    expected = keras.Model(
+        reference.input, [reference.get_layer(n).output for n in names.values()]
+    )(caffe)
     feats = ours(normalised, training=False)
     for key, ref in zip(names, expected):
         ref = np.asarray(ref)

@@ -19,7 +19,10 @@ def _one_error_line(capsys):
 @pytest.fixture()
 def checkpoint(tmp_path):
     path = tmp_path / "encnet.npz"
-    np.savez(path, **{f"pretrained.layer1.{i}.weight": np.arange(2000, dtype=np.float32) for i in range(4)})
+    np.savez(
+        path,
+        **{f"pretrained.layer1.{i}.weight": np.arange(2000, dtype=np.float32) for i in range(4)},
+    )
     return path
 
 
@@ -41,18 +44,42 @@ def test_damaged_checkpoints(checkpoint, tmp_path, capsys):
 
 
 def test_a_file_that_is_not_an_encnet_state_dict(checkpoint, tmp_path, capsys):
-    assert convert_main(["pytorch-encoding", str(checkpoint), "--out", str(tmp_path / "m.keras")]) == 2
+    assert (
+        convert_main(["pytorch-encoding", str(checkpoint), "--out", str(tmp_path / "m.keras")]) == 2
+    )
     err = _one_error_line(capsys)
     assert str(checkpoint) in err and "not a PyTorch-Encoding EncNet/FCN state_dict" in err
 
 
 def test_bad_arguments(checkpoint, tmp_path, capsys):
-    assert convert_main(["pytorch-encoding", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "m.keras")]) == 2
+    assert (
+        convert_main(
+            ["pytorch-encoding", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "m.keras")]
+        )
+        == 2
+    )
     assert "Checkpoint not found" in _one_error_line(capsys)
     assert convert_main(["pytorch-encoding", str(checkpoint), "--out", str(tmp_path / "m.h5")]) == 2
     assert "--out must end in .keras" in _one_error_line(capsys)
-    assert convert_main(["pytorch-encoding", str(checkpoint), "--out", str(tmp_path / "m.keras"), "--num-classes", "0"]) == 2
+    assert (
+        convert_main(
+            [
+                "pytorch-encoding",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "m.keras"),
+                "--num-classes",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--num-classes must be a positive integer, got 0" in _one_error_line(capsys)
     (tmp_path / "state.txt").write_text("hello")
-    assert convert_main(["pytorch-encoding", str(tmp_path / "state.txt"), "--out", str(tmp_path / "m.keras")]) == 2
+    assert (
+        convert_main(
+            ["pytorch-encoding", str(tmp_path / "state.txt"), "--out", str(tmp_path / "m.keras")]
+        )
+        == 2
+    )
     assert "state.txt" in _one_error_line(capsys)

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
+from enc_tf.contracts.labels import presence_targets
 from enc_tf.convert import build_from_state
 from enc_tf.layers import BilinearResize
-from enc_tf.contracts.labels import presence_targets
 from enc_tf.losses import SegmentationCrossEntropy, encnet_loss_terms
 from tests.support import oracle
 
@@ -22,8 +22,16 @@ END_TO_END_TOL = 2e-3
 # The last block of each stage of ResNet50 (3, 4, 6, 3 blocks).
 STAGE_END = {"c1": "layer1_2_out", "c2": "layer2_3_out", "c3": "layer3_5_out", "c4": "layer4_2_out"}
 HEAD_KEYS = (
-    "head_conv5", "head_feat", "enc_X", "enc_E", "enc_E_bn_relu",
-    "enc_en", "enc_gamma", "encmodule_out", "seg_lowres", "se",
+    "head_conv5",
+    "head_feat",
+    "enc_X",
+    "enc_E",
+    "enc_E_bn_relu",
+    "enc_en",
+    "enc_gamma",
+    "encmodule_out",
+    "seg_lowres",
+    "se",
 )
 
 
@@ -88,7 +96,9 @@ def test_upsampling_of_stored_logits_matches_align_corners(ref, x):
     resize = BilinearResize(align_corners=True)
     for key in ("seg", "aux"):
         full = oracle.to_torch_layout(resize([oracle.to_keras_layout(ref[f"{key}_lowres"]), x]))
-        assert oracle.rel_to_absmax(_crop(full, ref["crop_box"]), ref[f"{key}_crop"]) <= UPSAMPLE_TOL
+        assert (
+            oracle.rel_to_absmax(_crop(full, ref["crop_box"]), ref[f"{key}_crop"]) <= UPSAMPLE_TOL
+        )
     # Half-pixel centres (TF's default) are a different function: the test can fail.
     half = oracle.to_torch_layout(
         BilinearResize(align_corners=False)([oracle.to_keras_layout(ref["seg_lowres"]), x])
@@ -105,7 +115,9 @@ def test_end_to_end_from_input(converted, ref, x):
         [feats["c2"], feats["c3"], feats["c4"]], training=False
     )
     ours.update({k: oracle.to_torch_layout(v) for k, v in head.items()})
-    ours["aux_lowres"] = oracle.to_torch_layout(model.get_layer("aux_head")(feats["c3"], training=False))
+    ours["aux_lowres"] = oracle.to_torch_layout(
+        model.get_layer("aux_head")(feats["c3"], training=False)
+    )
     ours["seg_crop"] = _crop(oracle.to_torch_layout(outputs["seg"]), ref["crop_box"])
     ours["aux_crop"] = _crop(oracle.to_torch_layout(outputs["aux"]), ref["crop_box"])
     np.testing.assert_array_equal(np.asarray(outputs["se"]), np.asarray(head["se"]))
@@ -120,7 +132,9 @@ def test_end_to_end_from_input(converted, ref, x):
 def test_loss_on_the_originals_outputs(ref, x):
     stored = oracle.load_npz(VARIANT, "loss")
     target = stored["target"]  # -1 = ignore
-    np.testing.assert_array_equal(presence_targets(target, 150, ignore_index=-1), stored["se_target"])
+    np.testing.assert_array_equal(
+        presence_targets(target, 150, ignore_index=-1), stored["se_target"]
+    )
     resize = BilinearResize(align_corners=True)
     outputs = {
         "seg": resize([oracle.to_keras_layout(ref["seg_lowres"]), x]),

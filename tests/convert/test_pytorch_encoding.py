@@ -97,7 +97,9 @@ def test_mismatches_are_listed_and_nothing_is_assigned(small_model):
     assert "bad.npz" in message and "1 missing, 1 unexpected, 1 mis-shaped" in message
     assert "head.conv5.1.running_var" in message and "head.extra.weight" in message
     assert "head.encmodule.encoding.3.codewords" in message
-    np.testing.assert_array_equal(small_model.get_layer("enc_head").classifier.kernel.numpy(), before)
+    np.testing.assert_array_equal(
+        small_model.get_layer("enc_head").classifier.kernel.numpy(), before
+    )
 
 
 def test_read_state_dict_formats_and_errors(tmp_path, small_model):
@@ -129,7 +131,7 @@ def test_infer_config_rejects_other_layouts(small_model):
 
 def test_backbone_imagenet_checkpoint_loads_without_prefix_and_classifier(small_model):
     full = state_dict_from_model(small_model)
-    imagenet = {k[len("pretrained."):]: v for k, v in full.items() if k.startswith("pretrained.")}
+    imagenet = {k[len("pretrained.") :]: v for k, v in full.items() if k.startswith("pretrained.")}
     imagenet["fc.weight"] = np.zeros((1000, 2048), "float32")
     imagenet["fc.bias"] = np.zeros((1000,), "float32")
     backbone = build_backbone("resnet50s")
@@ -150,8 +152,22 @@ def test_command_line_converts_the_oracle_checkpoint(tmp_path):
     state_path = tmp_path / "encnet_ade.npz"
     np.savez(state_path, **oracle.state_dict("ade_r50"))
     out = tmp_path / "models" / "encnet.keras"
-    cmd = [sys.executable, "-m", "enc_tf.convert", "pytorch-encoding", str(state_path), "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "enc_tf.convert",
+        "pytorch-encoding",
+        str(state_path),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert result.returncode == 0, result.stderr
     assert '"backbone": "resnet50s"' in result.stdout and '"num_classes": 150' in result.stdout
     model = keras.models.load_model(out)
@@ -163,9 +179,22 @@ def test_command_line_converts_the_oracle_checkpoint(tmp_path):
     # A failing conversion reports the problem and leaves the existing file intact.
     before = out.read_bytes()
     broken = tmp_path / "broken.npz"
-    np.savez(broken, **{k: v for k, v in oracle.state_dict("ade_r50").items() if k != "head.encmodule.selayer.bias"})
+    np.savez(
+        broken,
+        **{
+            k: v
+            for k, v in oracle.state_dict("ade_r50").items()
+            if k != "head.encmodule.selayer.bias"
+        },
+    )
     cmd[4] = str(broken)
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert result.returncode == 2
     assert "head.encmodule.selayer.bias" in result.stderr
     assert out.read_bytes() == before
@@ -179,9 +208,14 @@ def test_convert_checkpoint_requires_a_keras_suffix(tmp_path, small_model):
 
 
 def test_reads_pth_checkpoints_when_torch_is_installed(tmp_path, small_model):
-    torch = pytest.importorskip("torch", reason="torch is optional; .pth reading is tested where it is installed")
+    torch = pytest.importorskip(
+        "torch", reason="torch is optional; .pth reading is tested where it is installed"
+    )
     state = state_dict_from_model(small_model)
-    checkpoint = {"epoch": 3, "state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in state.items()}}
+    checkpoint = {
+        "epoch": 3,
+        "state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in state.items()},
+    }
     path = tmp_path / "encnet.pth"
     torch.save(checkpoint, path)
     loaded = read_state_dict(str(path))

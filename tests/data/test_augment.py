@@ -25,7 +25,9 @@ def _decode(image):
 
 
 def _run(image, label, seed, config=AugmentConfig(), base=80, crop=64):
-    out = train_transform(tf.constant(image), tf.constant(label), tf.constant(seed, tf.int64), base, crop, config, 255)
+    out = train_transform(
+        tf.constant(image), tf.constant(label), tf.constant(seed, tf.int64), base, crop, config, 255
+    )
     return out[0].numpy(), out[1].numpy()
 
 
@@ -86,8 +88,11 @@ def test_val_transform_and_normalize():
     image, label = _coded_pair(60, 90)
     out_image, out_label = val_transform(tf.constant(image), tf.constant(label), 40)
     assert out_image.shape == (40, 40, 3) and out_label.shape == (40, 40)
-    np.testing.assert_allclose(normalize(tf.constant([[[255, 0, 128]]], tf.uint8))[0, 0],
-                               (np.array([1.0, 0.0, 128 / 255]) - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-6)
+    np.testing.assert_allclose(
+        normalize(tf.constant([[[255, 0, 128]]], tf.uint8))[0, 0],
+        (np.array([1.0, 0.0, 128 / 255]) - IMAGENET_MEAN) / IMAGENET_STD,
+        rtol=1e-6,
+    )
 
 
 def test_config_checks():

@@ -9,7 +9,13 @@ from tests.support import layouts
 
 def _run(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "enc_tf.data", *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "enc_tf.data", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_check_reports_every_problem_at_once(tmp_path):
@@ -21,7 +27,11 @@ def test_check_reports_every_problem_at_once(tmp_path):
     result = _run("check", "--dataset", "folder", "--root", str(root))
     assert result.returncode == 1, result.stderr
     assert "3 problem(s)" in result.stdout
-    assert "img0.png" in result.stdout and "[42]" in result.stdout and "img2.png is 3x3" in result.stdout
+    assert (
+        "img0.png" in result.stdout
+        and "[42]" in result.stdout
+        and "img2.png is 3x3" in result.stdout
+    )
     os.remove(root / "images" / "img0.png")
     os.remove(root / "masks" / "img1.png")
     os.remove(root / "masks" / "img2.png")
@@ -33,11 +43,24 @@ def test_check_reports_every_problem_at_once(tmp_path):
 def test_errors_and_conversion(tmp_path):
     unknown = _run("check", "--dataset", "coco", "--root", str(tmp_path))
     assert unknown.returncode == 2 and "Unknown dataset 'coco'" in unknown.stderr
-    missing = _run("check", "--dataset", "ade20k", "--root", str(tmp_path / "nope"), "--split", "val")
+    missing = _run(
+        "check", "--dataset", "ade20k", "--root", str(tmp_path / "nope"), "--split", "val"
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr
     layouts.write_ade20k(str(tmp_path / "ade"), np.random.default_rng(2))
-    converted = _run("to-tfrecord", "--dataset", "ade20k", "--root", str(tmp_path / "ade"), "--split", "val",
-                     "--out", str(tmp_path / "tfr"), "--shards", "2")
+    converted = _run(
+        "to-tfrecord",
+        "--dataset",
+        "ade20k",
+        "--root",
+        str(tmp_path / "ade"),
+        "--split",
+        "val",
+        "--out",
+        str(tmp_path / "tfr"),
+        "--shards",
+        "2",
+    )
     assert converted.returncode == 0, converted.stderr
     assert "wrote 3 examples in 2 shards" in converted.stdout
 
@@ -51,15 +74,29 @@ def test_check_lists_images_without_masks_with_every_other_problem(tmp_path):
     result = _run("check", "--dataset", "folder", "--root", str(root))
     assert result.returncode == 1, result.stderr
     assert "2 samples, 3 problem(s)" in result.stdout
-    assert f"img0.png has no mask in {root / 'masks'}" in result.stdout and "img3.png has no mask" in result.stdout
+    assert (
+        f"img0.png has no mask in {root / 'masks'}" in result.stdout
+        and "img3.png has no mask" in result.stdout
+    )
     assert "img1.png has values [42]" in result.stdout
 
 
 def test_to_tfrecord_refuses_non_positive_shard_counts(tmp_path):
     layouts.write_folder(str(tmp_path / "ds"), np.random.default_rng(4), n=3, with_split=False)
     for bad in ("-2", "0", "two"):
-        result = _run("to-tfrecord", "--dataset", "folder", "--root", str(tmp_path / "ds"),
-                      "--out", str(tmp_path / "tfr"), "--shards", bad)
-        assert result.returncode == 2 and "must be a positive integer" in result.stderr, result.stderr
+        result = _run(
+            "to-tfrecord",
+            "--dataset",
+            "folder",
+            "--root",
+            str(tmp_path / "ds"),
+            "--out",
+            str(tmp_path / "tfr"),
+            "--shards",
+            bad,
+        )
+        assert result.returncode == 2 and "must be a positive integer" in result.stderr, (
+            result.stderr
+        )
         assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
         assert not os.path.exists(tmp_path / "tfr")

@@ -15,10 +15,22 @@ def test_deterministic_for_a_seed_and_cached(tmp_path):
     mtime = os.path.getmtime(first)
     ensure_context_shapes(str(tmp_path), num_train=8, num_val=4, image_size=64, seed=3)
     assert os.path.getmtime(first) == mtime  # reused, not regenerated
-    other = ensure_context_shapes(str(tmp_path / "b"), num_train=8, num_val=4, image_size=64, seed=3)
+    other = ensure_context_shapes(
+        str(tmp_path / "b"), num_train=8, num_val=4, image_size=64, seed=3
+    )
     for name in os.listdir(os.path.join(root, "images")):
-        a = read_pair(os.path.join(root, "images", name), os.path.join(root, "masks", name), np.arange(256), 255)
-        b = read_pair(os.path.join(other, "images", name), os.path.join(other, "masks", name), np.arange(256), 255)
+        a = read_pair(
+            os.path.join(root, "images", name),
+            os.path.join(root, "masks", name),
+            np.arange(256),
+            255,
+        )
+        b = read_pair(
+            os.path.join(other, "images", name),
+            os.path.join(other, "masks", name),
+            np.arange(256),
+            255,
+        )
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
     a, _ = render_scene("beach", 64, np.random.default_rng(1))
@@ -60,7 +72,9 @@ def _nearest_mean_accuracy(a, b):
     scale = np.concatenate([a[:ha], b[:hb]]).std(0) + 1e-9
     test = np.concatenate([a[ha:], b[hb:]])
     truth = np.concatenate([np.zeros(len(a) - ha), np.ones(len(b) - hb)])
-    pred = np.linalg.norm((test - mean_a) / scale, axis=1) > np.linalg.norm((test - mean_b) / scale, axis=1)
+    pred = np.linalg.norm((test - mean_a) / scale, axis=1) > np.linalg.norm(
+        (test - mean_b) / scale, axis=1
+    )
     return float(np.mean(pred == truth))
 
 

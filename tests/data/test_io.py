@@ -11,13 +11,15 @@ def test_image_modes_become_rgb(tmp_path):
     rgb = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
     gray = rgb[..., 0]
     Image.fromarray(gray, "L").save(tmp_path / "gray.png")
-    np.testing.assert_array_equal(read_image(str(tmp_path / "gray.png")), np.repeat(gray[..., None], 3, -1))
+    np.testing.assert_array_equal(
+        read_image(str(tmp_path / "gray.png")), np.repeat(gray[..., None], 3, -1)
+    )
     rgba = np.concatenate([rgb, np.full((6, 7, 1), 7, np.uint8)], -1)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     np.testing.assert_array_equal(read_image(str(tmp_path / "rgba.png")), rgb)
     Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
     assert read_image(str(tmp_path / "pal.png")).shape == (6, 7, 3)
-    deep = (gray.astype(np.uint16) * 257)
+    deep = gray.astype(np.uint16) * 257
     Image.fromarray(deep).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
     np.testing.assert_array_equal(read_image(str(tmp_path / "deep.png"))[..., 0], gray)
@@ -79,6 +81,8 @@ def test_16_bit_images_are_scaled_by_depth_not_by_their_values(tmp_path):
     np.testing.assert_array_equal(to_rgb_array(dark), read_image(str(tmp_path / "dark.png")))
     np.testing.assert_array_equal(to_rgb_array(Image.open(tmp_path / "dark.png")), rgb_uint8(dark))
     # Older Pillow opens 16-bit PNGs as mode I: the same scale.
-    np.testing.assert_array_equal(to_rgb_array(Image.fromarray(dark.astype(np.int32), "I")), rgb_uint8(dark))
+    np.testing.assert_array_equal(
+        to_rgb_array(Image.fromarray(dark.astype(np.int32), "I")), rgb_uint8(dark)
+    )
     with pytest.raises(DataError, match="big.*mode I.*70000"):
         to_rgb_array(Image.fromarray(np.array([[70000]], np.int32), "I"), "big")

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from enc_tf.data import AugmentConfig, PipelineConfig, build_dataset, decoded_examples, folder_source
+from enc_tf.data import (
+    PipelineConfig,
+    build_dataset,
+    decoded_examples,
+    folder_source,
+)
 from tests.support import layouts
 
 
@@ -35,7 +40,11 @@ def test_same_seed_same_batches_other_seed_differs(source):
     for (xa, ta), (xb, tb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ta["seg"], tb["seg"])
-    c = _batches(build_dataset(source, "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8, seed=6)))
+    c = _batches(
+        build_dataset(
+            source, "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8, seed=6)
+        )
+    )
     assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
 
 
@@ -46,9 +55,13 @@ def test_repeat_gives_new_augmentations_each_epoch(source):
 
 
 def test_val_and_eval_modes(source):
-    val = _batches(build_dataset(source, "val", PipelineConfig(batch_size=4, crop_size=8), aux=False))
+    val = _batches(
+        build_dataset(source, "val", PipelineConfig(batch_size=4, crop_size=8), aux=False)
+    )
     assert val[0][0].shape == (4, 8, 8, 3) and set(val[0][1]) == {"seg", "se"}
-    evaluation = _batches(build_dataset(source, "eval", PipelineConfig(batch_size=4), se_loss=False))
+    evaluation = _batches(
+        build_dataset(source, "eval", PipelineConfig(batch_size=4), se_loss=False)
+    )
     assert evaluation[0][0].shape == (4, 10, 14, 3) and set(evaluation[0][1]) == {"seg", "aux"}
     assert sum(len(x) for x, _ in evaluation) == 6
 
@@ -80,7 +93,16 @@ def test_shards_partition_the_examples(source):
     parts = [_image_set(decoded_examples(source, shard=(2, i))) for i in range(2)]
     assert len(parts[0]) == 3 and len(parts[1]) == 3
     assert parts[0] | parts[1] == whole and not parts[0] & parts[1]
-    assert len(list(build_dataset(source, "val", PipelineConfig(batch_size=1, crop_size=8), shard=(3, 2)))) == 2
+    assert (
+        len(
+            list(
+                build_dataset(
+                    source, "val", PipelineConfig(batch_size=1, crop_size=8), shard=(3, 2)
+                )
+            )
+        )
+        == 2
+    )
     # 6 examples over 4 shards: 2, 2, 1, 1, padded to 2 each with all-ignore blanks.
     quarters = [list(decoded_examples(source, shard=(4, i)).as_numpy_iterator()) for i in range(4)]
     assert [len(q) for q in quarters] == [2, 2, 2, 2]

@@ -26,7 +26,9 @@ def _stream(source, start, batches, shard=None):
 
 @pytest.mark.parametrize("shard", [None, (2, 1)])
 def test_start_continues_the_uninterrupted_stream(source, shard):
-    whole = _stream(source, 0, 9, shard)  # almost four passes over 5 images: reshuffled, re-augmented
+    whole = _stream(
+        source, 0, 9, shard
+    )  # almost four passes over 5 images: reshuffled, re-augmented
     for done in (1, 4, 7):
         resumed = _stream(source, done * 2, 9 - done, shard)
         for (xa, ya), (xb, yb) in zip(whole[done:], resumed):
@@ -37,4 +39,6 @@ def test_start_continues_the_uninterrupted_stream(source, shard):
 
 def test_start_needs_a_repeated_stream(source):
     with pytest.raises(ValueError, match="start"):
-        build_dataset(source, "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8), start=4)
+        build_dataset(
+            source, "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8), start=4
+        )

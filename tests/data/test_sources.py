@@ -38,11 +38,17 @@ def test_ade20k(tmp_path):
 def test_voc_and_sbd_aug(tmp_path):
     masks = layouts.write_voc(str(tmp_path), np.random.default_rng(1))
     train = get_source("voc", str(tmp_path), "train")
-    assert [os.path.basename(p) for p, _ in train.samples] == ["2007_000000.jpg", "2007_000001.jpg", "2007_000002.jpg"]
+    assert [os.path.basename(p) for p, _ in train.samples] == [
+        "2007_000000.jpg",
+        "2007_000001.jpg",
+        "2007_000002.jpg",
+    ]
     assert train.classes is VOC
     for (path, mask_path), label in zip(train.samples, _eval_labels(train)):
         assert "SegmentationClass" + os.sep in mask_path
-        np.testing.assert_array_equal(label, masks[os.path.basename(path)[:-4]])  # palette indices, 255 kept
+        np.testing.assert_array_equal(
+            label, masks[os.path.basename(path)[:-4]]
+        )  # palette indices, 255 kept
     aug = get_source("voc", str(tmp_path / "VOCdevkit"), "train_aug")
     assert len(aug.samples) == 5 and all("SegmentationClassAug" in m for _, m in aug.samples)
     os.remove(tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt")
@@ -53,7 +59,9 @@ def test_voc_and_sbd_aug(tmp_path):
 def test_pascal_context(tmp_path):
     masks = layouts.write_pascal_context(str(tmp_path), np.random.default_rng(2))
     source = get_source("pascal_context", str(tmp_path), "val")
-    assert len(source.samples) == 2 and source.classes is PASCAL_CONTEXT and source.num_classes == 59
+    assert (
+        len(source.samples) == 2 and source.classes is PASCAL_CONTEXT and source.num_classes == 59
+    )
     for (path, _), label in zip(source.samples, _eval_labels(source)):
         raw = masks[os.path.basename(path)[:-4]]
         np.testing.assert_array_equal(label, np.where(raw == 0, 255, raw - 1))
@@ -80,7 +88,9 @@ def test_folder_with_split_and_mapping(tmp_path):
     np.testing.assert_array_equal(_eval_labels(everything)[1], masks["img1"])
     shifted = get_source("folder", str(tmp_path), None, label_mapping="reduce_zero")
     raw = masks["img1"]
-    np.testing.assert_array_equal(_eval_labels(shifted)[1], np.where((raw == 0) | (raw == 255), 255, raw - 1))
+    np.testing.assert_array_equal(
+        _eval_labels(shifted)[1], np.where((raw == 0) | (raw == 255), 255, raw - 1)
+    )
 
 
 def test_folder_problems_are_named(tmp_path):
@@ -120,7 +130,9 @@ def test_voc_train_aug_in_deeplab_format(tmp_path):
     lists = tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     plain = [os.path.basename(p) for p, _ in get_source("voc", str(tmp_path), "train_aug").samples]
     stems = (lists / "train_aug.txt").read_text().split()
-    (lists / "train_aug.txt").write_text("".join(f"/JPEGImages/{s}.jpg /SegmentationClassAug/{s}.png\n" for s in stems))
+    (lists / "train_aug.txt").write_text(
+        "".join(f"/JPEGImages/{s}.jpg /SegmentationClassAug/{s}.png\n" for s in stems)
+    )
     aug = get_source("voc", str(tmp_path), "train_aug")
     assert [os.path.basename(p) for p, _ in aug.samples] == plain and len(plain) == 5
     assert all("SegmentationClassAug" in m for _, m in aug.samples)
@@ -153,6 +165,8 @@ def test_sources_can_collect_images_without_masks(tmp_path):
         get_source("pascal_context", str(tmp_path), "val")
     lenient = get_source("pascal_context", str(tmp_path), "val", strict=False)
     assert [os.path.basename(i) for i, _ in lenient.samples] == ["2008_val_1.jpg"]
-    assert lenient.problems == (f"Image {context / 'JPEGImages' / '2008_val_0.jpg'} has no mask in "
-                                f"{context / 'SegmentationClassContext'}.",)
+    assert lenient.problems == (
+        f"Image {context / 'JPEGImages' / '2008_val_0.jpg'} has no mask in "
+        f"{context / 'SegmentationClassContext'}.",
+    )
     assert len(masks) == 4

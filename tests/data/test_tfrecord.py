@@ -24,31 +24,54 @@ def test_round_trip_is_lossless_and_sharded(tmp_path):
     converted = write_tfrecords(source, str(tmp_path / "tfr"), num_shards=2)
     assert len(converted.files) == 2 and converted.num_examples == 5
     assert converted.classes == source.classes
-    assert sorted(os.listdir(tmp_path / "tfr")) == sorted([os.path.basename(f) for f in converted.files] + ["dataset.json"])
+    assert sorted(os.listdir(tmp_path / "tfr")) == sorted(
+        [os.path.basename(f) for f in converted.files] + ["dataset.json"]
+    )
     expected = {os.path.basename(i): read_pair(i, m, source.lookup, 255) for i, m in source.samples}
     seen = 0
     for record in tf.data.TFRecordDataset(list(converted.files)):
-        name = tf.io.parse_single_example(record, {"image/filename": tf.io.FixedLenFeature([], tf.string)})
+        name = tf.io.parse_single_example(
+            record, {"image/filename": tf.io.FixedLenFeature([], tf.string)}
+        )
         image, label = parse_example(record)
         ref_image, ref_label = expected[name["image/filename"].numpy().decode()]
         np.testing.assert_array_equal(image, ref_image)
         np.testing.assert_array_equal(label, ref_label)
         seen += 1
     assert seen == 5
-    batches = list(build_dataset(read_tfrecord_source(str(tmp_path / "tfr")), "train", PipelineConfig(batch_size=2, base_size=14, crop_size=8)))
+    batches = list(
+        build_dataset(
+            read_tfrecord_source(str(tmp_path / "tfr")),
+            "train",
+            PipelineConfig(batch_size=2, base_size=14, crop_size=8),
+        )
+    )
     assert len(batches) == 2 and batches[0][0].shape == (2, 8, 8, 3)
     # Shards partition the data; finite passes are padded with all-ignore blanks to equal lengths.
     tfr = read_tfrecord_source(str(tmp_path / "tfr"))
     originals = sorted(image.tobytes() for image, _ in expected.values())
     for count in (2, 3):
-        parts = [list(decoded_examples(tfr, shard=(count, i)).as_numpy_iterator()) for i in range(count)]
+        parts = [
+            list(decoded_examples(tfr, shard=(count, i)).as_numpy_iterator()) for i in range(count)
+        ]
         assert len({len(p) for p in parts}) == 1
-        real = [image.tobytes() for part in parts for image, label in part if not np.all(label == 255)]
+        real = [
+            image.tobytes() for part in parts for image, label in part if not np.all(label == 255)
+        ]
         assert sorted(real) == originals
     # Repeating over at least `count` files: whole files per shard, and no blanks.
     for i, path in enumerate(tfr.files):
-        in_file = sorted(parse_example(r)[0].numpy().tobytes() for r in tf.data.TFRecordDataset(path))
-        seen = sorted({image.tobytes() for image, _ in decoded_examples(tfr, repeat=True, shard=(2, i)).take(12).as_numpy_iterator()})
+        in_file = sorted(
+            parse_example(r)[0].numpy().tobytes() for r in tf.data.TFRecordDataset(path)
+        )
+        seen = sorted(
+            {
+                image.tobytes()
+                for image, _ in decoded_examples(tfr, repeat=True, shard=(2, i))
+                .take(12)
+                .as_numpy_iterator()
+            }
+        )
         assert seen == in_file
 
 
@@ -70,7 +93,9 @@ def test_refuses_to_overwrite_and_detects_interrupted_conversions(tmp_path):
 
 def _converted(tmp_path, n=6, shards=3):
     layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(7), n=n, with_split=False)
-    return write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=shards)
+    return write_tfrecords(
+        folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=shards
+    )
 
 
 def test_empty_or_truncated_shards_are_named_before_reading(tmp_path):
@@ -86,7 +111,9 @@ def test_empty_or_truncated_shards_are_named_before_reading(tmp_path):
         read_tfrecord_source(str(tmp_path / "tfr"))
     open(truncated, "wb").write(data)
     open(empty, "wb").close()  # zero bytes: TensorFlow reads it as a shard without examples
-    with pytest.raises(DataError, match=f"{os.path.basename(empty)} holds 0 examples but dataset.json records 2"):
+    with pytest.raises(
+        DataError, match=f"{os.path.basename(empty)} holds 0 examples but dataset.json records 2"
+    ):
         read_tfrecord_source(str(tmp_path / "tfr"))
     # A dataset.json written before per-shard counts: an empty shard is still named.
     del meta["examples_per_file"]
@@ -113,10 +140,14 @@ def test_a_shard_damaged_inside_a_record_is_named_while_reading(tmp_path):
     damaged = converted.files[1]
     data = bytearray(open(damaged, "rb").read())
     first_length = int.from_bytes(data[:8], "little")
-    data[12 + first_length // 2] ^= 0xFF  # inside the first record's payload: only its checksum fails
+    data[12 + first_length // 2] ^= (
+        0xFF  # inside the first record's payload: only its checksum fails
+    )
     open(damaged, "wb").write(bytes(data))
     source = read_tfrecord_source(str(tmp_path / "tfr"))
-    with pytest.raises(DataError, match=f"TFRecord shard .*{os.path.basename(damaged)} is damaged") as caught:
+    with pytest.raises(
+        DataError, match=f"TFRecord shard .*{os.path.basename(damaged)} is damaged"
+    ) as caught:
         with NumpyIterator(decoded_examples(source), source) as examples:
             list(examples)
     assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
@@ -128,6 +159,15 @@ def test_shard_counts_must_be_positive(tmp_path):
     layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(8), n=3, with_split=False)
     for bad in (-2, 0):
         with pytest.raises(ConfigError, match=f"positive integer, got {bad}"):
-            write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=bad)
+            write_tfrecords(
+                folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=bad
+            )
     assert not os.path.exists(tmp_path / "tfr")
-    assert len(write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=9).files) == 3
+    assert (
+        len(
+            write_tfrecords(
+                folder_source(str(tmp_path / "src")), str(tmp_path / "tfr"), num_shards=9
+            ).files
+        )
+        == 3
+    )

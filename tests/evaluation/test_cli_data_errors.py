@@ -17,10 +17,18 @@ def _eval(*args, timeout=120):
     # Level 2 is run_cli's default; TensorFlow reads it at import, before run_cli could set it.
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
-        return subprocess.run([sys.executable, "-m", "enc_tf.evaluation.cli", *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, start_new_session=True)
+        return subprocess.run(
+            [sys.executable, "-m", "enc_tf.evaluation.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            start_new_session=True,
+        )
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"enc-eval hung for {timeout} s after a data error; output: {(err.stderr or b'')[-1000:]!r}")
+        pytest.fail(
+            f"enc-eval hung for {timeout} s after a data error; output: {(err.stderr or b'')[-1000:]!r}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +44,34 @@ def test_bad_mask_value_ends_every_run_with_one_line(tmp_path, model_path):
     root = tmp_path / "data"
     rng = np.random.default_rng(0)
     for i in range(60):
-        layouts.save_rgb(str(root / "images" / f"img{i:03d}.png"), rng.integers(0, 256, (120, 160, 3)))
-        layouts.save_mask(str(root / "masks" / f"img{i:03d}.png"), np.full((120, 160), 44 if i == 3 else i % 3))
+        layouts.save_rgb(
+            str(root / "images" / f"img{i:03d}.png"), rng.integers(0, 256, (120, 160, 3))
+        )
+        layouts.save_mask(
+            str(root / "masks" / f"img{i:03d}.png"), np.full((120, 160), 44 if i == 3 else i % 3)
+        )
     (root / "classes.yaml").write_text("names: [road, car, tree]\n")
-    args = [model_path, "--dataset", "folder", "--root", str(root), "--split", "", "--crop-size", "8",
-            "--out", str(tmp_path / "out")]
+    args = [
+        model_path,
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--split",
+        "",
+        "--crop-size",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     for _ in range(3):
         result = _eval(*args)
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "img003.png" in errors[0] and "[44]" in errors[0], result.stderr[-3000:]
+        assert len(errors) == 1 and "img003.png" in errors[0] and "[44]" in errors[0], (
+            result.stderr[-3000:]
+        )
     assert not (tmp_path / "out" / "evaluation.json").exists()
 
 
@@ -61,11 +86,29 @@ def test_an_empty_tfrecord_shard_is_named_instead_of_skipped(tmp_path, model_pat
     from enc_tf.data import folder_source, write_tfrecords
 
     layouts.write_folder(str(tmp_path / "src"), np.random.default_rng(1), n=4, with_split=False)
-    converted = write_tfrecords(folder_source(str(tmp_path / "src")), str(tmp_path / "tfr" / "val"), num_shards=2)
+    converted = write_tfrecords(
+        folder_source(str(tmp_path / "src")), str(tmp_path / "tfr" / "val"), num_shards=2
+    )
     open(converted.files[1], "wb").close()
-    result = _eval(model_path, "--dataset", "tfrecord", "--root", str(tmp_path / "tfr"), "--split", "val",
-                   "--crop-size", "8", "--out", str(tmp_path / "out"), timeout=60)
+    result = _eval(
+        model_path,
+        "--dataset",
+        "tfrecord",
+        "--root",
+        str(tmp_path / "tfr"),
+        "--split",
+        "val",
+        "--crop-size",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and os.path.basename(converted.files[1]) in errors[0] and "holds 0 examples" in errors[0]
+    assert (
+        len(errors) == 1
+        and os.path.basename(converted.files[1]) in errors[0]
+        and "holds 0 examples" in errors[0]
+    )
     assert not (tmp_path / "out").exists()

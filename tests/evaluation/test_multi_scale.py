@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 
+from enc_tf.contracts.images import long_side_size as scaled_size
 from enc_tf.contracts.images import normalize
 from enc_tf.evaluation import evaluate_multi_scale
 from enc_tf.metrics import label_confusion
-from enc_tf.contracts.images import long_side_size as scaled_size
 from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor, window_starts
 from tests.support.tiny_models import tiny_segmenter
 
@@ -32,10 +32,13 @@ def np_softmax(z):
 
 def reference(model, image, base, crop, scales, flip, pad_value):
     """The protocol composed directly from single passes of the model, in NumPy."""
+
     def single(x):  # one crop x crop pass (+ flip), probabilities
         p = np_softmax(np.asarray(model(x[None].astype("float32"))["seg"], np.float64)[0])
         if flip:
-            q = np_softmax(np.asarray(model(x[None, :, ::-1].astype("float32"))["seg"], np.float64)[0])
+            q = np_softmax(
+                np.asarray(model(x[None, :, ::-1].astype("float32"))["seg"], np.float64)[0]
+            )
             p = p + q[:, ::-1]
         return p
 
@@ -49,7 +52,9 @@ def reference(model, image, base, crop, scales, flip, pad_value):
     total = 0
     for s in scales:
         long = int(math.ceil(base * s))
-        height, width = (long, int(w * long / h + 0.5)) if h > w else (int(h * long / w + 0.5), long)
+        height, width = (
+            (long, int(w * long / h + 0.5)) if h > w else (int(h * long / w + 0.5), long)
+        )
         x = np_resize(image.astype(np.float64), height, width)
         if long <= crop:
             out = single(pad(x, crop))[:height, :width]
@@ -81,7 +86,9 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
     rng = np.random.default_rng(0)
     image = normalize(rng.integers(0, 256, (20, 30, 3))).numpy()
     # 0.5: padded single pass; 1.0: two windows, the last one padded; 1.25: 2 x 3 windows.
-    config = MultiScaleConfig(base_size=24, crop_size=16, scales=(0.5, 1.0, 1.25), flip=flip, window_batch=4)
+    config = MultiScaleConfig(
+        base_size=24, crop_size=16, scales=(0.5, 1.0, 1.25), flip=flip, window_batch=4
+    )
     predictor = MultiScalePredictor(model, 3, config)
     ours = predictor.probabilities(image)
     expected = reference(model, image, 24, 16, (0.5, 1.0, 1.25), flip, predictor._pad_value)
@@ -90,7 +97,9 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
     assert predictor.num_passes == (6 if flip else 3)
     np.testing.assert_array_equal(predictor.predict(image), np.argmax(expected, -1))
     # The window batch size changes nothing.
-    other = MultiScalePredictor(model, 3, MultiScaleConfig(24, 16, (0.5, 1.0, 1.25), flip, window_batch=1))
+    other = MultiScalePredictor(
+        model, 3, MultiScaleConfig(24, 16, (0.5, 1.0, 1.25), flip, window_batch=1)
+    )
     np.testing.assert_allclose(other.probabilities(image), ours, atol=1e-6)
 
 
@@ -107,9 +116,14 @@ def test_evaluate_multi_scale_sums_the_dataset():
     model = tiny_segmenter(3, seed=1)
     predictor = MultiScalePredictor(model, 3, MultiScaleConfig(24, 16, (0.75, 1.0), True))
     rng = np.random.default_rng(2)
-    examples = [(normalize(rng.integers(0, 256, (h, w, 3))).numpy(), rng.integers(0, 3, (h, w))) for h, w in [(20, 30), (25, 14)]]
+    examples = [
+        (normalize(rng.integers(0, 256, (h, w, 3))).numpy(), rng.integers(0, 3, (h, w)))
+        for h, w in [(20, 30), (25, 14)]
+    ]
     examples[0][1][:3] = 255
-    scores, matrix = evaluate_multi_scale(predictor, examples, class_names=["a", "b", "c"], progress=False)
+    scores, matrix = evaluate_multi_scale(
+        predictor, examples, class_names=["a", "b", "c"], progress=False
+    )
     expected = sum(label_confusion(label, predictor.predict(image), 3) for image, label in examples)
     np.testing.assert_array_equal(matrix, expected)
     assert matrix.sum() == 20 * 30 + 25 * 14 - 3 * 30

@@ -31,7 +31,11 @@ def trained_encnet():
     labels = (images[..., 0] > 0).astype("int32") + 2 * (images[..., 1] > 0)
     targets = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, 4))}
     model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     for layer in norms:
         layer.momentum = 0.0
     model(images, training=True)

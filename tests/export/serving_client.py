@@ -31,12 +31,21 @@ for key, value in signature(**inputs).items():
 body = json.loads(json.dumps({"signature_name": "serving_default", "instances": images.tolist()}))
 signature = loaded.signatures[body["signature_name"]]
 spec = signature.structured_input_signature[1]["images"]
-for key, value in signature(images=tf.constant(np.asarray(body["instances"]), dtype=spec.dtype)).items():
+for key, value in signature(
+    images=tf.constant(np.asarray(body["instances"]), dtype=spec.dtype)
+).items():
     results[f"rest_{key}"] = value.numpy()
 
 # REST with encoded bytes: {"instances": [{"b64": ...}]} for the string input.
 with open(png_path, "rb") as f:
-    body = json.loads(json.dumps({"signature_name": "encoded", "instances": [{"b64": base64.b64encode(f.read()).decode()}]}))
+    body = json.loads(
+        json.dumps(
+            {
+                "signature_name": "encoded",
+                "instances": [{"b64": base64.b64encode(f.read()).decode()}],
+            }
+        )
+    )
 encoded = [base64.b64decode(item["b64"]) for item in body["instances"]]
 for key, value in loaded.signatures["encoded"](encoded_images=tf.constant(encoded)).items():
     results[f"encoded_{key}"] = value.numpy()

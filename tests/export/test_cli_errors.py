@@ -49,8 +49,22 @@ def test_damaged_models_are_one_line_naming_the_file(model_path, tmp_path, capsy
 def test_bad_sizes_name_the_option(model_path, tmp_path, capsys):
     assert tflite_main([model_path, "--out", str(tmp_path / "m.tflite"), "--size", "0"]) == 2
     assert "--size must be a positive integer" in _one_error_line(capsys)
-    assert tflite_main([model_path, "--out", str(tmp_path / "m.tflite"), "--size", "8", "--mode", "int8",
-                        "--calibration-dir", str(tmp_path / "nothing")]) == 2
+    assert (
+        tflite_main(
+            [
+                model_path,
+                "--out",
+                str(tmp_path / "m.tflite"),
+                "--size",
+                "8",
+                "--mode",
+                "int8",
+                "--calibration-dir",
+                str(tmp_path / "nothing"),
+            ]
+        )
+        == 2
+    )
     assert "--calibration-dir" in _one_error_line(capsys)
     assert onnx_main([model_path, "--out", str(tmp_path / "m.onnx"), "--size", "-3"]) == 2
     assert "--size must be a positive integer, got -3" in _one_error_line(capsys)
@@ -62,7 +76,12 @@ def test_bad_sizes_name_the_option(model_path, tmp_path, capsys):
 
 
 def test_failed_onnx_check_is_one_line_exit_1(model_path, tmp_path, capsys):
-    assert onnx_main([model_path, "--out", str(tmp_path / "m.onnx"), "--size", "16", "--tolerance", "-1"]) == 1
+    assert (
+        onnx_main(
+            [model_path, "--out", str(tmp_path / "m.onnx"), "--size", "16", "--tolerance", "-1"]
+        )
+        == 1
+    )
     assert "not written" in _one_error_line(capsys)
 
 
@@ -92,20 +111,28 @@ def test_an_existing_version_is_replaced_in_one_rename(tmp_path):
     first = export_saved_model(model, classes, str(tmp_path), "m")
     marker = os.path.join(first, "old-only")
     open(marker, "w").close()
-    assert export_saved_model(model, classes, str(tmp_path), "m", version=1, overwrite=True) == first
+    assert (
+        export_saved_model(model, classes, str(tmp_path), "m", version=1, overwrite=True) == first
+    )
     assert not os.path.exists(marker)  # the whole directory was replaced, not merged into
     assert sorted(os.listdir(os.path.join(tmp_path, "m"))) == ["1"]
 
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
-    path = export_saved_model(tiny_segmenter(3), make_class_info(["a", "b", "c"]),
-                              str(tmp_path_factory.mktemp("serving")), "encnet")
+    path = export_saved_model(
+        tiny_segmenter(3),
+        make_class_info(["a", "b", "c"]),
+        str(tmp_path_factory.mktemp("serving")),
+        "encnet",
+    )
     return tf.saved_model.load(path)
 
 
-@pytest.mark.parametrize("signature,dtype", [("serving_default", tf.uint8), ("probabilities", tf.uint8),
-                                             ("logits", tf.float32)])
+@pytest.mark.parametrize(
+    "signature,dtype",
+    [("serving_default", tf.uint8), ("probabilities", tf.uint8), ("logits", tf.float32)],
+)
 def test_a_batch_of_zero_images_is_an_error_naming_the_input(serving, signature, dtype):
     with pytest.raises(tf.errors.InvalidArgumentError, match="images: the batch holds no image"):
         serving.signatures[signature](images=tf.zeros((0, 8, 8, 3), dtype))
@@ -114,7 +141,9 @@ def test_a_batch_of_zero_images_is_an_error_naming_the_input(serving, signature,
 
 
 def test_a_batch_of_zero_encoded_images_is_an_error_naming_the_input(serving):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="encoded_images: the batch holds no image"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="encoded_images: the batch holds no image"
+    ):
         serving.signatures["encoded"](encoded_images=tf.constant([], tf.string))
 
 

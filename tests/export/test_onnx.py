@@ -7,8 +7,8 @@ import pytest
 
 from enc_tf.data.classes import make_class_info
 from enc_tf.export.onnx import OnnxRunner, max_relative_error, to_onnx, write_onnx
-from enc_tf.models.logits import logits_function
 from enc_tf.export.onnx_cli import main as onnx_main
+from enc_tf.models.logits import logits_function
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -72,7 +72,9 @@ def test_runs_in_a_fresh_process_without_tensorflow(tiny, tmp_path):
         "assert 'tensorflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    np.testing.assert_allclose(np.load(tmp_path / "seg.npy"), np.asarray(model(images)["seg"]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "seg.npy"), np.asarray(model(images)["seg"]), atol=1e-5
+    )
 
 
 @pytest.mark.slow

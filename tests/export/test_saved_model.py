@@ -35,7 +35,9 @@ def exported(tmp_path_factory):
 
 def test_layout_versions_and_overwrite(exported):
     model, base, path = exported
-    assert path == os.path.join(base, "encnet", "1") and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert path == os.path.join(base, "encnet", "1") and os.path.isfile(
+        os.path.join(path, "saved_model.pb")
+    )
     second = export_saved_model(model, CLASSES, base, "encnet")
     assert second.endswith(os.path.join("encnet", "2"))
     with pytest.raises(FileExistsError, match="exists"):
@@ -55,37 +57,63 @@ def test_a_model_fresh_from_training_is_exported_without_its_optimizer(tmp_path)
     model.fit(x, {"seg": np.zeros((2, 8, 8, 3)), "se": np.zeros((2, 3))}, verbose=0)
     assert len(model.optimizer.variables) > len(model.weights)
     path = export_saved_model(model, CLASSES, str(tmp_path), "m")
-    saved = [shape for name, shape in tf.train.list_variables(os.path.join(path, "variables", "variables"))
-             if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")]
+    saved = [
+        shape
+        for name, shape in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+        if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")
+    ]
     assert sorted(saved) == sorted(list(w.shape) for w in model.weights)
     loaded = tf.saved_model.load(path)
-    np.testing.assert_allclose(loaded.signatures["logits"](images=tf.constant(x + 1))["seg"], model(x + 1)["seg"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.signatures["logits"](images=tf.constant(x + 1))["seg"],
+        model(x + 1)["seg"],
+        atol=1e-6,
+    )
 
 
 def test_serving_contract_in_a_fresh_process(exported, tmp_path):
     model, _, path = exported
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (2, 21, 30, 3), dtype=np.uint8)  # not a multiple of 8: padded inside
+    images = rng.integers(
+        0, 256, (2, 21, 30, 3), dtype=np.uint8
+    )  # not a multiple of 8: padded inside
     np.save(tmp_path / "images.npy", images)
     Image.fromarray(images[0]).save(tmp_path / "image.png")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, CLIENT, path, str(tmp_path / "images.npy"), str(tmp_path / "image.png"),
-                             str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            CLIENT,
+            path,
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "image.png"),
+            str(tmp_path / "out.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
     probabilities, labels, presence = _keras_reference(model, images)
     # Padding to a multiple of 8 changes the 'same' convolutions' borders only where the
     # padded pixels reach: compare away from the bottom/right edges, and the labels there.
-    np.testing.assert_allclose(out["grpc_probabilities"][:, :19, :28], probabilities[:, :19, :28], atol=1e-5)
+    np.testing.assert_allclose(
+        out["grpc_probabilities"][:, :19, :28], probabilities[:, :19, :28], atol=1e-5
+    )
     assert out["grpc_probabilities"].shape == (2, 21, 30, 3)
     np.testing.assert_array_equal(out["grpc_labels"][:, :19, :28], labels[:, :19, :28])
     np.testing.assert_array_equal(out["rest_labels"], out["grpc_labels"])
     assert out["rest_labels"].dtype == np.int32 and out["rest_se_probabilities"].shape == (2, 3)
-    np.testing.assert_array_equal(out["encoded_labels"][0], out["grpc_labels"][0])  # PNG is lossless
+    np.testing.assert_array_equal(
+        out["encoded_labels"][0], out["grpc_labels"][0]
+    )  # PNG is lossless
     assert list(out["classes"]) == ["sky", "sea", "sand"]
     errors = list(out["errors"])
-    assert "accepted" not in errors and all("images" in e or "uint8" in e or "shape" in e for e in errors), errors
+    assert "accepted" not in errors and all(
+        "images" in e or "uint8" in e or "shape" in e for e in errors
+    ), errors
 
 
 def test_padding_makes_the_export_match_keras_on_multiples_of_8(exported):
@@ -106,7 +134,9 @@ def test_loaded_for_inference_equals_keras(exported, tmp_path):
     from_saved, from_keras = load_model(path), load_model(keras_path)
     assert from_saved.classes == CLASSES and from_saved.num_classes == 3
     x = normalize(np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3))).numpy()
-    np.testing.assert_allclose(from_saved.logits_fn(x)["seg"].numpy(), from_keras.logits_fn(x)["seg"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        from_saved.logits_fn(x)["seg"].numpy(), from_keras.logits_fn(x)["seg"].numpy(), atol=1e-5
+    )
 
 
 def test_export_cli_and_client_checks(tmp_path):
@@ -114,10 +144,18 @@ def test_export_cli_and_client_checks(tmp_path):
     tiny_segmenter(3).save(model_path)
     classes = tmp_path / "classes.yaml"
     classes.write_text("names: [a, b, c]\n")
-    assert export_main([model_path, "--base-dir", str(tmp_path / "out"), "--classes", str(classes)]) == 0
-    assert export_main([model_path, "--base-dir", str(tmp_path / "out"), "--version", "1"]) == 2  # exists
+    assert (
+        export_main([model_path, "--base-dir", str(tmp_path / "out"), "--classes", str(classes)])
+        == 0
+    )
+    assert (
+        export_main([model_path, "--base-dir", str(tmp_path / "out"), "--version", "1"]) == 2
+    )  # exists
     classes.write_text("names: [a, b]\n")
-    assert export_main([model_path, "--base-dir", str(tmp_path / "out"), "--classes", str(classes)]) == 2
+    assert (
+        export_main([model_path, "--base-dir", str(tmp_path / "out"), "--classes", str(classes)])
+        == 2
+    )
     with pytest.raises(ValueError, match="uint8"):
         check_request_images(np.zeros((1, 4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):

@@ -20,8 +20,11 @@ def test_encnet_float32_matches_keras_with_builtin_ops(trained_encnet, capsys):
     float32 = TFLiteRunner(model_content=float32_bytes)
     assert float32.outputs == ["se", "seg"] and float32.input_shape == (1, SIZE, SIZE, 3)
     outputs = [float32(image) for image in images]
-    errors = {k: max(float(np.abs(out[k] - expected[k][i]).max()) for i, out in enumerate(outputs))
-              / max(float(np.abs(expected[k]).max()), 1e-6) for k in ("seg", "se")}
+    errors = {
+        k: max(float(np.abs(out[k] - expected[k][i]).max()) for i, out in enumerate(outputs))
+        / max(float(np.abs(expected[k]).max()), 1e-6)
+        for k in ("seg", "se")
+    }
     with capsys.disabled():
         print(f"\nEncNet TFLite float32 vs Keras, max relative error: {errors}")
     assert max(errors.values()) < 1e-4, errors
@@ -37,7 +40,9 @@ def test_encnet_quantized_argmax_agreement(trained_encnet, capsys):
     agreement = {}
     for mode in ("float16", "int8"):
         runner = TFLiteRunner(model_content=convert(model, mode, SIZE, lambda: iter(images)))
-        agreement[mode] = float(np.mean([_agreement(runner(x)["seg"], e) for x, e in zip(images, expected)]))
+        agreement[mode] = float(
+            np.mean([_agreement(runner(x)["seg"], e) for x, e in zip(images, expected)])
+        )
     # Selective quantization: the Encoding path is float32, the backbone int8.
     dtypes = {d["name"]: d["dtype"] for d in runner.interpreter.get_tensor_details()}
     encoding = [n for n in dtypes if "/encoding_" in n]
@@ -84,12 +89,34 @@ def test_cli(tmp_path):
     tiny_segmenter(3).save(model_path)
     out = tmp_path / "m.tflite"
     assert tflite_main([model_path, "--out", str(out), "--size", "16"]) == 0
-    assert TFLiteRunner(model_path=str(out))(np.zeros((16, 16, 3), np.float32))["seg"].shape == (16, 16, 3)
-    assert tflite_main([model_path, "--out", str(out), "--mode", "int8", "--size", "16"]) == 2  # no calibration data
+    assert TFLiteRunner(model_path=str(out))(np.zeros((16, 16, 3), np.float32))["seg"].shape == (
+        16,
+        16,
+        3,
+    )
+    assert (
+        tflite_main([model_path, "--out", str(out), "--mode", "int8", "--size", "16"]) == 2
+    )  # no calibration data
     images = tmp_path / "calib"
     images.mkdir()
     from PIL import Image
 
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(images / "a.png")
-    assert tflite_main([model_path, "--out", str(out), "--mode", "int8", "--size", "16",
-                        "--calibration-dir", str(images)]) == 0
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(
+        images / "a.png"
+    )
+    assert (
+        tflite_main(
+            [
+                model_path,
+                "--out",
+                str(out),
+                "--mode",
+                "int8",
+                "--size",
+                "16",
+                "--calibration-dir",
+                str(images),
+            ]
+        )
+        == 0
+    )

@@ -22,7 +22,10 @@ def damaged_keras_files(model_path, directory):
         paths[kind] = directory / f"{kind}.keras"
         paths[kind].write_bytes(content)
     paths["bad_weights"] = directory / "bad_weights.keras"
-    with zipfile.ZipFile(model_path) as source, zipfile.ZipFile(paths["bad_weights"], "w") as target:
+    with (
+        zipfile.ZipFile(model_path) as source,
+        zipfile.ZipFile(paths["bad_weights"], "w") as target,
+    ):
         for name in source.namelist():
             content = source.read(name)
             target.writestr(name, content[:200] if name.endswith(".h5") else content)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from enc_tf.artifacts import LoadedModel, load_model
 from enc_tf.errors import DataError, ModelFileError
 from enc_tf.inference import Segmenter
 from enc_tf.inference.cli import main as predict_main
 from enc_tf.inference.cli import output_names, predict_files
-from enc_tf.artifacts import LoadedModel, load_model
 from tests.inference.damaged_models import damaged_keras_files
 from tests.support.tiny_models import tiny_segmenter
 
@@ -27,7 +27,11 @@ def model_path(tmp_path_factory):
 def _image(path, height, width, seed=0, value=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) if value is None else np.full((height, width, 3), value, np.uint8)
+    pixels = (
+        rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        if value is None
+        else np.full((height, width, 3), value, np.uint8)
+    )
     Image.fromarray(pixels).save(path)
     return str(path)
 
@@ -52,8 +56,22 @@ def test_multi_scale_on_an_extreme_aspect_ratio(model_path, tmp_path, capsys):
     _image(inputs / "b_tall.png", 300, 2, seed=1)
     _image(inputs / "c_square.png", 20, 20, seed=2)
     out = tmp_path / "out"
-    code = predict_main([model_path, str(inputs), "--out", str(out), "--multi-scale", "--base-size", "48",
-                         "--crop-size", "32", "--scales", "0.5", "1.0"])
+    code = predict_main(
+        [
+            model_path,
+            str(inputs),
+            "--out",
+            str(out),
+            "--multi-scale",
+            "--base-size",
+            "48",
+            "--crop-size",
+            "32",
+            "--scales",
+            "0.5",
+            "1.0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = _strict_json(out / "predictions.json")
     assert summary["failed"] == {} and len(summary["images"]) == 3
@@ -69,14 +87,20 @@ def _dark_images_give_nan(num_classes=3):
     seg = seg * gate
     se = keras.layers.Dense(num_classes)(keras.layers.GlobalAveragePooling2D()(seg))
     model = keras.Model(images, {"seg": seg, "se": se})
-    return LoadedModel(lambda x: model(x, training=False), num_classes, None, "dark_nan.keras", None, model)
+    return LoadedModel(
+        lambda x: model(x, training=False), num_classes, None, "dark_nan.keras", None, model
+    )
 
 
 def test_one_failing_image_is_skipped_and_the_rest_written(tmp_path, caplog):
     inputs = tmp_path / "in"
     # 32 x 32, the crop: no black padding that would darken the bright images.
-    paths = [_image(inputs / "1_bright.png", 32, 32, value=250), _image(inputs / "2_dark.png", 32, 32, value=5),
-             str(inputs / "3_missing.png"), _image(inputs / "4_bright.png", 32, 32, value=240)]
+    paths = [
+        _image(inputs / "1_bright.png", 32, 32, value=250),
+        _image(inputs / "2_dark.png", 32, 32, value=5),
+        str(inputs / "3_missing.png"),
+        _image(inputs / "4_bright.png", 32, 32, value=240),
+    ]
     segmenter = Segmenter(_dark_images_give_nan(), crop_size=32)
     out = tmp_path / "out"
     summary, failures = predict_files(segmenter, paths, str(out))
@@ -92,8 +116,11 @@ def test_one_failing_image_is_skipped_and_the_rest_written(tmp_path, caplog):
 
 def test_inputs_with_the_same_stem_get_distinct_outputs(model_path, tmp_path, capsys):
     root = tmp_path / "in"
-    paths = [_image(root / "a" / "x.jpg", 8, 8), _image(root / "a" / "x.png", 9, 9, seed=1),
-             _image(root / "b" / "x.png", 10, 10, seed=2)]
+    paths = [
+        _image(root / "a" / "x.jpg", 8, 8),
+        _image(root / "a" / "x.png", 9, 9, seed=1),
+        _image(root / "b" / "x.png", 10, 10, seed=2),
+    ]
     out = tmp_path / "out"
     code = predict_main([model_path, *paths, "--out", str(out), "--crop-size", "32"])
     assert code == 0
@@ -109,9 +136,17 @@ def test_inputs_with_the_same_stem_get_distinct_outputs(model_path, tmp_path, ca
 def test_output_name_rule():
     assert output_names(["d/x.jpg", "d/y.png"]) == {"d/x.jpg": "x", "d/y.png": "y"}
     assert output_names(["d/x.jpg"]) == {"d/x.jpg": "x"}
-    assert output_names(["d/e/x.jpg", "d/f/g/y.png"]) == {"d/e/x.jpg": "e/x", "d/f/g/y.png": "f/g/y"}
-    assert output_names(["d/X.jpg", "d/x.png"]) == {"d/X.jpg": "X.jpg", "d/x.png": "x.png"}  # one file on macOS
-    with pytest.raises(DataError, match=r"d/x.jpg and d/x.jpg.png would both write x.jpg_labels.png"):
+    assert output_names(["d/e/x.jpg", "d/f/g/y.png"]) == {
+        "d/e/x.jpg": "e/x",
+        "d/f/g/y.png": "f/g/y",
+    }
+    assert output_names(["d/X.jpg", "d/x.png"]) == {
+        "d/X.jpg": "X.jpg",
+        "d/x.png": "x.png",
+    }  # one file on macOS
+    with pytest.raises(
+        DataError, match=r"d/x.jpg and d/x.jpg.png would both write x.jpg_labels.png"
+    ):
         output_names(["d/x.jpg", "d/x.png", "d/x.jpg.png"])
 
 
@@ -124,13 +159,16 @@ def test_stale_temporaries_of_a_killed_run_are_removed(model_path, tmp_path):
     assert sorted(os.listdir(out)) == ["predictions.json", "x_labels.png", "x_overlay.png"]
 
 
-@pytest.mark.parametrize("kind,message", [
-    ("empty", r"is empty \(0 bytes\): the file is truncated"),
-    ("truncated", "is not a .keras archive .* truncated or corrupt"),
-    ("corrupt", "corrupt or truncated .*BadZipFile"),
-    ("bad_weights", "corrupt or truncated"),
-    ("nan", "outputs non-finite values"),
-])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("empty", r"is empty \(0 bytes\): the file is truncated"),
+        ("truncated", "is not a .keras archive .* truncated or corrupt"),
+        ("corrupt", "corrupt or truncated .*BadZipFile"),
+        ("bad_weights", "corrupt or truncated"),
+        ("nan", "outputs non-finite values"),
+    ],
+)
 def test_a_damaged_model_is_one_line_naming_the_file(model_path, tmp_path, capsys, kind, message):
     path = damaged_keras_files(model_path, tmp_path)[kind]
     with pytest.raises(ModelFileError, match=message):

@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import pytest
@@ -7,9 +6,9 @@ from PIL import Image
 
 from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
-from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor
 from enc_tf.inference import Segmenter, load_model, to_rgb_array
 from enc_tf.inference.cli import main as predict_main
+from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -54,8 +53,12 @@ def test_segmenter_single_and_multi_scale(model_path):
     multi = Segmenter(loaded, multi_scale=True, base_size=48, crop_size=32, scales=(0.75, 1.0))
     out = multi(Image.fromarray(image))
     np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, atol=1e-5)
-    reference = MultiScalePredictor(loaded.logits_fn, 3, MultiScaleConfig(48, 32, (0.75, 1.0), True))
-    np.testing.assert_allclose(out.probabilities, reference.probabilities(normalize(image).numpy()) / 4, atol=1e-6)
+    reference = MultiScalePredictor(
+        loaded.logits_fn, 3, MultiScaleConfig(48, 32, (0.75, 1.0), True)
+    )
+    np.testing.assert_allclose(
+        out.probabilities, reference.probabilities(normalize(image).numpy()) / 4, atol=1e-6
+    )
     with pytest.raises(ValueError, match="predicts 3 classes but the class list lists 2"):
         Segmenter(loaded, classes=make_class_info(["a", "b"]))
 
@@ -67,7 +70,9 @@ def test_predict_cli_end_to_end(model_path, tmp_path):
     Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(inputs / "rgb.jpg")
     Image.fromarray(rng.integers(0, 256, (20, 25), dtype=np.uint8)).save(inputs / "grey.png")
     Image.fromarray(rng.integers(0, 65535, (22, 18), dtype=np.uint16)).save(inputs / "deep.png")
-    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(inputs / "alpha.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(
+        inputs / "alpha.png"
+    )
     rotated = Image.fromarray(rng.integers(0, 256, (10, 30, 3), dtype=np.uint8))
     exif = rotated.getexif()
     exif[0x0112] = 6  # rotate 90 degrees: displayed as 30 x 10
@@ -76,30 +81,60 @@ def test_predict_cli_end_to_end(model_path, tmp_path):
     classes = tmp_path / "classes.yaml"
     classes.write_text("names: [sky, sea, sand]\n")
     out = tmp_path / "out"
-    code = predict_main([model_path, str(inputs), "--out", str(out), "--classes", str(classes),
-                         "--crop-size", "32", "--probabilities"])
+    code = predict_main(
+        [
+            model_path,
+            str(inputs),
+            "--out",
+            str(out),
+            "--classes",
+            str(classes),
+            "--crop-size",
+            "32",
+            "--probabilities",
+        ]
+    )
     assert code == 1  # one file failed; the others were written
     summary = json.loads((out / "predictions.json").read_text())
     assert list(summary["failed"]) == [str(inputs / "broken.png")]
     assert len(summary["images"]) == 5
-    for stem, size in {"rgb": (30, 40), "grey": (20, 25), "deep": (22, 18), "alpha": (16, 16), "exif": (30, 10)}.items():
+    for stem, size in {
+        "rgb": (30, 40),
+        "grey": (20, 25),
+        "deep": (22, 18),
+        "alpha": (16, 16),
+        "exif": (30, 10),
+    }.items():
         labels = Image.open(out / f"{stem}_labels.png")
         assert labels.mode == "P" and labels.size == size[::-1]
-        assert labels.getpalette()[:9] == [*make_class_info(["sky", "sea", "sand"]).palette[0],
-                                           *make_class_info(["sky", "sea", "sand"]).palette[1],
-                                           *make_class_info(["sky", "sea", "sand"]).palette[2]]
+        assert labels.getpalette()[:9] == [
+            *make_class_info(["sky", "sea", "sand"]).palette[0],
+            *make_class_info(["sky", "sea", "sand"]).palette[1],
+            *make_class_info(["sky", "sea", "sand"]).palette[2],
+        ]
         assert np.asarray(labels).max() < 3
         overlay = Image.open(out / f"{stem}_overlay.png")
         assert overlay.width == size[1] and overlay.height > size[0]  # legend below
         assert np.load(out / f"{stem}_probabilities.npy").shape == (*size, 3)
-        entry = summary["images"][str(inputs / f"{stem}{'.jpg' if stem in ('rgb', 'exif') else '.png'}")]
-        assert set(entry["classes"]) <= {"sky", "sea", "sand"} and set(entry["se_presence"]) == {"sky", "sea", "sand"}
+        entry = summary["images"][
+            str(inputs / f"{stem}{'.jpg' if stem in ('rgb', 'exif') else '.png'}")
+        ]
+        assert set(entry["classes"]) <= {"sky", "sea", "sand"} and set(entry["se_presence"]) == {
+            "sky",
+            "sea",
+            "sand",
+        }
         assert abs(sum(entry["classes"].values()) - 1) < 1e-4
     # Clear errors: an empty directory, a class list of the wrong length.
     (tmp_path / "empty").mkdir()
     assert predict_main([model_path, str(tmp_path / "empty"), "--out", str(out)]) == 2
     classes.write_text("names: [a, b]\n")
-    assert predict_main([model_path, str(inputs / "rgb.jpg"), "--classes", str(classes), "--out", str(out)]) == 2
+    assert (
+        predict_main(
+            [model_path, str(inputs / "rgb.jpg"), "--classes", str(classes), "--out", str(out)]
+        )
+        == 2
+    )
     assert predict_main([str(tmp_path / "missing.keras"), str(inputs / "rgb.jpg")]) == 2
 
 

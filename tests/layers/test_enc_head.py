@@ -30,13 +30,16 @@ def test_lateral_reads_stage_2_and_3_in_the_originals_concat_order():
     feats = _features(1)
     inter = head.compute_intermediates(feats, training=False)
     fused = head.fusion(
-        np.concatenate([inter["head_conv5"], inter["lateral_c2"], inter["lateral_c3"]], axis=-1), training=False
+        np.concatenate([inter["head_conv5"], inter["lateral_c2"], inter["lateral_c3"]], axis=-1),
+        training=False,
     )
     np.testing.assert_allclose(fused, inter["head_feat"], rtol=1e-6)
     changed = [feats[0] + 1.0, feats[1], feats[2]]
     assert not np.allclose(head(changed, training=False)[0], head(feats, training=False)[0])
     plain = EncHead(3, lateral=False, channels=8, num_codes=4)
-    np.testing.assert_array_equal(plain(changed, training=False)[0], plain(feats, training=False)[0])
+    np.testing.assert_array_equal(
+        plain(changed, training=False)[0], plain(feats, training=False)[0]
+    )
 
 
 def test_no_se_head_returns_logits_only():
@@ -49,9 +52,15 @@ def test_batch_norm_defaults_and_sync_flag():
     for sync in (False, True):
         head = EncHead(3, lateral=True, channels=8, num_codes=4, sync_batch_norm=sync)
         head(_features())
-        norms = [l for l in head._flatten_layers(include_self=False) if isinstance(l, keras.layers.BatchNormalization)]
+        norms = [
+            l
+            for l in head._flatten_layers(include_self=False)
+            if isinstance(l, keras.layers.BatchNormalization)
+        ]
         assert len(norms) == 6
-        assert all(n.synchronized == sync and n.epsilon == 1e-5 and n.momentum == 0.9 for n in norms)
+        assert all(
+            n.synchronized == sync and n.epsilon == 1e-5 and n.momentum == 0.9 for n in norms
+        )
 
 
 def test_wrong_number_of_features_is_a_clear_error():

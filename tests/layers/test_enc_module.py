@@ -21,7 +21,9 @@ def _bn(x, bn):
     gamma, beta, mean, var = (np.asarray(v, np.float64) for v in bn.get_weights())
     shape = [1] * x.ndim
     shape[bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis] = -1
-    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + 1e-5) * gamma.reshape(shape) + beta.reshape(shape)
+    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + 1e-5) * gamma.reshape(
+        shape
+    ) + beta.reshape(shape)
 
 
 def reference_enc_module(x, layer):
@@ -29,13 +31,23 @@ def reference_enc_module(x, layer):
     x = np.asarray(x, np.float64)
     proj = np.einsum("bhwc,cd->bhwd", x, layer.project.conv.kernel.numpy()[0, 0].astype(np.float64))
     feats = np.maximum(_bn(proj, layer.project.bn), 0)
-    encoded = reference_encoding(feats, layer.encoding.codewords.numpy(), layer.encoding.scale.numpy())
+    encoded = reference_encoding(
+        feats, layer.encoding.codewords.numpy(), layer.encoding.scale.numpy()
+    )
     encoded_bn = np.maximum(_bn(encoded, layer.bn_codes), 0)
     en = encoded_bn.mean(axis=1)
     gamma = 1 / (1 + np.exp(-(en @ layer.fc.kernel.numpy() + layer.fc.bias.numpy())))
     out = np.maximum(x + x * gamma[:, None, None, :], 0)
     se = en @ layer.se_head.kernel.numpy() + layer.se_head.bias.numpy()
-    return {"X": feats, "E": encoded, "E_bn_relu": encoded_bn, "en": en, "gamma": gamma, "out": out, "se": se}
+    return {
+        "X": feats,
+        "E": encoded,
+        "E_bn_relu": encoded_bn,
+        "en": en,
+        "gamma": gamma,
+        "out": out,
+        "se": se,
+    }
 
 
 def test_matches_float64_reference():
@@ -60,7 +72,9 @@ def test_batch_norm_over_codewords_uses_batch_and_channel_statistics():
     assert bn.moving_mean.shape == (4,)
     # One training call: E from batch statistics, and the moving mean updated with momentum 0.9.
     encoded = np.asarray(layer.compute_intermediates(x, training=True)["E"], np.float64)
-    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * encoded.mean(axis=(0, 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), 0.1 * encoded.mean(axis=(0, 2)), rtol=1e-4, atol=1e-6
+    )
     assert bn.epsilon == 1e-5 and bn.momentum == 0.9
 
 
@@ -68,7 +82,11 @@ def test_without_se_head_and_sync_flag():
     layer = EncModule(num_classes=3, num_codes=4, se_loss=False, sync_batch_norm=True)
     out = layer(np.zeros((1, 3, 3, 8), "float32"))
     assert out.shape == (1, 3, 3, 8)
-    norms = [l for l in layer._flatten_layers(include_self=False) if isinstance(l, keras.layers.BatchNormalization)]
+    norms = [
+        l
+        for l in layer._flatten_layers(include_self=False)
+        if isinstance(l, keras.layers.BatchNormalization)
+    ]
     assert len(norms) == 2 and all(n.synchronized for n in norms)
     assert "se" not in layer.compute_intermediates(np.zeros((1, 3, 3, 8), "float32"))
 

@@ -29,7 +29,10 @@ def _layer(x_shape, num_codes, seed=0, dtype=None):
     return layer
 
 
-@pytest.mark.parametrize("shape,num_codes", [((2, 5, 7, 16), 8), ((1, 1, 1, 4), 3), ((3, 2, 9, 6), 32), ((2, 4, 4, 1), 2)])
+@pytest.mark.parametrize(
+    "shape,num_codes",
+    [((2, 5, 7, 16), 8), ((1, 1, 1, 4), 3), ((3, 2, 9, 6), 32), ((2, 4, 4, 1), 2)],
+)
 def test_matches_float64_reference(shape, num_codes):
     x = np.random.default_rng(1).normal(size=shape).astype("float32") * 0.5
     layer = _layer(shape, num_codes)
@@ -46,7 +49,11 @@ def test_gradients_match_central_differences_of_float64_reference():
     x = (rng.normal(size=shape) * 0.7).astype("float32")
     weights = rng.normal(size=(shape[0], k, shape[-1]))
     # The reference works in float64 on the same float32 values.
-    args = [x.astype(np.float64), layer.codewords.numpy().astype(np.float64), layer.scale.numpy().astype(np.float64)]
+    args = [
+        x.astype(np.float64),
+        layer.codewords.numpy().astype(np.float64),
+        layer.scale.numpy().astype(np.float64),
+    ]
 
     def numeric(index, eps=1e-6):
         grad = np.zeros_like(args[index])
@@ -55,7 +62,9 @@ def test_gradients_match_central_differences_of_float64_reference():
             minus = [a.copy() for a in args]
             plus[index][i] += eps
             minus[index][i] -= eps
-            grad[i] = np.sum((reference_encoding(*plus) - reference_encoding(*minus)) * weights) / (2 * eps)
+            grad[i] = np.sum((reference_encoding(*plus) - reference_encoding(*minus)) * weights) / (
+                2 * eps
+            )
         return grad
 
     x_t = tf.constant(x)
@@ -123,7 +132,9 @@ def test_aggregate_is_the_residual_sum():
 def test_never_materialises_the_residual_tensor():
     b, h, w, d, k = 2, 12, 12, 16, 8
     layer = _layer((b, h, w, d), k)
-    fn = tf.function(lambda x: layer(x)).get_concrete_function(tf.TensorSpec((b, h, w, d), tf.float32))
+    fn = tf.function(lambda x: layer(x)).get_concrete_function(
+        tf.TensorSpec((b, h, w, d), tf.float32)
+    )
     sizes = [
         int(np.prod(t.shape.as_list()))
         for op in fn.graph.get_operations()

@@ -12,7 +12,9 @@ def test_matches_float64_reference_and_width_rule():
     kernel = head.block.conv.kernel.numpy().astype(np.float64)
     padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
     conv = sum(
-        np.einsum("bhwc,cd->bhwd", padded[:, i : i + 5, j : j + 6], kernel[i, j]) for i in range(3) for j in range(3)
+        np.einsum("bhwc,cd->bhwd", padded[:, i : i + 5, j : j + 6], kernel[i, j])
+        for i in range(3)
+        for j in range(3)
     )
     gamma, beta, mean, var = head.block.bn.get_weights()
     hidden = np.maximum((conv - mean) / np.sqrt(var + 1e-5) * gamma + beta, 0)

@@ -18,12 +18,19 @@ def interpolation_matrix(n_in, n_out):
     return m
 
 
-@pytest.mark.parametrize("src,dst", [((4, 5), (32, 40)), ((13, 17), (97, 131)), ((3, 3), (3, 3)), ((6, 2), (1, 7))])
+@pytest.mark.parametrize(
+    "src,dst", [((4, 5), (32, 40)), ((13, 17), (97, 131)), ((3, 3), (3, 3)), ((6, 2), (1, 7))]
+)
 def test_align_corners_matches_numpy(src, dst):
     x = np.random.default_rng(0).normal(size=(2, *src, 3))
     ref = np.zeros((2, *dst, 3), "float32")
     out = BilinearResize(align_corners=True)([x.astype("float32"), ref])
-    expected = np.einsum("ih,bhwc,jw->bijc", interpolation_matrix(src[0], dst[0]), x, interpolation_matrix(src[1], dst[1]))
+    expected = np.einsum(
+        "ih,bhwc,jw->bijc",
+        interpolation_matrix(src[0], dst[0]),
+        x,
+        interpolation_matrix(src[1], dst[1]),
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -31,7 +38,9 @@ def test_half_pixel_is_tf_image_resize():
     x = np.random.default_rng(1).normal(size=(1, 5, 7, 2)).astype("float32")
     ref = np.zeros((1, 20, 21, 1), "float32")
     out = BilinearResize(align_corners=False)([x, ref])
-    np.testing.assert_allclose(out, tf.image.resize(x, (20, 21), antialias=False), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        out, tf.image.resize(x, (20, 21), antialias=False), rtol=1e-6, atol=1e-6
+    )
     assert not np.allclose(out, BilinearResize(align_corners=True)([x, ref]), atol=1e-3)
 
 

@@ -42,12 +42,19 @@ def test_parameter_count_equals_the_originals(encnet150):
     enc_head = encnet150.get_layer("enc_head")
     enc_head_params = sum(int(np.prod(w.shape)) for w in enc_head.trainable_weights)
     by_hand = (
-        3 * 3 * 2048 * 512 + 2 * 512  # conv5 + BN
-        + 512 * 512 + 2 * 512  # EncModule projection + BN
-        + 32 * 512 + 32 + 2 * 32  # codewords, scale, BN over codewords
-        + 512 * 512 + 512  # fc
-        + 512 * 150 + 150  # SE head
-        + 512 * 150 + 150  # classifier
+        3 * 3 * 2048 * 512
+        + 2 * 512  # conv5 + BN
+        + 512 * 512
+        + 2 * 512  # EncModule projection + BN
+        + 32 * 512
+        + 32
+        + 2 * 32  # codewords, scale, BN over codewords
+        + 512 * 512
+        + 512  # fc
+        + 512 * 150
+        + 150  # SE head
+        + 512 * 150
+        + 150  # classifier
     )
     assert enc_head_params == by_hand
     fcn = build_fcn(150)
@@ -81,7 +88,8 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "builder,kwargs", [(build_encnet, dict(lateral=True)), (build_encnet, dict(output_stride=16)), (build_fcn, {})]
+    "builder,kwargs",
+    [(build_encnet, dict(lateral=True)), (build_encnet, dict(output_stride=16)), (build_fcn, {})],
 )
 def test_keras_file_round_trip(tmp_path, builder, kwargs):
     model = builder(6, **kwargs)
@@ -110,9 +118,15 @@ def test_fit_lowers_the_loss():
     labels[:, :, 32:] = 1
     labels[2:, :32] = 2
     labels[:, :4] = 255  # ignored
-    targets = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, num_classes))}
+    targets = {
+        "seg": labels,
+        "aux": labels,
+        "se": np.asarray(presence_targets(labels, num_classes)),
+    }
     losses, weights = encnet_losses()
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=losses, loss_weights=weights)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=losses, loss_weights=weights
+    )
     # Training-mode loss (BatchNorm on batch statistics), as model.fit reports it.
     history = model.fit(images, targets, batch_size=2, epochs=6, shuffle=False, verbose=0).history
     first, last = history["loss"][0], history["loss"][-1]

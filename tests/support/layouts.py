@@ -84,8 +84,12 @@ def write_cityscapes(root, rng):
         for i in range(2):
             stem = f"{city}_{i:06d}_000019"
             image, mask = random_pair(rng, 12, 24, [0, 7, 8, 26, 33, 4])
-            save_rgb(os.path.join(root, "leftImg8bit", "train", city, stem + "_leftImg8bit.png"), image)
-            save_mask(os.path.join(root, "gtFine", "train", city, stem + "_gtFine_labelIds.png"), mask)
+            save_rgb(
+                os.path.join(root, "leftImg8bit", "train", city, stem + "_leftImg8bit.png"), image
+            )
+            save_mask(
+                os.path.join(root, "gtFine", "train", city, stem + "_gtFine_labelIds.png"), mask
+            )
             masks[stem] = mask
     return masks
 

@@ -23,15 +23,28 @@ from enc_tf.optimizers import EncNetSGD  # noqa: E402
 
 mode, out = sys.argv[1], sys.argv[2]  # mode: single, mirrored_sync, mirrored_local
 keras.config.set_dtype_policy("float64")
-strategy = tf.distribute.get_strategy() if mode == "single" else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+strategy = (
+    tf.distribute.get_strategy()
+    if mode == "single"
+    else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+)
 keras.utils.set_random_seed(0)
 with strategy.scope():
     # No dropout: its random masks would differ between one and two devices.
-    model = build_encnet(5, output_stride=16, input_shape=(64, 64, 3), dropout=0.0,
-                         sync_batch_norm=mode == "mirrored_sync")
+    model = build_encnet(
+        5,
+        output_stride=16,
+        input_shape=(64, 64, 3),
+        dropout=0.0,
+        sync_batch_norm=mode == "mirrored_sync",
+    )
     rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float64") if w.ndim > 1 else w.numpy()
-                       for w in model.weights])
+    model.set_weights(
+        [
+            rng.normal(0, 0.05, w.shape).astype("float64") if w.ndim > 1 else w.numpy()
+            for w in model.weights
+        ]
+    )
     losses, weights = encnet_losses(dtype="float64")
     model.compile(optimizer=EncNetSGD(0.01), loss=losses, loss_weights=weights)
 images = rng.normal(size=(4, 64, 64, 3))

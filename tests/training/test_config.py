@@ -11,7 +11,9 @@ def _write(tmp_path, text):
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
-    path = _write(tmp_path, "data: {base_size: 128, crop_size: 112}\ntrain: {epochs: 3, batch_size: 8}\n")
+    path = _write(
+        tmp_path, "data: {base_size: 128, crop_size: 112}\ntrain: {epochs: 3, batch_size: 8}\n"
+    )
     config = load_config(path, ["train.epochs=5", "optimizer.base_lr=0.01", "model.aux=false"])
     assert config.train.epochs == 5 and config.train.batch_size == 8
     assert config.optimizer.base_lr == 0.01 and config.model.aux is False
@@ -55,7 +57,9 @@ def test_every_recipe_in_configs_loads():
     import glob
     import os
 
-    paths = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.yaml")))
+    paths = sorted(
+        glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.yaml"))
+    )
     assert len(paths) >= 8
     for path in paths:
         config = load_config(path)
@@ -103,7 +107,9 @@ def test_a_negative_loss_weight_in_a_yaml_file_names_the_key(tmp_path):
 def test_exponent_notation_floats_are_accepted(tmp_path):
     # PyYAML (YAML 1.1) reads `1e-3` as the string '1e-3'.
     assert yaml.safe_load("x: 1e-3")["x"] == "1e-3"
-    path = _write(tmp_path, "optimizer: {base_lr: 1e-3, weight_decay: 5E-5}\nloss: {aux_weight: 2.e-1}\n")
+    path = _write(
+        tmp_path, "optimizer: {base_lr: 1e-3, weight_decay: 5E-5}\nloss: {aux_weight: 2.e-1}\n"
+    )
     config = load_config(path, ["optimizer.warmup_epochs=1e0", "train.time_limit_minutes=+1.5e2"])
     assert config.optimizer.base_lr == 1e-3 and isinstance(config.optimizer.base_lr, float)
     assert config.optimizer.weight_decay == 5e-5 and config.loss.aux_weight == 0.2
@@ -119,6 +125,18 @@ def test_exponent_notation_floats_are_accepted(tmp_path):
 
 def test_deterministic_flag_and_valid_edge_values():
     assert load_config().train.deterministic is False
-    config = load_config(None, ["train.deterministic=true", "loss.aux_weight=0", "optimizer.momentum=0",
-                                "data.rotate_degrees=10", "optimizer.weight_decay=0"])
-    assert config.train.deterministic is True and config.loss.aux_weight == 0.0 and config.data.rotate_degrees == 10.0
+    config = load_config(
+        None,
+        [
+            "train.deterministic=true",
+            "loss.aux_weight=0",
+            "optimizer.momentum=0",
+            "data.rotate_degrees=10",
+            "optimizer.weight_decay=0",
+        ],
+    )
+    assert (
+        config.train.deterministic is True
+        and config.loss.aux_weight == 0.0
+        and config.data.rotate_degrees == 10.0
+    )

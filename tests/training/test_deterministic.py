@@ -13,7 +13,11 @@ from tests.training.test_resume import ROOT, tiny_run_command
 def _arrays(path):
     arrays = {}
     with h5py.File(path) as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, item: (
+                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+            )
+        )
     return arrays
 
 

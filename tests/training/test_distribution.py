@@ -13,8 +13,16 @@ def _steps(modes, directory):
     halves the wall time on two cores) and reads back their weights."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.getcwd()}
     outs = {mode: os.path.join(directory, f"{mode}.npz") for mode in modes}
-    processes = {mode: subprocess.Popen([sys.executable, SCRIPT, mode, outs[mode]], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, env=env) for mode in modes}
+    processes = {
+        mode: subprocess.Popen(
+            [sys.executable, SCRIPT, mode, outs[mode]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for mode in modes
+    }
     results = {}
     try:
         for mode, process in processes.items():

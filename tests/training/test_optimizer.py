@@ -36,7 +36,10 @@ def test_matches_torch_sgd_with_coupled_l2_and_head_multiplier():
     schedule = PolyDecay(0.1, total_steps=5)
     optimizer = EncNetSGD(schedule, lr_multipliers={"enc_head/": 10.0})
     rng = np.random.default_rng(0)
-    grads = [[rng.normal(size=v.shape).astype("float32") for v in model.trainable_variables] for _ in range(3)]
+    grads = [
+        [rng.normal(size=v.shape).astype("float32") for v in model.trainable_variables]
+        for _ in range(3)
+    ]
     start = [v.numpy().copy() for v in model.trainable_variables]
     for step in grads:
         optimizer.apply_gradients(zip(step, model.trainable_variables))

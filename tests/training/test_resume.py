@@ -34,12 +34,16 @@ def _temporaries(directory):
 def run_until_killed(command, env, log_path, moment, timeout=400):
     """Starts `command`, SIGKILLs its process group as soon as `moment()` is true."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + timeout
             while not moment() and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
-            assert process.poll() is None, "finished before the moment to kill it:\n" + log_path.read_text()[-3000:]
+            assert process.poll() is None, (
+                "finished before the moment to kill it:\n" + log_path.read_text()[-3000:]
+            )
             os.killpg(process.pid, signal.SIGKILL)
         finally:
             if process.poll() is None:
@@ -51,12 +55,23 @@ def tiny_run_command(tmp_path, run, *extra):
     cache = str(tmp_path / "cache")
     ensure_context_shapes(cache, 8, 4, 64)
     overrides = [
-        f"data.root={cache}", "data.context_shapes_train=8", "data.context_shapes_val=4",
-        "data.context_shapes_size=64", "data.base_size=64", "data.crop_size=48", "model.output_stride=16",
-        "train.batch_size=2", f"train.steps_per_epoch={STEPS}", f"train.epochs={EPOCHS}", f"train.run_dir={run}",
-        "optimizer.base_lr=0.004", *extra,
+        f"data.root={cache}",
+        "data.context_shapes_train=8",
+        "data.context_shapes_val=4",
+        "data.context_shapes_size=64",
+        "data.base_size=64",
+        "data.crop_size=48",
+        "model.output_stride=16",
+        "train.batch_size=2",
+        f"train.steps_per_epoch={STEPS}",
+        f"train.epochs={EPOCHS}",
+        f"train.run_dir={run}",
+        "optimizer.base_lr=0.004",
+        *extra,
     ]
-    return [sys.executable, os.path.join(ROOT, "train.py")] + [a for o in overrides for a in ("--set", o)]
+    return [sys.executable, os.path.join(ROOT, "train.py")] + [
+        a for o in overrides for a in ("--set", o)
+    ]
 
 
 @pytest.mark.slow
@@ -73,8 +88,12 @@ def test_sigkill_during_backup_checkpoint_and_mid_epoch_then_resume(tmp_path):
     assert "dropped 1 row" in (tmp_path / "2.log").read_text()
     # 3. In the middle of epoch 1.
     killed = time.monotonic()
-    run_until_killed(command, env, tmp_path / "3.log",
-                     lambda: (run / "checkpoints" / "last.keras").exists() and time.monotonic() - killed > 25)
+    run_until_killed(
+        command,
+        env,
+        tmp_path / "3.log",
+        lambda: (run / "checkpoints" / "last.keras").exists() and time.monotonic() - killed > 25,
+    )
 
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
@@ -90,7 +109,9 @@ def test_sigkill_during_backup_checkpoint_and_mid_epoch_then_resume(tmp_path):
     scores = [float(r["val_seg_mean_iou"]) for r in rows]
     assert index["best"]["epoch"] == int(np.argmax(scores)) and index["last"]["epoch"] == EPOCHS - 1
     for name in ("last", "best"):
-        assert not non_finite_variables(keras.models.load_model(run / "checkpoints" / f"{name}.keras").weights)
+        assert not non_finite_variables(
+            keras.models.load_model(run / "checkpoints" / f"{name}.keras").weights
+        )
     for directory in (run, run / "checkpoints", run / "backup"):
         assert not _temporaries(directory), directory
 
@@ -109,10 +130,20 @@ def test_a_data_error_inside_training_is_one_line_and_exit_1(tmp_path):
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("img0\nimg1\n")
     (root / "splits" / "val.txt").write_text("img2\nimg3\n")
-    overrides = ["data.dataset=folder", f"data.root={root}", "data.base_size=32", "data.crop_size=32",
-                 "model.output_stride=16", "train.batch_size=2", "train.steps_per_epoch=2", "train.epochs=1",
-                 f"train.run_dir={tmp_path / 'run'}"]
-    command = [sys.executable, os.path.join(ROOT, "train.py")] + [a for o in overrides for a in ("--set", o)]
+    overrides = [
+        "data.dataset=folder",
+        f"data.root={root}",
+        "data.base_size=32",
+        "data.crop_size=32",
+        "model.output_stride=16",
+        "train.batch_size=2",
+        "train.steps_per_epoch=2",
+        "train.epochs=1",
+        f"train.run_dir={tmp_path / 'run'}",
+    ]
+    command = [sys.executable, os.path.join(ROOT, "train.py")] + [
+        a for o in overrides for a in ("--set", o)
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -32,7 +32,9 @@ class ScriptedScore(keras.callbacks.Callback):
 
 def _model():
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse")
     return model
 
@@ -48,20 +50,36 @@ def _data(epochs, nan_epoch=None):
 
 def _fit(tmp_path, epochs, scores, model=None, nan_epoch=None, recorder_cls=RunRecorder):
     model = model or _model()
-    recorder = recorder_cls(str(tmp_path / "run"), str(tmp_path / "run" / "backup"), monitor="val_score")
+    recorder = recorder_cls(
+        str(tmp_path / "run"), str(tmp_path / "run" / "backup"), monitor="val_score"
+    )
     done = restore_resume_point(model, recorder.backup_dir)
     recorder.prepare(model, done)
     x, y = _data(epochs, nan_epoch)
     start = done * STEPS * 2  # the data continues where the committed epochs left it
     data = tf.data.Dataset.from_tensor_slices((x[start:], y[start:])).batch(2)
-    model.fit(data, epochs=epochs, initial_epoch=done, steps_per_epoch=STEPS, shuffle=False, verbose=0,
-              callbacks=[ScriptedScore(scores), recorder])
+    model.fit(
+        data,
+        epochs=epochs,
+        initial_epoch=done,
+        steps_per_epoch=STEPS,
+        shuffle=False,
+        verbose=0,
+        callbacks=[ScriptedScore(scores), recorder],
+    )
     return model, recorder
 
 
 def _files(run):
-    return {p: (run / p).read_bytes() for p in ("log.csv", "checkpoints/last.keras", "checkpoints/best.keras",
-                                                "checkpoints/checkpoints.json")}
+    return {
+        p: (run / p).read_bytes()
+        for p in (
+            "log.csv",
+            "checkpoints/last.keras",
+            "checkpoints/best.keras",
+            "checkpoints/checkpoints.json",
+        )
+    }
 
 
 def _epochs(run):
@@ -74,7 +92,11 @@ def test_writes_log_resume_points_and_checkpoints(tmp_path):
     assert _epochs(run) == [0, 1, 2]
     assert [e for e, _ in resume_points(str(run / "backup"))] == [3, 2]  # the newest two
     index = json.loads((run / "checkpoints" / "checkpoints.json").read_text())
-    assert index["last"]["epoch"] == 2 and index["best"]["epoch"] == 1 and index["best"]["value"] == 0.7
+    assert (
+        index["last"]["epoch"] == 2
+        and index["best"]["epoch"] == 1
+        and index["best"]["value"] == 0.7
+    )
     assert recorder.diverged is None
     assert not [n for n in os.listdir(run / "checkpoints") if n.startswith(".tmp-")]
     restored = _model()
@@ -105,7 +127,9 @@ def test_best_is_the_best_over_the_whole_run_after_a_resume(tmp_path):
     run = tmp_path / "run"
     _fit(tmp_path, 2, [0.4, 0.8])
     best = (run / "checkpoints" / "best.keras").read_bytes()
-    _, recorder = _fit(tmp_path, 3, [0.4, 0.8, 0.6], model=_model())  # a worse epoch after the restart
+    _, recorder = _fit(
+        tmp_path, 3, [0.4, 0.8, 0.6], model=_model()
+    )  # a worse epoch after the restart
     assert recorder.best == (1, 0.8)
     assert (run / "checkpoints" / "best.keras").read_bytes() == best
     assert json.loads((run / "checkpoints" / "checkpoints.json").read_text())["best"]["epoch"] == 1
@@ -153,7 +177,10 @@ def test_an_unreadable_or_non_finite_newest_resume_point_falls_back_to_the_one_b
 def test_a_restart_removes_temporaries_of_killed_writes(tmp_path):
     run = tmp_path / "run"
     _fit(tmp_path, 1, [0.1])
-    stale = [run / "checkpoints" / ".tmp-0123abcd-last.keras", run / "backup" / ".tmp-4567-epoch-00002.weights.h5"]
+    stale = [
+        run / "checkpoints" / ".tmp-0123abcd-last.keras",
+        run / "backup" / ".tmp-4567-epoch-00002.weights.h5",
+    ]
     for path in stale:
         path.write_bytes(b"half")
     _fit(tmp_path, 2, [0.1, 0.2], model=_model())
@@ -175,13 +202,19 @@ def test_checkpoints_that_lag_behind_the_resume_point_are_rewritten_at_the_resta
     with pytest.raises(OSError, match="Read-only"):
         _fit(tmp_path, 3, [0.1, 0.5, 0.3], recorder_cls=FailingCheckpoint)
     index = json.loads((run / "checkpoints" / "checkpoints.json").read_text())
-    assert index["last"]["epoch"] == 0 and index["best"]["epoch"] == 0  # epoch 1 committed, its checkpoints not
+    assert (
+        index["last"]["epoch"] == 0 and index["best"]["epoch"] == 0
+    )  # epoch 1 committed, its checkpoints not
     model = _model()
     recorder = RunRecorder(str(run), str(run / "backup"), monitor="val_score")
     recorder.prepare(model, restore_resume_point(model, recorder.backup_dir))
     index = json.loads((run / "checkpoints" / "checkpoints.json").read_text())
-    assert index["last"]["epoch"] == 1 and index["best"] == {"epoch": 1, "file": "best.keras",
-                                                             "monitor": "val_score", "value": 0.5}
+    assert index["last"]["epoch"] == 1 and index["best"] == {
+        "epoch": 1,
+        "file": "best.keras",
+        "monitor": "val_score",
+        "value": 0.5,
+    }
     saved = keras.models.load_model(run / "checkpoints" / "best.keras")
     for a, b in zip(saved.weights, model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -5,18 +5,26 @@ import keras
 import numpy as np
 import pytest
 
-from enc_tf.training import load_config, train
 from enc_tf.models import save_model_atomic
 from enc_tf.training import cli as train_cli
+from enc_tf.training import load_config, train
 from enc_tf.training.run_state import restore_resume_point
 
 
 def _overrides(tmp_path, *extra):
     return [
-        f"data.root={tmp_path / 'cache'}", "data.context_shapes_train=8", "data.context_shapes_val=4",
-        "data.context_shapes_size=64", "data.base_size=64", "data.crop_size=48",
-        "model.output_stride=16", "train.batch_size=2", "train.steps_per_epoch=2",
-        f"train.run_dir={tmp_path / 'run'}", "optimizer.base_lr=0.004", *extra,
+        f"data.root={tmp_path / 'cache'}",
+        "data.context_shapes_train=8",
+        "data.context_shapes_val=4",
+        "data.context_shapes_size=64",
+        "data.base_size=64",
+        "data.crop_size=48",
+        "model.output_stride=16",
+        "train.batch_size=2",
+        "train.steps_per_epoch=2",
+        f"train.run_dir={tmp_path / 'run'}",
+        "optimizer.base_lr=0.004",
+        *extra,
     ]
 
 
@@ -33,7 +41,13 @@ def _log_rows(tmp_path):
 def test_training_run_writes_its_directory_resumes_and_survives_divergence(tmp_path, capsys):
     model, history = train(_tiny(tmp_path, "train.epochs=2"))
     run = tmp_path / "run"
-    for name in ("config.yaml", "log.csv", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras"):
+    for name in (
+        "config.yaml",
+        "log.csv",
+        "model.keras",
+        "checkpoints/last.keras",
+        "checkpoints/best.keras",
+    ):
         assert (run / name).is_file(), name
     assert (run / "tensorboard").is_dir() and (run / "backup").is_dir()
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
@@ -52,15 +66,25 @@ def test_training_run_writes_its_directory_resumes_and_survives_divergence(tmp_p
     # Continued with a learning rate that diverges: exit 1, one line naming the last good
     # checkpoint, and nothing written over the checkpoints, the resume points or the log.
     def files():
-        return {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
-                if p.is_file() and "tensorboard" not in p.parts and p.name != "config.yaml"}
+        return {
+            p.relative_to(run): p.read_bytes()
+            for p in run.rglob("*")
+            if p.is_file() and "tensorboard" not in p.parts and p.name != "config.yaml"
+        }
 
     before = files()
-    args = [a for o in _overrides(tmp_path, "train.epochs=4", "optimizer.base_lr=1000000.0") for a in ("--set", o)]
+    args = [
+        a
+        for o in _overrides(tmp_path, "train.epochs=4", "optimizer.base_lr=1000000.0")
+        for a in ("--set", o)
+    ]
     assert train_cli.main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0], err
-    assert "loss became nan at epoch 4" in err[0].lower() and f"{run / 'checkpoints' / 'last.keras'} (epoch 3)" in err[0]
+    assert (
+        "loss became nan at epoch 4" in err[0].lower()
+        and f"{run / 'checkpoints' / 'last.keras'} (epoch 3)" in err[0]
+    )
     assert files() == before
     # The next start resumes from the last good state (epoch 3), with finite weights.
     assert restore_resume_point(model, str(run / "backup")) == 3
@@ -80,4 +104,3 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path):
         save_model_atomic(Unsaveable([keras.Input((2,)), keras.layers.Dense(1)]), str(path))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.keras"]
-

@@ -1,6 +1,6 @@
 """Export a trained model to TFLite (also `enc-export-tflite`).
 
-    python export/tflite.py runs/context_shapes_encnet --out encnet_int8.tflite --mode int8 --size 128
+python export/to_tflite.py runs/context_shapes_encnet --out encnet_int8.tflite --mode int8 --size 128
 """
 
 import os

@@ -1,6 +1,6 @@
 """Export a trained model to ONNX (also `enc-export-onnx`).
 
-    python export/onnx.py runs/context_shapes_encnet --out encnet.onnx
+python export/to_onnx.py runs/context_shapes_encnet --out encnet.onnx
 """
 
 import os

@@ -1,6 +1,6 @@
 """Export a trained model as a SavedModel for TensorFlow Serving (also `enc-export`).
 
-    python export/saved_model.py runs/context_shapes_encnet --base-dir exported --name encnet
+python export/to_saved_model.py runs/context_shapes_encnet --base-dir exported --name encnet
 """
 
 import os
