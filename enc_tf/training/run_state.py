@@ -31,6 +31,7 @@ import re
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from enc_tf.artifacts import CHECKPOINTS, RUN_LOG
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
@@ -60,11 +61,19 @@ def resume_points(backup_dir: str) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
+def _read(variable):
+    """A variable's value as NumPy; under a distribution strategy, the first local copy."""
+    value = variable.value
+    if isinstance(value, tf.distribute.DistributedValues):
+        value = value.values[0]
+    return np.asarray(value.numpy())
+
+
 def non_finite_variables(variables) -> list[str]:
     """Paths of the variables holding a NaN or inf (model weights, optimizer slots)."""
     bad = []
     for variable in variables:
-        value = keras.ops.convert_to_numpy(variable.value)
+        value = _read(variable)
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             bad.append(variable.path)
     return bad
@@ -85,7 +94,7 @@ def restore_resume_point(model, backup_dir: str) -> int:
     """
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    initial = [keras.ops.convert_to_numpy(v.value) for v in _state_variables(model)]
+    initial = [_read(v) for v in _state_variables(model)]
     for epochs_done, path in resume_points(backup_dir):
         try:
             model.load_weights(path)

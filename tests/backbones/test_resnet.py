@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 from enc_tf.backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CaffeInput,
     build_backbone,
     first_block_dilation,
     stage_strides_and_dilations,
 )
+from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 def test_dilation_schedule_follows_the_original():

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enc_tf.backbones import IMAGENET_MEAN, IMAGENET_STD
-from enc_tf.contracts.images import normalize
+from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD, normalize
 from enc_tf.data.augment import AugmentConfig, gaussian_blur, train_transform, val_transform
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)

@@ -42,7 +42,7 @@ def test_check_reports_every_problem_at_once(tmp_path):
 
 def test_errors_and_conversion(tmp_path):
     unknown = _run("check", "--dataset", "coco", "--root", str(tmp_path))
-    assert unknown.returncode == 2 and "Unknown dataset 'coco'" in unknown.stderr
+    assert unknown.returncode == 2 and "invalid choice: 'coco'" in unknown.stderr
     missing = _run(
         "check", "--dataset", "ade20k", "--root", str(tmp_path / "nope"), "--split", "val"
     )

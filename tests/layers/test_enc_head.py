@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from enc_tf.layers import EncHead
+from tests.support.layer_test import run_layer_test
 
 
 def _features(seed=0, size=(4, 5)):
@@ -14,9 +15,7 @@ def _features(seed=0, size=(4, 5)):
 def test_shapes_and_intermediates(lateral):
     head = EncHead(7, lateral=lateral, channels=16, num_codes=4)
     feats = _features()
-    seg, se = head(feats, training=False)
-    assert seg.shape == (2, 4, 5, 7) and se.shape == (2, 7)
-    assert head.compute_output_shape([f.shape for f in feats]) == ((2, 4, 5, 7), (2, 7))
+    seg, _ = head(feats, training=False)
     inter = head.compute_intermediates(feats, training=False)
     assert ("lateral_c2" in inter) == lateral
     assert inter["enc_E"].shape == (2, 4, 16) and inter["enc_en"].shape == (2, 16)
@@ -42,12 +41,6 @@ def test_lateral_reads_stage_2_and_3_in_the_originals_concat_order():
     )
 
 
-def test_no_se_head_returns_logits_only():
-    head = EncHead(3, se_loss=False, channels=8, num_codes=4)
-    out = head(_features(), training=False)
-    assert out.shape == (2, 4, 5, 3)
-
-
 def test_batch_norm_defaults_and_sync_flag():
     for sync in (False, True):
         head = EncHead(3, lateral=True, channels=8, num_codes=4, sync_batch_norm=sync)
@@ -68,14 +61,29 @@ def test_wrong_number_of_features_is_a_clear_error():
         EncHead(3).build([(1, 4, 4, 2048)])
 
 
-def test_serialization_round_trip(tmp_path):
-    inputs = [keras.Input((None, None, c)) for c in (32, 64, 128)]
-    seg, se = EncHead(5, lateral=True, channels=16, num_codes=4, name="head")(inputs)
-    model = keras.Model(inputs, {"seg": seg, "se": se})
-    path = str(tmp_path / "head.keras")
-    model.save(path)
-    restored = keras.models.load_model(path)
-    feats = _features(2, size=(3, 6))
-    for key in ("seg", "se"):
-        np.testing.assert_array_equal(model(feats)[key], restored(feats)[key])
-    assert restored.get_layer("head").get_config()["lateral"] is True
+@pytest.mark.parametrize(
+    "lateral,se_loss,output_shape,num_trainable,num_non_trainable",
+    # conv5 3 + 2; EncModule 11 (9 without the SE head) + 4; classifier 2; each lateral block 3 + 2.
+    [
+        (False, True, ((2, 3, 4, 3), (2, 3)), 16, 6),
+        (True, True, ((2, 3, 4, 3), (2, 3)), 25, 12),
+        (False, False, (2, 3, 4, 3), 14, 6),
+    ],
+)
+def test_layer_contract(lateral, se_loss, output_shape, num_trainable, num_non_trainable, tmp_path):
+    run_layer_test(
+        EncHead,
+        {
+            "num_classes": 3,
+            "lateral": lateral,
+            "se_loss": se_loss,
+            "num_codes": 4,
+            "channels": 6,
+            "dropout": 0.2,
+        },
+        [(2, 3, 4, 5), (2, 3, 4, 6), (2, 3, 4, 7)],
+        output_shape,
+        num_trainable,
+        num_non_trainable,
+        tmp_path,
+    )

@@ -4,6 +4,7 @@ import pytest
 
 from enc_tf.layers import EncModule
 from tests.layers.test_encoding import reference_encoding
+from tests.support.layer_test import run_layer_test
 
 
 def _randomise(layer, seed=0):
@@ -80,8 +81,7 @@ def test_batch_norm_over_codewords_uses_batch_and_channel_statistics():
 
 def test_without_se_head_and_sync_flag():
     layer = EncModule(num_classes=3, num_codes=4, se_loss=False, sync_batch_norm=True)
-    out = layer(np.zeros((1, 3, 3, 8), "float32"))
-    assert out.shape == (1, 3, 3, 8)
+    layer(np.zeros((1, 3, 3, 8), "float32"))
     norms = [
         l
         for l in layer._flatten_layers(include_self=False)
@@ -91,23 +91,18 @@ def test_without_se_head_and_sync_flag():
     assert "se" not in layer.compute_intermediates(np.zeros((1, 3, 3, 8), "float32"))
 
 
-def test_serialization_round_trip(tmp_path):
-    inputs = keras.Input((None, None, 16))
-    out, se = EncModule(4, num_codes=8, name="enc_module")(inputs)
-    model = keras.Model(inputs, [out, se])
-    _randomise(model.get_layer("enc_module"))
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    restored = keras.models.load_model(path)
-    x = np.random.default_rng(3).normal(size=(2, 3, 5, 16)).astype("float32")
-    for a, b in zip(model(x), restored(x)):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("policy", ["mixed_bfloat16"])
-def test_mixed_precision(policy):
-    layer = EncModule(num_classes=3, num_codes=4, dtype=policy)
-    out, se = layer(np.random.default_rng(4).normal(size=(1, 4, 4, 8)).astype("float32"))
-    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
-    assert layer.encoding.codewords.dtype == "float32"
-    assert np.all(np.isfinite(np.asarray(keras.ops.cast(se, "float32"))))
+@pytest.mark.parametrize(
+    "se_loss,output_shape,num_trainable",
+    # project conv, BN (2); codewords, scale; bn_codes (2); fc (2); se_head (2). BN statistics: 2 + 2.
+    [(True, ((2, 3, 4, 6), (2, 3)), 11), (False, (2, 3, 4, 6), 9)],
+)
+def test_layer_contract(se_loss, output_shape, num_trainable, tmp_path):
+    run_layer_test(
+        EncModule,
+        {"num_classes": 3, "num_codes": 4, "se_loss": se_loss},
+        (2, 3, 4, 6),
+        output_shape,
+        num_trainable,
+        4,
+        tmp_path,
+    )

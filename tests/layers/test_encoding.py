@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from enc_tf.layers import Encoding, aggregate, scaled_l2
 from tests.support import oracle
+from tests.support.layer_test import run_layer_test
 
 
 def reference_encoding(x, codewords, scale):
@@ -193,16 +194,8 @@ def test_float64_policy_computes_in_float64():
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_serialization_round_trip(tmp_path):
-    inputs = keras.Input((None, None, 8))
-    model = keras.Model(inputs, Encoding(4, name="enc")(inputs))
-    x = np.random.default_rng(5).normal(size=(2, 3, 4, 8)).astype("float32")
-    path = str(tmp_path / "enc.keras")
-    model.save(path)
-    restored = keras.models.load_model(path)
-    np.testing.assert_array_equal(model(x), restored(x))
-    assert restored.get_layer("enc").get_config()["num_codes"] == 4
-    assert Encoding.from_config(Encoding(7).get_config()).num_codes == 7
+def test_layer_contract(tmp_path):
+    run_layer_test(Encoding, {"num_codes": 3}, (2, 3, 4, 5), (2, 3, 5), 2, 0, tmp_path)
 
 
 def test_bad_inputs_are_clear_errors():

@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
 from enc_tf.layers import FCNHead
+from tests.support.layer_test import run_layer_test
 
 
 def test_matches_float64_reference_and_width_rule():
@@ -28,3 +30,17 @@ def test_explicit_width_and_dropout_only_in_training():
     np.testing.assert_array_equal(head(x, training=False), head(x, training=False))
     assert head.block.conv.kernel.shape[-1] == 8
     assert not np.allclose(head(x, training=True), head(x, training=True))
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_layer_contract(channels, tmp_path):
+    # block: conv kernel, BN gamma, beta (+ 2 statistics); classifier kernel, bias.
+    run_layer_test(
+        FCNHead,
+        {"num_classes": 3, "channels": channels},
+        (2, 3, 4, 8),
+        (2, 3, 4, 3),
+        5,
+        2,
+        tmp_path,
+    )
