@@ -88,6 +88,25 @@ def _data_errors_as_one_line(*sources):
         raise failure
 
 
+def make_deterministic():
+    """Same seed, data, machine and TF version -> the same weights, bit for bit.
+
+    TensorFlow's op determinism picks deterministic kernels and orders tf.data's
+    outputs; on a CPU, one intra-op thread is also needed: a multi-threaded matrix
+    product (the gradient of a 1x1 convolution, say) adds its partial sums in the
+    order its threads finish, which changes the last bit under load and grows
+    from there. Must run before TensorFlow executes its first op.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError as err:  # the runtime already started in this process
+        raise EncTfError(
+            "train.deterministic=true must be set before TensorFlow runs its first op in the "
+            f"process (start a new one): {err}"
+        ) from err
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(config):
     """Runs a training job; returns `(model, history)`.
 
@@ -100,10 +119,9 @@ def train(config):
     """
     t = config.train
     run_dir = t.run_dir
-    keras.utils.set_random_seed(t.seed)
     if t.deterministic:
-        # Same seed, data, machine and thread count -> the same weights, bit for bit.
-        tf.config.experimental.enable_op_determinism()
+        make_deterministic()
+    keras.utils.set_random_seed(t.seed)
     strategy = make_strategy(t.strategy)
     chief, task_id = worker_role(strategy)
     os.makedirs(run_dir, exist_ok=True)
