@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.enc_tf-installed
 
-.PHONY: test demo install clean-venv bench
+.PHONY: test lint demo install clean-venv bench
 
 # (Re)install when the venv is missing or the package metadata changed.
 $(STAMP): setup.cfg pyproject.toml
@@ -18,10 +18,15 @@ install: $(STAMP)
 # The main job: train EncNet-ResNet50s on the built-in ContextShapes dataset, evaluate and export it
 # (about 18 minutes on 2 cores).
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m enc_tf.demo
+	$(VPY) -m enc_tf.demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider tests
+
+# ruff: pyflakes, pycodestyle (line length 100) and isort order; the formatter's layout.
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
 
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) benchmarks/encoding.py

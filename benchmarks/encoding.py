@@ -91,7 +91,8 @@ def main():
         )
     )
     print(
-        "peak MiB: rise of the process's peak RSS over its RSS before the first call (1 MiB floor in the ratio)"
+        "peak MiB: rise of the process's peak RSS over its RSS before the first call "
+        "(1 MiB floor in the ratio)"
     )
 
 

@@ -74,7 +74,8 @@ def main():
         window_starts(args.width, 480, 320)
     )
     print(
-        f"EncNet-ResNet50s, {NUM_CLASSES} classes, {args.height}x{args.width} image, crop 480, base 520, "
+        f"EncNet-ResNet50s, {NUM_CLASSES} classes, {args.height}x{args.width} image, "
+        "crop 480, base 520, "
         f"window batch {args.window_batch}; {machine()}"
     )
     print(table(["scale", "resized", "windows", "passes (x flip)", "seconds", "share"], rows))

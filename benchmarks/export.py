@@ -66,8 +66,10 @@ def main():
         )
     se_range = float(np.ptp(np.stack([reference(x)["se"] for x, _ in examples])))
     print(
-        f"{args.run}: {len(examples)} validation images of {size}x{size}, {loaded.num_classes} classes; "
-        f"SE logits span {se_range:.2f}; int8 calibrated on {args.calibration} training images; {machine()}"
+        f"{args.run}: {len(examples)} validation images of {size}x{size}, "
+        f"{loaded.num_classes} classes; "
+        f"SE logits span {se_range:.2f}; int8 calibrated on {args.calibration} training images; "
+        f"{machine()}"
     )
     print(format_table(scores))
 

@@ -1,4 +1,5 @@
-"""Fault soak: a small training job killed with SIGKILL at seeded random moments, restarted each time.
+"""Fault soak: a small training job killed with SIGKILL at seeded random moments,
+restarted each time.
 
     python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 6] [--steps 4] [--keep DIR]
 
@@ -30,10 +31,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, table  # noqa: E402
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), ROOT]  # this checkout's enc_tf
+from common import machine, table  # noqa: E402
 MOMENTS = ("delay", "backup write", "checkpoint write", "log row")
 
 
@@ -234,7 +234,8 @@ def main():
         t0 = time.monotonic()
         if not _kill_at(command, env, log_path, _moment(kind, run, delay, t0)):
             print(
-                f"  attempt {attempts}: the run finished before '{kind}'; starting over is not needed"
+                f"  attempt {attempts}: the run finished before '{kind}'; "
+                "starting over is not needed"
             )
             break
         kills.append(

@@ -78,7 +78,9 @@ def worker_forward(mode, batch, policy):
         np.random.default_rng(0).normal(size=(int(batch), SIZE, SIZE, 3)).astype("float32")
     )
     if mode == "eager":
-        run = lambda: model(x, training=False)
+
+        def run():
+            return model(x, training=False)
     else:
         run = tf.function(lambda: model(x, training=False), jit_compile=mode == "xla")
     baseline = rss_mb()
@@ -131,7 +133,8 @@ def main():
             head_share = r["head_seconds"] / r["seconds"]
     print(f"EncNet-ResNet50s, {NUM_CLASSES} classes, {SIZE}x{SIZE}, output stride 8; {machine()}")
     print(
-        f"FLOPs (TF profiler, batch 1): {gflop:.1f} GFLOP; float32 matmul rate, same run: {rate:.0f} GFLOP/s "
+        f"FLOPs (TF profiler, batch 1): {gflop:.1f} GFLOP; "
+        f"float32 matmul rate, same run: {rate:.0f} GFLOP/s "
         f"(best of tf.matmul and 1x1 conv over n = 1024..4096: {rates['best']})"
     )
     print(
@@ -152,7 +155,8 @@ def main():
     )
     if head_share is not None:
         print(
-            f"head share (EncHead + aux head, tf.function, batch 1): {100 * head_share:.1f}% of the forward time"
+            "head share (EncHead + aux head, tf.function, batch 1): "
+            f"{100 * head_share:.1f}% of the forward time"
         )
 
 

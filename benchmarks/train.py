@@ -139,9 +139,14 @@ def main():
                     ]
                 )
     print(
-        f"EncNet-ResNet50s training with model.fit, {NUM_CLASSES} classes, output stride 8; {machine()}"
+        f"EncNet-ResNet50s training with model.fit, {NUM_CLASSES} classes, output stride 8; "
+        f"{machine()}"
         + (
-            f"; GPU: {tf.config.experimental.get_device_details(tf.config.list_physical_devices('GPU')[0]).get('device_name')}"
+            "; GPU: {}".format(
+                tf.config.experimental.get_device_details(
+                    tf.config.list_physical_devices("GPU")[0]
+                ).get("device_name")
+            )
             if gpu
             else ""
         )

@@ -1,21 +1,16 @@
 """enc_tf: EncNet (Context Encoding for Semantic Segmentation) in Keras 3."""
 
-import os as _os
-import sys as _sys
+from enc_tf._quiet import import_tensorflow_quietly
 
-if "tensorflow" not in _sys.modules:
-    # TensorFlow's C++ INFO and WARNING lines (CUDA probes, oneDNN notes, the traceback of a
-    # Python error inside tf.data quoted before our one-line error) are hidden unless the
-    # user chose a level: TF_CPP_MIN_LOG_LEVEL=0 shows them all.
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow_quietly()  # before anything imports TensorFlow: no start-up noise by default
 
-from enc_tf import backbones, layers, losses, metrics, models
+from enc_tf import backbones, layers, losses, metrics, models  # noqa: E402
 
 # Registers the optimizer and schedule that training checkpoints are saved with,
 # so that `import enc_tf` is enough to `keras.models.load_model` any of them.
-from enc_tf import optimizers as _optimizers  # noqa: F401
-from enc_tf.models import build_encnet, build_fcn
+from enc_tf import optimizers as _optimizers  # noqa: E402, F401
+from enc_tf.models import build_encnet, build_fcn  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["backbones", "build_encnet", "build_fcn", "layers", "losses", "models"]
+__all__ = ["backbones", "build_encnet", "build_fcn", "layers", "losses", "metrics", "models"]

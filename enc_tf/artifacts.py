@@ -115,7 +115,8 @@ def _load_saved_model(path):
 
 
 def _load_keras_file(path):
-    """The Keras model in a `.keras` file; a `ModelFileError` naming the file if it is not a complete one."""
+    """The Keras model in a `.keras` file; a `ModelFileError` naming the file if it is not a
+    complete one."""
     size = os.path.getsize(path)
     if size == 0:
         raise ModelFileError(
@@ -181,7 +182,8 @@ def load_model(path):
         config_path = os.path.join(path, RUN_CONFIG)
         if not os.path.isfile(config_path):
             raise ModelFileError(
-                f"{path} is neither a run directory (config.yaml) nor a SavedModel (saved_model.pb)."
+                f"{path} is neither a run directory (config.yaml) nor a SavedModel "
+                "(saved_model.pb)."
             )
         run_config = load_config(config_path)
         model_path = _run_dir_model(path)
@@ -239,6 +241,7 @@ def check_classes(loaded, classes, where):
     """`classes` if it matches the model's class count, else a `ConfigError` naming `where`."""
     if classes.num_classes != loaded.num_classes:
         raise ConfigError(
-            f"The model {loaded.path!r} predicts {loaded.num_classes} classes but {where} lists {classes.num_classes}."
+            f"The model {loaded.path!r} predicts {loaded.num_classes} classes but {where} "
+            f"lists {classes.num_classes}."
         )
     return classes

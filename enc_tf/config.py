@@ -18,7 +18,8 @@ from enc_tf.files import write_text_atomic
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = "context_shapes"  # context_shapes, folder, ade20k, voc, pascal_context, cityscapes, tfrecord
+    # context_shapes, folder, ade20k, voc, pascal_context, cityscapes, tfrecord
+    dataset: str = "context_shapes"
     root: str = ""  # dataset directory (context_shapes: cache directory, "" = default)
     train_split: str = "train"
     val_split: str = "val"
@@ -214,7 +215,8 @@ def validate(config):
         )
     if not 0 < d.scale_min <= d.scale_max:
         raise ConfigError(
-            f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}."
+            "data.scale_min/scale_max must satisfy 0 < min <= max, "
+            f"got {d.scale_min}, {d.scale_max}."
         )
     if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")

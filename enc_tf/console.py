@@ -14,7 +14,6 @@ Anything else is a bug in enc_tf and keeps its traceback.
 
 import argparse
 import logging
-import os
 import sys
 from typing import Callable, Sequence
 
@@ -28,6 +27,15 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verbose", action="store_true", help="debug logging, including TensorFlow's own messages"
     )
+
+
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser of a command: its name, its module docstring as help, `--verbose`."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_verbose_flag(parser)
+    return parser
 
 
 def error_line(err: BaseException) -> str:
@@ -45,13 +53,24 @@ def run_cli(
     """Parses `argv` (default: `sys.argv[1:]`), runs `run(args)` and returns the exit status."""
     if not any(a.dest == "verbose" for a in parser._actions):
         add_verbose_flag(parser)
+        for action in parser._actions:  # also after a sub-command: `enc-data check ... --verbose`
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    sub.add_argument(
+                        "--verbose",
+                        action="store_true",
+                        default=argparse.SUPPRESS,
+                        help="debug logging, including TensorFlow's own messages",
+                    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     verbose = bool(getattr(args, "verbose", False))
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
     if not verbose:
-        for noisy in ("absl", "tensorflow", "h5py", "PIL", "matplotlib", "tf2onnx"):
+        # TensorFlow's Python warnings (e.g. "Function `_serve_default` contains input
+        # name(s) resource" on every SavedModel export) are for TF developers, not users.
+        for noisy in ("absl", "tensorflow", "tf2onnx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        for noisy in ("h5py", "PIL", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         status = run(args)

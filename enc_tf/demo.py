@@ -5,7 +5,6 @@ validation images next to the Keras model.
 `python -m enc_tf.demo [--config configs/context_shapes.yaml] [--set key=value ...] [--skip-export]`
 """
 
-import argparse
 import os
 import sys
 
@@ -13,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from enc_tf.config import load_config
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.contracts.images import denormalize
 from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
@@ -80,13 +79,13 @@ def compare_exports(model, config, val_source, export_dir, names, calibration=32
         variants, examples, classes.num_classes, val_source.ignore_index, reference
     )
     return (
-        f"Exports vs Keras on {len(examples)} validation images of {size}x{size} (batch 1, this machine):\n"
-        + format_table(scores)
+        f"Exports vs Keras on {len(examples)} validation images of {size}x{size} "
+        "(batch 1, this machine):\n" + format_table(scores)
     )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m enc_tf.demo", description=__doc__)
+    parser = command_parser("python -m enc_tf.demo", __doc__)
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--num-images", type=int, default=6)
@@ -143,7 +142,8 @@ def _run(args):
     if export_dir:
         print(f"exports:      {export_dir}")
     print(
-        f"logs:         {os.path.join(run_dir, 'log.csv')}, TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}"
+        f"logs:         {os.path.join(run_dir, 'log.csv')}, "
+        f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}"
     )
     return 0
 

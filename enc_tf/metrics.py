@@ -138,6 +138,7 @@ class MeanIoU(_ConfusionMatrixMetric):
 
 
 def label_confusion(labels, predictions, num_classes, ignore_index=IGNORE_INDEX):
-    """`(C, C)` int64 confusion counts (NumPy) of one `(H, W)` label map and its `(H, W)` prediction."""
+    """`(C, C)` int64 confusion counts (NumPy) of one `(H, W)` label map and its
+    `(H, W)` prediction."""
     labels, predictions = np.asarray(labels)[None], np.asarray(predictions)[None]
     return np.asarray(confusion_matrix(labels, predictions, num_classes, ignore_index))

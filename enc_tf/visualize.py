@@ -13,7 +13,8 @@ def colorize(labels, palette):
 
 
 def add_legend(image, classes, shown, columns=4):
-    """`image` (PIL) with a legend strip below it: a swatch and the name of each class in `shown`."""
+    """`image` (PIL) with a legend strip below it: a swatch and the name of each class in
+    `shown`."""
     shown = [int(c) for c in shown if 0 <= int(c) < classes.num_classes]
     rows = (len(shown) + columns - 1) // columns
     canvas = Image.new("RGB", (image.width, image.height + 16 * rows + 8), "white")

@@ -1,6 +1,7 @@
-"""Export a trained model to TFLite (also `enc-export-tflite`).
+r"""Export a trained model to TFLite (also `enc-export-tflite`).
 
-python export/to_tflite.py runs/context_shapes_encnet --out encnet_int8.tflite --mode int8 --size 128
+python export/to_tflite.py runs/context_shapes_encnet --out encnet_int8.tflite \
+    --mode int8 --size 128
 """
 
 import os

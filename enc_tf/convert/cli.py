@@ -6,7 +6,7 @@ import os
 import pickle
 import zipfile
 
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.convert.pytorch_encoding import build_from_state, read_state_dict
 from enc_tf.errors import ConfigError, EncTfError, ModelFileError
 from enc_tf.files import remove_stale_temporaries
@@ -21,7 +21,7 @@ def _bool(text):
 
 
 def make_parser():
-    parser = argparse.ArgumentParser(prog="python -m enc_tf.convert", description=__doc__)
+    parser = command_parser("python -m enc_tf.convert", __doc__)
     sub = parser.add_subparsers(dest="source", required=True)
     pe = sub.add_parser(
         "pytorch-encoding",
@@ -49,7 +49,8 @@ def make_parser():
 
 
 def read_checkpoint(path):
-    """`read_state_dict`, with every way a checkpoint file can be unusable as a `ModelFileError` naming it."""
+    """`read_state_dict`, with every way a checkpoint file can be unusable as a
+    `ModelFileError` naming it."""
     if not os.path.isfile(path):
         raise ModelFileError(f"Checkpoint not found: {path}")
     if os.path.getsize(path) == 0:

@@ -45,7 +45,8 @@ def _backbone_torch_prefix(layer_name):
     match = _BLOCK.fullmatch(layer_name)
     if match is None:
         raise ValueError(
-            f"Layer {layer_name!r} is not part of a resnet50s/resnet101s backbone; PyTorch-Encoding "
+            f"Layer {layer_name!r} is not part of a resnet50s/resnet101s "
+            "backbone; PyTorch-Encoding "
             "weights load only into the deep-stem ('s') backbones."
         )
     part = {"down_conv": "downsample.0", "down_bn": "downsample.1"}.get(match[3], match[3])
@@ -169,7 +170,8 @@ def load_state_dict(mapping, state, source="state_dict"):
         value = to_keras(np.asarray(state[key]))
         if tuple(value.shape) != tuple(variable.shape):
             mis_shaped.append(
-                f"{key}: {tuple(np.shape(state[key]))} -> {tuple(value.shape)}, model wants {tuple(variable.shape)}"
+                f"{key}: {tuple(np.shape(state[key]))} -> {tuple(value.shape)}, "
+                f"model wants {tuple(variable.shape)}"
             )
         else:
             values[key] = value.astype(variable.dtype)
@@ -254,7 +256,8 @@ def infer_config(state):
         config.update(model="fcn", num_classes=int(np.shape(state["head.conv5.4.weight"])[0]))
     else:
         raise ValueError(
-            "Neither an EncNet head ('head.conv6.1.weight') nor an FCN head ('head.conv5.4.weight') found."
+            "Neither an EncNet head ('head.conv6.1.weight') nor an FCN head "
+            "('head.conv5.4.weight') found."
         )
     return config
 

@@ -3,7 +3,7 @@ or generate ContextShapes."""
 
 import argparse
 
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.data.context_shapes import ensure_context_shapes
 from enc_tf.data.resolve import DATASETS, resolve_source
 from enc_tf.data.sources import LABEL_MAPPINGS
@@ -52,7 +52,8 @@ def _run(args):
         source = _source(args, strict=False)  # images without masks are reported with the rest
         problems, counts = check_source(source)
         print(
-            f"{source.name} {source.split}: {len(source.samples)} samples, {len(problems)} problem(s)"
+            f"{source.name} {source.split}: {len(source.samples)} samples, "
+            f"{len(problems)} problem(s)"
         )
         for problem in problems:
             print(f"  - {problem}")
@@ -64,7 +65,7 @@ def _run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m enc_tf.data", description=__doc__)
+    parser = command_parser("python -m enc_tf.data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="read every sample and report all problems")
     _source_args(check)

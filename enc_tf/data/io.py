@@ -48,7 +48,8 @@ def rgb_uint8(array, name="<image>"):
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
         raise DataError(
-            f"{name}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {array.shape}."
+            f"{name}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, "
+            f"got shape {array.shape}."
         )
     if array.dtype == np.uint16:
         array = np.rint(array / 257.0).astype(np.uint8)

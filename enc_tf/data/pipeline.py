@@ -232,7 +232,8 @@ def build_dataset(
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-# How TensorFlow reports a Python exception raised inside `tf.numpy_function`: "DataError: <message>".
+# How TensorFlow reports a Python exception raised inside `tf.numpy_function`:
+# "DataError: <message>".
 _RAISED_DATA_ERROR = re.compile(r"\bDataError: ([^\n]+)")
 
 
@@ -293,7 +294,8 @@ class NumpyIterator:
             self.close()
             raise
         except tf.errors.OpError as err:
-            # The traceback's frames hold the TF iterator: drop it, or the iterator outlives close().
+            # The traceback's frames hold the TF iterator: drop it, or the iterator
+            # outlives close().
             failure = pipeline_data_error(err, self._source) or err.with_traceback(None)
         else:
             return tf.nest.map_structure(lambda tensor: tensor.numpy(), element)

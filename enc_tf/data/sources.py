@@ -68,7 +68,8 @@ def label_lookup(
     """
     if not 0 < num_classes <= ignore_index < LOOKUP_SIZE:
         raise ValueError(
-            f"Need 0 < num_classes ({num_classes}) <= ignore_index ({ignore_index}) < {LOOKUP_SIZE}."
+            f"Need 0 < num_classes ({num_classes}) <= ignore_index ({ignore_index}) "
+            f"< {LOOKUP_SIZE}."
         )
     lookup = np.full(LOOKUP_SIZE, -1, np.int64)
     if isinstance(mapping, dict):
@@ -123,7 +124,8 @@ def _read_split_list(path):
 
 
 def _pair(stems, images, masks, where, mask_dir, strict=True):
-    """`(samples, problems)`: the `(image, mask)` paths of `stems`, and a message per stem without a pair.
+    """`(samples, problems)`: the `(image, mask)` paths of `stems`, and a message per stem
+    without a pair.
 
     With `strict`, any unpaired stem is a `DataError` instead.
     """
@@ -247,7 +249,8 @@ def voc_source(root, split="train", ignore_index=IGNORE_INDEX, strict=True):
         ]
         if not names:
             raise DataError(
-                f"The SBD-augmented list is missing from {lists} (train_aug.txt, trainaug.txt or aug.txt); "
+                f"The SBD-augmented list is missing from {lists} "
+                "(train_aug.txt, trainaug.txt or aug.txt); "
                 "convert SBD into SegmentationClassAug/ and write the list first."
             )
         stems = _read_split_list(os.path.join(lists, names[0]))
@@ -324,7 +327,8 @@ SOURCES = {
 
 
 def get_source(dataset, root, split, **kwargs):
-    """The source of a dataset by name (`folder`, `ade20k`, `voc`, `pascal_context`, `cityscapes`)."""
+    """The source of a dataset by name (`folder`, `ade20k`, `voc`, `pascal_context`,
+    `cityscapes`)."""
     if dataset not in SOURCES:
         raise DataError(
             f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)} (or 'tfrecord')."

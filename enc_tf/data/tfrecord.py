@@ -155,7 +155,8 @@ def count_records(path):
             )
             if end > size:
                 raise DataError(
-                    f"TFRecord shard {path} is truncated: record {count + 1} runs past its end ({size} bytes); "
+                    f"TFRecord shard {path} is truncated: record {count + 1} runs past its end "
+                    f"({size} bytes); "
                     "convert the dataset again."
                 )
             count, position = count + 1, end
@@ -195,7 +196,8 @@ def _check_counts(path, files, meta):
         expected = [None] * len(files)
         if sum(actual) != int(meta["num_examples"]):
             raise DataError(
-                f"The shards listed in {path} hold {sum(actual)} examples but it records {meta['num_examples']}; "
+                f"The shards listed in {path} hold {sum(actual)} examples but it records "
+                f"{meta['num_examples']}; "
                 "convert the dataset again."
             )
     if len(expected) != len(files):
@@ -227,7 +229,8 @@ def read_tfrecord_source(directory):
         ignore_index, num_examples = int(meta["ignore_index"]), int(meta["num_examples"])
     except (ValueError, KeyError, TypeError) as err:
         raise DataError(
-            f"{path} is not a valid {METADATA} ({type(err).__name__}: {err}); convert the dataset again."
+            f"{path} is not a valid {METADATA} ({type(err).__name__}: {err}); "
+            "convert the dataset again."
         ) from err
     if not files:
         raise DataError(f"{path} lists no shards; convert the dataset again.")

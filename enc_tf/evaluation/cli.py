@@ -7,11 +7,10 @@ Under TF_CONFIG (several workers) each worker evaluates its shard and the
 confusion matrices are summed across workers.
 """
 
-import argparse
 import sys
 
 from enc_tf.artifacts import check_classes, load_model
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.data import PipelineConfig, build_dataset, resolve_source, sources_from_config
 from enc_tf.data.pipeline import NumpyIterator
 from enc_tf.data.sources import LABEL_MAPPINGS
@@ -36,7 +35,8 @@ def _source(args, loaded):
 
 
 def _strategy():
-    """Under a TF_CONFIG cluster: the multi-worker strategy and this worker's `(count, index)` shard."""
+    """Under a TF_CONFIG cluster: the multi-worker strategy and this worker's
+    `(count, index)` shard."""
     workers = tf_config_workers()
     if workers <= 1:
         return None, None
@@ -103,9 +103,7 @@ def _command(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="enc-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("enc-eval", __doc__)
     parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
     parser.add_argument(
         "--dataset", choices=("folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")

@@ -59,7 +59,9 @@ def write_report(out_dir, scores, matrix, extra=None):
     record = {**scores, **(extra or {})}
     record["notes"] = {
         "mean_iou": "the original's convention: mean over all classes, absent classes count 0",
-        "mean_iou_present": "mean over classes present in ground truth or prediction (MMSegmentation)",
+        "mean_iou_present": (
+            "mean over classes present in ground truth or prediction (MMSegmentation)"
+        ),
     }
 
     def write_json(tmp):

@@ -6,12 +6,11 @@ from the run's dataset or `--classes`, and travel with the model as
 `assets/classes.json`.
 """
 
-import argparse
 import os
 import sys
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.errors import ConfigError
 from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
 
@@ -40,9 +39,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="enc-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("enc-export", __doc__)
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
     parser.add_argument("--name", default="encnet")

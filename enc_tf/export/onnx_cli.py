@@ -7,14 +7,13 @@ match Keras to `--tolerance` (relative to the largest logit); otherwise nothing 
 written and the command fails.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
 from enc_tf.files import remove_stale_temporaries
@@ -36,12 +35,14 @@ def run(args):
         report = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         if not max(errors.values()) <= args.tolerance:
             raise EncTfError(
-                f"ONNX Runtime differs from Keras by {report} (relative; --tolerance {args.tolerance:g}); "
+                f"ONNX Runtime differs from Keras by {report} "
+                f"(relative; --tolerance {args.tolerance:g}); "
                 f"{args.out} not written",
                 exit_code=1,
             )
         print(
-            f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: max relative error {report}"
+            f"ONNX Runtime vs Keras on {images.shape[0]} images of {height}x{width}: "
+            f"max relative error {report}"
         )
     write_onnx(proto, args.out)
     shape = f"[batch, {args.size}, {args.size}, 3]" if args.size else "[batch, height, width, 3]"
@@ -49,11 +50,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="enc-export-onnx",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("enc-export-onnx", __doc__)
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument(

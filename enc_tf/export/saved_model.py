@@ -67,7 +67,8 @@ class ServingModule(tf.Module):
         self.num_classes = int(model.output["seg"].shape[-1])
         if classes.num_classes != self.num_classes:
             raise ConfigError(
-                f"The model predicts {self.num_classes} classes but the class list has {classes.num_classes}."
+                f"The model predicts {self.num_classes} classes but the class list has "
+                f"{classes.num_classes}."
             )
         self.classes = classes
         self._pad_value = tf.constant(PAD_VALUE, tf.float32)
@@ -246,6 +247,7 @@ def check_request_images(images, name="images"):
         )
     if 0 in array.shape[:3]:
         raise ValueError(
-            f"{name}: expected at least one image of at least 1 x 1 pixels, got shape {list(array.shape)}."
+            f"{name}: expected at least one image of at least 1 x 1 pixels, "
+            f"got shape {list(array.shape)}."
         )
     return array

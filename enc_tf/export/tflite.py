@@ -175,7 +175,8 @@ class TFLiteRunner:
         image = np.asarray(image, np.float32)
         if image.shape != self.input_shape[1:]:
             raise ValueError(
-                f"This TFLite model takes images of shape {self.input_shape[1:]}, got {image.shape}."
+                f"This TFLite model takes images of shape {self.input_shape[1:]}, "
+                f"got {image.shape}."
             )
         out = self.runner(images=image[None])
         return {k: np.asarray(v, np.float32)[0] for k, v in out.items()}

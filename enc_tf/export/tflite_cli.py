@@ -1,18 +1,18 @@
-"""`enc-export-tflite MODEL --out model.tflite [--mode float32|float16|dynamic_int8|int8] [--size 480]`.
+"""`enc-export-tflite MODEL --out model.tflite
+[--mode float32|float16|dynamic_int8|int8] [--size 480]`.
 
 MODEL is a `.keras` file or a training run directory. `int8` calibrates on training
 images: the run's training data (val-style resize + centre crop to the input size),
 or the images in `--calibration-dir`.
 """
 
-import argparse
 import os
 import sys
 
 import tensorflow as tf
 
 from enc_tf.artifacts import load_keras_model
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.contracts.images import normalize
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
@@ -79,16 +79,13 @@ def run(args):
     flatbuffer = convert(loaded.keras_model, args.mode, args.size, representative, **kwargs)
     write_tflite(flatbuffer, args.out)
     print(
-        f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {args.size}, {args.size}, 3])"
+        f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, "
+        f"input [1, {args.size}, {args.size}, 3])"
     )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="enc-export-tflite",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("enc-export-tflite", __doc__)
     parser.add_argument("model", help=".keras file or run directory")
     parser.add_argument("--out", required=True, help="output .tflite file")
     parser.add_argument("--mode", choices=MODES, default="float32")

@@ -16,7 +16,6 @@ An image that cannot be read or segmented is reported and skipped; the others ar
 still written, `predictions.json` always lists both (exit status 1 then).
 """
 
-import argparse
 import glob
 import json
 import logging
@@ -28,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.artifacts import read_class_file
-from enc_tf.console import error_line, run_cli
+from enc_tf.console import command_parser, error_line, run_cli
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
@@ -42,7 +41,8 @@ PREDICTIONS_FILE = "predictions.json"
 
 
 def expand_inputs(inputs):
-    """Image paths from files, directories (their images, sorted) and glob patterns; each path once."""
+    """Image paths from files, directories (their images, sorted) and glob patterns; each
+    path once."""
     paths = []
     for item in inputs:
         if os.path.isdir(item):
@@ -95,7 +95,8 @@ def output_names(paths):
         other = taken.setdefault(name.casefold(), path)
         if other != path:
             raise DataError(
-                f"The inputs {other} and {path} would both write {name}_labels.png; rename one of them."
+                f"The inputs {other} and {path} would both write {name}_labels.png; "
+                "rename one of them."
             )
     return names
 
@@ -110,7 +111,10 @@ def _save(picture_or_array, path):
 def _describe(err):
     """One line for a skipped image."""
     if isinstance(err, tf.errors.OpError):  # TensorFlow appends the graph's call stack
-        return f"{type(err).__name__}: {err.message.strip().splitlines()[0] if err.message.strip() else ''}"
+        return (
+            f"{type(err).__name__}: "
+            f"{err.message.strip().splitlines()[0] if err.message.strip() else ''}"
+        )
     line = error_line(err)
     return line if isinstance(err, (EncTfError, OSError)) else f"{type(err).__name__}: {line}"
 
@@ -138,7 +142,8 @@ def _predict_one(segmenter, path, stem, probabilities):
 
 
 def predict_files(segmenter, paths, out_dir, probabilities=False):
-    """Segments each file into `out_dir` and writes `predictions.json`; returns `(summary, failures)`.
+    """Segments each file into `out_dir` and writes `predictions.json`; returns
+    `(summary, failures)`.
 
     Any failure of one image (unreadable, too large, a model error) is logged and
     recorded in `failures`; the other images are still processed.
@@ -192,11 +197,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="enc-predict",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("enc-predict", __doc__)
     parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
     parser.add_argument("inputs", nargs="+", help="image files, directories or glob patterns")
     parser.add_argument("--out", default="predictions")

@@ -34,7 +34,8 @@ class Prediction:
 
 def to_rgb_array(image, name="<image>"):
     """`(H, W, 3)` uint8 from a PIL image or an array: `(H, W)` grey, `(H, W, 1|3|4)`,
-    uint8 or uint16 (scaled to 8 bits by dtype, as `enc_tf.data.io.rgb_uint8`) or float in [0, 1]."""
+    uint8 or uint16 (scaled to 8 bits by dtype, as `enc_tf.data.io.rgb_uint8`) or float in
+    [0, 1]."""
     if isinstance(image, Image.Image):
         return image_to_rgb(image, name)
     return rgb_uint8(image, name)

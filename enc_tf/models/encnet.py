@@ -75,6 +75,26 @@ def _check_classes(num_classes, class_names, palette):
     return class_names, palette
 
 
+def _backbone_graph(
+    num_classes,
+    class_names,
+    palette,
+    backbone,
+    output_stride,
+    sync_batch_norm,
+    input_shape,
+    backbone_weights,
+):
+    """Checks the common arguments; returns `(images input, backbone features, names, palette)`."""
+    _check_num_classes(num_classes)
+    class_names, palette = _check_classes(num_classes, class_names, palette)
+    images = keras.Input(shape=input_shape, name="images")
+    features = build_backbone(
+        backbone, output_stride, sync_batch_norm, input_shape, backbone_weights
+    )(images)
+    return images, features, class_names, palette
+
+
 class SegmentationModel(keras.Model):
     """What EncNet and FCN share: their description (arguments, classes, input contract).
 
@@ -172,18 +192,22 @@ class EncNet(SegmentationModel):
         name="encnet",
         **kwargs,
     ):
-        _check_num_classes(num_classes)
-        class_names, palette = _check_classes(num_classes, class_names, palette)
         if lateral and output_stride != 8:
             raise ValueError(
                 f"lateral=True fuses stage-2 features, which sit at stride 8, so it needs "
                 f"output_stride=8 (got {output_stride}), as in the original."
             )
         input_shape = tuple(input_shape)
-        images = keras.Input(shape=input_shape, name="images")
-        features = build_backbone(
-            backbone, output_stride, sync_batch_norm, input_shape, backbone_weights
-        )(images)
+        images, features, class_names, palette = _backbone_graph(
+            num_classes,
+            class_names,
+            palette,
+            backbone,
+            output_stride,
+            sync_batch_norm,
+            input_shape,
+            backbone_weights,
+        )
         head = EncHead(
             num_classes,
             lateral=lateral,
@@ -241,13 +265,17 @@ class FCN(SegmentationModel):
         name="fcn",
         **kwargs,
     ):
-        _check_num_classes(num_classes)
-        class_names, palette = _check_classes(num_classes, class_names, palette)
         input_shape = tuple(input_shape)
-        images = keras.Input(shape=input_shape, name="images")
-        features = build_backbone(
-            backbone, output_stride, sync_batch_norm, input_shape, backbone_weights
-        )(images)
+        images, features, class_names, palette = _backbone_graph(
+            num_classes,
+            class_names,
+            palette,
+            backbone,
+            output_stride,
+            sync_batch_norm,
+            input_shape,
+            backbone_weights,
+        )
         logits = FCNHead(
             num_classes, dropout=dropout, sync_batch_norm=sync_batch_norm, name=FCN_HEAD
         )(features["c4"])

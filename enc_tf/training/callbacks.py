@@ -1,4 +1,5 @@
-"""Training callbacks: time limit, prediction images, learning rate (the run's files: `run_state`)."""
+"""Training callbacks: time limit, prediction images, learning rate (the run's files:
+`run_state`)."""
 
 import logging
 import os

@@ -5,10 +5,8 @@ loss, a data error, a write error; the last good state is kept and a restart
 resumes from it), 2 for a configuration error found before anything ran.
 """
 
-import argparse
-
 from enc_tf.config import load_config
-from enc_tf.console import run_cli
+from enc_tf.console import command_parser, run_cli
 from enc_tf.training.trainer import train
 
 
@@ -17,9 +15,7 @@ def _run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("train.py", __doc__)
     parser.add_argument("--config", help="YAML recipe (configs/*.yaml); defaults when omitted")
     parser.add_argument(
         "--set",

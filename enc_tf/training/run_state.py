@@ -238,7 +238,8 @@ class RunRecorder(keras.callbacks.Callback):
                     self._save_checkpoint("best", *self.best)
                 else:
                     logger.warning(
-                        "best.keras holds epoch %s, but the log's best is epoch %d (%.4f), whose weights are gone; "
+                        "best.keras holds epoch %s, but the log's best is epoch %d (%.4f), "
+                        "whose weights are gone; "
                         "best.keras is replaced at the next improvement.",
                         recorded.get("epoch"),
                         self.best[0] + 1,

@@ -99,6 +99,7 @@ def make_deterministic():
     """
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError as err:  # the runtime already started in this process
         raise EncTfError(
             "train.deterministic=true must be set before TensorFlow runs its first op in the "
@@ -261,8 +262,9 @@ def _divergence_message(recorder, config):
         else "no epoch had finished, so there is no checkpoint"
     )
     return (
-        f"The loss became {value} at {where} (optimizer.base_lr={config.optimizer.base_lr}); nothing was written "
-        f"for that epoch: {kept}, and starting the same run again resumes after the last good epoch. "
+        f"The loss became {value} at {where} (optimizer.base_lr={config.optimizer.base_lr}); "
+        f"nothing was written for that epoch: {kept}, and starting the same run again resumes "
+        "after the last good epoch. "
         "Lower optimizer.base_lr, check the labels, or turn off mixed precision."
     )
 
@@ -275,8 +277,9 @@ def agree_on_resume_point(strategy, epochs_done):
     count = float(strategy.reduce("SUM", tf.constant(1.0), axis=None))
     if total != epochs_done * count:
         raise EncTfError(
-            f"The workers' resume points disagree: this worker's is after epoch {epochs_done}, the mean over "
-            f"workers is {total / count:g}. Delete the newer epoch-*.weights.h5 files in backup/ so they agree.",
+            f"The workers' resume points disagree: this worker's is after epoch {epochs_done}, "
+            f"the mean over workers is {total / count:g}. Delete the newer epoch-*.weights.h5 "
+            "files in backup/ so they agree.",
             exit_code=1,
         )
     return epochs_done

@@ -38,7 +38,9 @@ def test_stage_shapes_on_odd_sizes(output_stride, os8):
 
 
 def test_conv_dilations_and_strides(os8):
-    rate = lambda name: os8.get_layer(name).dilation_rate[0]
+    def rate(name):
+        return os8.get_layer(name).dilation_rate[0]
+
     assert [rate("layer3_0_conv2"), rate("layer3_1_conv2"), rate("layer3_5_conv2")] == [1, 2, 2]
     assert [rate("layer4_0_conv2"), rate("layer4_1_conv2"), rate("layer4_2_conv2")] == [2, 4, 4]
     assert os8.get_layer("layer2_0_conv2").strides == (2, 2)  # the stride sits on the 3x3 conv
@@ -53,29 +55,31 @@ def test_conv_dilations_and_strides(os8):
 def test_deep_stem_layout_and_batch_norms(os8):
     assert os8.get_layer("stem_conv1").kernel.shape == (3, 3, 3, 64)
     assert os8.get_layer("stem_conv3").kernel.shape == (3, 3, 64, 128)
-    norms = [l for l in os8.layers if isinstance(l, keras.layers.BatchNormalization)]
+    norms = [layer for layer in os8.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) == 3 + 16 * 3 + 4 and all(
         n.epsilon == 1e-5 and n.momentum == 0.9 and not n.synchronized for n in norms
     )
-    assert not any(l.use_bias for l in os8.layers if isinstance(l, keras.layers.Conv2D))
+    assert not any(layer.use_bias for layer in os8.layers if isinstance(layer, keras.layers.Conv2D))
     synced = build_backbone("resnet50s", sync_batch_norm=True)
     assert all(
-        l.synchronized for l in synced.layers if isinstance(l, keras.layers.BatchNormalization)
+        layer.synchronized
+        for layer in synced.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
     )
 
 
 @pytest.mark.slow
 def test_resnet101s_depth():
     backbone = build_backbone("resnet101s")
-    assert "layer3_22_conv3" in {l.name for l in backbone.layers}
-    assert "layer3_23_conv3" not in {l.name for l in backbone.layers}
+    assert "layer3_22_conv3" in {layer.name for layer in backbone.layers}
+    assert "layer3_23_conv3" not in {layer.name for layer in backbone.layers}
 
 
 def _write_keras_applications_h5(model, path):
     """Writes weights in the layout of the official `*_notop.h5` files (legacy Keras HDF5)."""
     with h5py.File(path, "w") as f:
-        layers = [l for l in model.layers if l.weights]
-        f.attrs["layer_names"] = [l.name.encode() for l in layers]
+        layers = [layer for layer in model.layers if layer.weights]
+        f.attrs["layer_names"] = [layer.name.encode() for layer in layers]
         for layer in layers:
             group = f.create_group(layer.name)
             names = [f"{layer.name}/{w.name}:0" for w in layer.weights]

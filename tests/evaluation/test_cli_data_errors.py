@@ -27,7 +27,8 @@ def _eval(*args, timeout=120):
         )
     except subprocess.TimeoutExpired as err:
         pytest.fail(
-            f"enc-eval hung for {timeout} s after a data error; output: {(err.stderr or b'')[-1000:]!r}"
+            f"enc-eval hung for {timeout} s after a data error; "
+            f"output: {(err.stderr or b'')[-1000:]!r}"
         )
 
 

@@ -1,4 +1,5 @@
-"""Real damaged model files, made from a good `.keras` file: what a killed copy or a bad disk leaves."""
+"""Real damaged model files, made from a good `.keras` file: what a killed copy or a bad
+disk leaves."""
 
 import zipfile
 

@@ -80,7 +80,8 @@ def test_multi_scale_on_an_extreme_aspect_ratio(model_path, tmp_path, capsys):
 
 
 def _dark_images_give_nan(num_classes=3):
-    """A model whose logits are NaN where the image is darker than the ImageNet mean (sqrt of a negative)."""
+    """A model whose logits are NaN where the image is darker than the ImageNet mean
+    (sqrt of a negative)."""
     images = keras.Input((None, None, 3))
     seg = keras.layers.Conv2D(num_classes, 3, padding="same")(images)
     gate = keras.ops.sqrt(keras.ops.mean(images, axis=(1, 2, 3), keepdims=True))

@@ -46,9 +46,9 @@ def test_batch_norm_defaults_and_sync_flag():
         head = EncHead(3, lateral=True, channels=8, num_codes=4, sync_batch_norm=sync)
         head(_features())
         norms = [
-            l
-            for l in head._flatten_layers(include_self=False)
-            if isinstance(l, keras.layers.BatchNormalization)
+            layer
+            for layer in head._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)
         ]
         assert len(norms) == 6
         assert all(

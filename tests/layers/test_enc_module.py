@@ -83,9 +83,9 @@ def test_without_se_head_and_sync_flag():
     layer = EncModule(num_classes=3, num_codes=4, se_loss=False, sync_batch_norm=True)
     layer(np.zeros((1, 3, 3, 8), "float32"))
     norms = [
-        l
-        for l in layer._flatten_layers(include_self=False)
-        if isinstance(l, keras.layers.BatchNormalization)
+        sublayer
+        for sublayer in layer._flatten_layers(include_self=False)
+        if isinstance(sublayer, keras.layers.BatchNormalization)
     ]
     assert len(norms) == 2 and all(n.synchronized for n in norms)
     assert "se" not in layer.compute_intermediates(np.zeros((1, 3, 3, 8), "float32"))
@@ -93,7 +93,8 @@ def test_without_se_head_and_sync_flag():
 
 @pytest.mark.parametrize(
     "se_loss,output_shape,num_trainable",
-    # project conv, BN (2); codewords, scale; bn_codes (2); fc (2); se_head (2). BN statistics: 2 + 2.
+    # project conv, BN (2); codewords, scale; bn_codes (2); fc (2); se_head (2).
+    # BN statistics: 2 + 2.
     [(True, ((2, 3, 4, 6), (2, 3)), 11), (False, (2, 3, 4, 6), 9)],
 )
 def test_layer_contract(se_loss, output_shape, num_trainable, tmp_path):

@@ -153,7 +153,8 @@ class _Case:
         if traced != dynamic:
             self.fail(
                 "shapes with unknown axes",
-                f"keras.Input / compute_output_shape give {dynamic}, the graph of call() gives {traced}",
+                f"keras.Input / compute_output_shape give {dynamic}, "
+                f"the graph of call() gives {traced}",
             )
         return outputs
 
@@ -284,7 +285,8 @@ class _Case:
                 if error > tolerance:
                     self.fail(
                         check,
-                        f"outputs differ from float32 by {error:.2e} of their range (> {tolerance})",
+                        f"outputs differ from float32 by {error:.2e} of their range "
+                        f"(> {tolerance})",
                     )
 
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.training.test_resume import ROOT, tiny_run_command
+from tests.support.tiny_run import ROOT, tiny_overrides, train_command
 
 
 def _arrays(path):
@@ -27,7 +27,9 @@ def test_two_deterministic_runs_give_identical_weights(tmp_path):
     weights = []
     for name in ("a", "b"):
         run = tmp_path / name
-        command = tiny_run_command(tmp_path, run, "train.deterministic=true", "train.epochs=1")
+        command = train_command(
+            tiny_overrides(tmp_path, run, 6, "train.epochs=1", "train.deterministic=true")
+        )
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         weights.append(_arrays(run / "backup" / "epoch-00001.weights.h5"))

@@ -1,21 +1,20 @@
-"""A training run killed with SIGKILL at the worst moments resumes without losing or repeating an epoch."""
+"""A training run killed with SIGKILL at the worst moments resumes without losing or
+repeating an epoch."""
 
 import csv
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import keras
 import numpy as np
 import pytest
 
-from enc_tf.data import ensure_context_shapes
 from enc_tf.training.run_state import non_finite_variables
+from tests.support.tiny_run import ROOT, tiny_overrides, train_command
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS, EPOCHS = 6, 3
 
 
@@ -52,26 +51,7 @@ def run_until_killed(command, env, log_path, moment, timeout=400):
 
 
 def tiny_run_command(tmp_path, run, *extra):
-    cache = str(tmp_path / "cache")
-    ensure_context_shapes(cache, 8, 4, 64)
-    overrides = [
-        f"data.root={cache}",
-        "data.context_shapes_train=8",
-        "data.context_shapes_val=4",
-        "data.context_shapes_size=64",
-        "data.base_size=64",
-        "data.crop_size=48",
-        "model.output_stride=16",
-        "train.batch_size=2",
-        f"train.steps_per_epoch={STEPS}",
-        f"train.epochs={EPOCHS}",
-        f"train.run_dir={run}",
-        "optimizer.base_lr=0.004",
-        *extra,
-    ]
-    return [sys.executable, os.path.join(ROOT, "train.py")] + [
-        a for o in overrides for a in ("--set", o)
-    ]
+    return train_command(tiny_overrides(tmp_path, run, STEPS, f"train.epochs={EPOCHS}", *extra))
 
 
 @pytest.mark.slow
@@ -83,7 +63,8 @@ def test_sigkill_during_backup_checkpoint_and_mid_epoch_then_resume(tmp_path):
     # 1. While the first resume point is being written: epoch 0 is in log.csv, not yet committed.
     run_until_killed(command, env, tmp_path / "1.log", lambda: _temporaries(run / "backup"))
     assert [int(r["epoch"]) for r in _rows(run)] == [0]
-    # 2. While the first checkpoint is being written: epoch 0 committed (redone once), its checkpoints not.
+    # 2. While the first checkpoint is being written: epoch 0 committed (redone once),
+    #    its checkpoints not.
     run_until_killed(command, env, tmp_path / "2.log", lambda: _temporaries(run / "checkpoints"))
     assert "dropped 1 row" in (tmp_path / "2.log").read_text()
     # 3. In the middle of epoch 1.
@@ -141,9 +122,7 @@ def test_a_data_error_inside_training_is_one_line_and_exit_1(tmp_path):
         "train.epochs=1",
         f"train.run_dir={tmp_path / 'run'}",
     ]
-    command = [sys.executable, os.path.join(ROOT, "train.py")] + [
-        a for o in overrides for a in ("--set", o)
-    ]
+    command = train_command(overrides)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

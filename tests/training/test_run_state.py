@@ -1,4 +1,5 @@
-"""RunRecorder on a small model: what a run writes, and what survives a NaN, a failed write or a restart."""
+"""RunRecorder on a small model: what a run writes, and what survives a NaN, a failed write
+or a restart."""
 
 import json
 import os

@@ -9,23 +9,11 @@ from enc_tf.models import save_model_atomic
 from enc_tf.training import cli as train_cli
 from enc_tf.training import load_config, train
 from enc_tf.training.run_state import restore_resume_point
+from tests.support.tiny_run import tiny_overrides
 
 
 def _overrides(tmp_path, *extra):
-    return [
-        f"data.root={tmp_path / 'cache'}",
-        "data.context_shapes_train=8",
-        "data.context_shapes_val=4",
-        "data.context_shapes_size=64",
-        "data.base_size=64",
-        "data.crop_size=48",
-        "model.output_stride=16",
-        "train.batch_size=2",
-        "train.steps_per_epoch=2",
-        f"train.run_dir={tmp_path / 'run'}",
-        "optimizer.base_lr=0.004",
-        *extra,
-    ]
+    return tiny_overrides(tmp_path, tmp_path / "run", 2, *extra)
 
 
 def _tiny(tmp_path, *extra):

@@ -1,0 +1,104 @@
+"""The package's layering, checked from the code: imports only run downwards.
+
+A module of `enc_tf` may import from its own package and from packages of a lower
+tier, never from a sibling of the same tier or from above. The tiers are the
+ARCHITECTURE paragraph of the README.
+"""
+
+import ast
+import os
+
+import enc_tf
+
+PACKAGE = os.path.dirname(os.path.abspath(enc_tf.__file__))
+
+TIERS = [
+    ["errors"],
+    ["files", "contracts"],
+    ["console", "config", "distribute"],
+    ["layers"],
+    ["backbones"],
+    ["models"],
+    ["data", "losses", "metrics", "optimizers", "visualize", "convert"],
+    ["artifacts", "prediction"],
+    ["training", "evaluation", "inference", "export"],
+    ["demo"],
+]
+TIER = {name: level for level, names in enumerate(TIERS) for name in names}
+
+
+def _unit(module):
+    """`enc_tf.data.io` -> `data`; `enc_tf` (the package's face) -> None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _imports(package=PACKAGE):
+    """`(importing unit, imported module, file, line)` for every enc_tf import in `package`."""
+    found = []
+    for directory, _, files in os.walk(package):
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, os.path.dirname(package))
+            module = relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
+            tree = ast.parse(open(path).read(), path)
+            for node in ast.walk(tree):
+                targets = []
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    targets = [node.module]
+                    if node.module == "enc_tf":  # `from enc_tf import models`
+                        targets = [f"enc_tf.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                for target in targets:
+                    if target == "enc_tf" or target.startswith("enc_tf."):
+                        found.append((_unit(module), target, relative, node.lineno))
+    return found
+
+
+def test_every_module_belongs_to_a_tier():
+    units = {_unit(m) for _, m, _, _ in _imports()} | {u for u, _, _, _ in _imports()}
+    names = {
+        os.path.splitext(entry)[0]
+        for entry in os.listdir(PACKAGE)
+        if not entry.startswith(("_", ".")) and (entry.endswith(".py") or "." not in entry)
+    }
+    assert (units - {None}) <= set(TIER) and names <= set(TIER), sorted(
+        (units | names) - set(TIER) - {None}
+    )
+
+
+def violations(package=PACKAGE):
+    """Every enc_tf import in `package` that runs against the tiers."""
+    against = []
+    for importer, target, path, line in _imports(package):
+        imported = _unit(target)
+        if importer is None:  # the package's face re-exports what users need
+            continue
+        if imported is None:
+            against.append(f"{path}:{line} imports the whole package (import what you use)")
+        elif importer != imported and TIER[imported] >= TIER[importer]:
+            against.append(f"{path}:{line} {importer} (tier {TIER[importer]}) -> {target}")
+    return against
+
+
+def test_imports_run_downwards_only():
+    against = violations()
+    assert not against, "imports against the layering:\n" + "\n".join(against)
+
+
+def test_the_check_sees_a_wrong_import(tmp_path):
+    # The check itself: a layer importing training, or a sibling, is reported.
+    fake = tmp_path / "enc_tf"
+    (fake / "layers").mkdir(parents=True)
+    (fake / "data").mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "layers" / "bad.py").write_text("from enc_tf.training import trainer\n")
+    (fake / "data" / "sibling.py").write_text("import enc_tf.losses\nfrom enc_tf.models import x\n")
+    found = sorted(violations(str(fake)))
+    assert found == [
+        "enc_tf/data/sibling.py:1 data (tier 6) -> enc_tf.losses",
+        "enc_tf/layers/bad.py:1 layers (tier 3) -> enc_tf.training",
+    ], found
