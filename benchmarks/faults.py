@@ -34,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), ROOT]  # this checkout's enc_tf
 from common import machine, table  # noqa: E402
+
 MOMENTS = ("delay", "backup write", "checkpoint write", "log row")
 
 
@@ -78,10 +79,11 @@ def _rows(run):
 def _moment(kind, run, delay, started):
     if kind == "delay":
         return lambda: time.monotonic() - started > delay
-    if kind == "backup write":
-        return lambda: bool(_temporaries(os.path.join(run, "backup")))
-    if kind == "checkpoint write":
-        return lambda: bool(_temporaries(os.path.join(run, "checkpoints")))
+    if kind in ("backup write", "checkpoint write"):
+        # A write of this start, not a leftover of the previous kill (which the start removes).
+        directory = os.path.join(run, "backup" if kind == "backup write" else "checkpoints")
+        leftovers = set(_temporaries(directory))
+        return lambda: bool(set(_temporaries(directory)) - leftovers)
     rows = len(_rows(run))
     return lambda: len(_rows(run)) > rows
 

@@ -6,7 +6,6 @@ from enc_tf.losses import (
     SegmentationCrossEntropy,
     encnet_loss_terms,
     encnet_losses,
-    presence_targets,
 )
 
 
@@ -59,16 +58,6 @@ def test_float64_losses_compute_in_float64():
     value = losses["seg"](labels, logits)
     assert value.dtype == "float64"
     np.testing.assert_allclose(float(value), reference_ce(labels, logits, 255), rtol=1e-13)
-
-
-def test_presence_targets():
-    labels = np.array([[[0, 2], [2, 255]], [[255, 255], [1, 7]]])
-    expected = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], "float32")  # 7 is out of range: not counted
-    np.testing.assert_array_equal(presence_targets(labels, 4), expected)
-    np.testing.assert_array_equal(
-        presence_targets(np.where(labels == 255, -1, labels), 4, ignore_index=-1), expected
-    )
-    np.testing.assert_array_equal(presence_targets(labels[..., None], 4), expected)
 
 
 def test_presence_bce_matches_reference_and_is_stable():
