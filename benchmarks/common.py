@@ -50,16 +50,20 @@ def emit(result):
 
 
 def machine():
-    model = "unknown CPU"
+    """The CPU model, its core count and the flags that decide reduced-precision speed."""
+    model, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and model == "unknown CPU":
                     model = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores"
+    relevant = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    shown = " ".join(f"{name}={'yes' if name in flags else 'no'}" for name in relevant)
+    return f"{model}, {os.cpu_count()} cores ({shown})"
 
 
 def table(header, rows):

@@ -1,7 +1,7 @@
 """Fault soak: a small training job killed with SIGKILL at seeded random moments,
 restarted each time.
 
-    python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 6] [--steps 4] [--keep DIR]
+    python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 8] [--steps 4] [--keep DIR]
 
 The kill moments are drawn from: a random delay after the start (mostly mid-epoch),
 while a resume point is being written (`backup/.tmp-*`), while a checkpoint is being
@@ -204,7 +204,7 @@ def main():
     )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument(
         "--keep", help="keep the runs in this directory (default: a temporary one, removed)"

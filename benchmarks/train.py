@@ -29,7 +29,8 @@ def worker_train(batch, size, policy, xla, steps):
 
     from benchmarks.common import emit, peak_rss_mb, rss_mb
     from enc_tf import build_encnet
-    from enc_tf.losses import encnet_losses, presence_targets
+    from enc_tf.contracts.labels import presence_targets
+    from enc_tf.losses import encnet_losses
     from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD
 
     batch, size, steps, xla = int(batch), int(size), int(steps), xla == "xla"
