@@ -116,24 +116,11 @@ def _resumed_from(log_path):
     return 0
 
 
-def _weights(path):
-    import h5py
-
-    arrays = {}
-    with h5py.File(path) as f:
-        f.visititems(
-            lambda name, item: (
-                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
-            )
-        )
-    return arrays
-
-
 def _check_run(run, reference, epochs, steps):
     import keras
     import numpy as np
 
-    from enc_tf.training.run_state import non_finite_variables
+    from enc_tf.training.run_state import non_finite_variables, resume_point_arrays
 
     rows, ref_rows = _rows(run), _rows(reference)
     checks = []
@@ -183,8 +170,8 @@ def _check_run(run, reference, epochs, steps):
             f"max |loss - uninterrupted| = {loss_gap:.3g}",
         )
     )
-    a = _weights(os.path.join(run, "backup", f"epoch-{epochs:05d}.weights.h5"))
-    b = _weights(os.path.join(reference, "backup", f"epoch-{epochs:05d}.weights.h5"))
+    a = resume_point_arrays(os.path.join(run, "backup", f"epoch-{epochs:05d}.weights.h5"))
+    b = resume_point_arrays(os.path.join(reference, "backup", f"epoch-{epochs:05d}.weights.h5"))
     gap = max(
         float(np.max(np.abs(a[k].astype("float64") - b[k]))) for k in b if b[k].dtype.kind == "f"
     )

@@ -69,6 +69,22 @@ def _read(variable):
     return np.asarray(value.numpy())
 
 
+def resume_point_arrays(path: str) -> dict:
+    """Every array of a resume point (`{h5 path: np.ndarray}`: weights, BatchNorm statistics,
+    optimizer slots), to inspect or compare runs without building a model."""
+    import h5py
+
+    arrays = {}
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return arrays
+
+
 def non_finite_variables(variables) -> list[str]:
     """Paths of the variables holding a NaN or inf (model weights, optimizer slots)."""
     bad = []

@@ -3,22 +3,11 @@
 import os
 import subprocess
 
-import h5py
 import numpy as np
 import pytest
 
+from enc_tf.training.run_state import resume_point_arrays
 from tests.support.tiny_run import ROOT, tiny_overrides, train_command
-
-
-def _arrays(path):
-    arrays = {}
-    with h5py.File(path) as f:
-        f.visititems(
-            lambda name, item: (
-                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
-            )
-        )
-    return arrays
 
 
 @pytest.mark.slow
@@ -32,7 +21,7 @@ def test_two_deterministic_runs_give_identical_weights(tmp_path):
         )
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        weights.append(_arrays(run / "backup" / "epoch-00001.weights.h5"))
+        weights.append(resume_point_arrays(run / "backup" / "epoch-00001.weights.h5"))
     a, b = weights
     assert a.keys() == b.keys() and len(a) > 300  # weights, BN statistics and optimizer slots
     for key in a:

@@ -14,6 +14,7 @@ from enc_tf.training.run_state import (
     non_finite_variables,
     read_log,
     restore_resume_point,
+    resume_point_arrays,
     resume_points,
 )
 
@@ -100,6 +101,9 @@ def test_writes_log_resume_points_and_checkpoints(tmp_path):
     )
     assert recorder.diverged is None
     assert not [n for n in os.listdir(run / "checkpoints") if n.startswith(".tmp-")]
+    arrays = resume_point_arrays(resume_points(str(run / "backup"))[0][1])
+    assert arrays["optimizer/vars/0"] == 3 * STEPS  # the step counter
+    assert sum(k.startswith("layers/") for k in arrays) == 4  # 2 kernels, 2 biases
     restored = _model()
     assert restore_resume_point(restored, str(run / "backup")) == 3
     assert int(restored.optimizer.iterations.numpy()) == 3 * STEPS
