@@ -53,9 +53,10 @@ def run_cli(
     """Parses `argv` (default: `sys.argv[1:]`), runs `run(args)` and returns the exit status."""
     if not any(a.dest == "verbose" for a in parser._actions):
         add_verbose_flag(parser)
-        for action in parser._actions:  # also after a sub-command: `enc-data check ... --verbose`
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
+    for action in parser._actions:  # also after a sub-command: `enc-data check ... --verbose`
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any(a.dest == "verbose" for a in sub._actions):
                     sub.add_argument(
                         "--verbose",
                         action="store_true",
