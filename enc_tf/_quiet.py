@@ -36,4 +36,8 @@ def import_tensorflow_quietly() -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _stderr_to_devnull():
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        # The first GPU probe logs a CUDA error on machines without one; probe here, quietly.
+        # (Listing physical devices leaves the runtime uninitialised: threading can still be set.)
+        tensorflow.config.list_physical_devices("GPU")
