@@ -1,6 +1,6 @@
 """enc_tf: EncNet (Context Encoding for Semantic Segmentation) in Keras 3."""
 
-from enc_tf._quiet import import_tensorflow_quietly
+from enc_tf.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before anything imports TensorFlow: no start-up noise by default
 

@@ -13,7 +13,7 @@ import enc_tf
 PACKAGE = os.path.dirname(os.path.abspath(enc_tf.__file__))
 
 TIERS = [
-    ["errors", "_quiet"],  # _quiet: how the package face imports TensorFlow
+    ["errors", "quiet"],
     ["files", "contracts"],
     ["console", "config", "distribute"],
     ["layers"],

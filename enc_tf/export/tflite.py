@@ -24,6 +24,7 @@ from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.files import write_bytes_atomic
 from enc_tf.layers.enc_module import FLOAT_KEPT_SUBLAYERS
 from enc_tf.models.logits import select_logits
+from enc_tf.quiet import native_output_quieted
 
 logger = logging.getLogger(__name__)
 
@@ -131,19 +132,21 @@ def _selectively_quantize(converter, float_scopes):
         logger.warning(
             "No tensor name contains any of %s: the whole model is quantized.", float_scopes
         )
-    return lite_convert.mlir_quantize(
-        calibrated,
-        disable_per_channel=converter._experimental_disable_per_channel,
-        fully_quantize=False,
-        denylisted_ops=list(FLOAT_OPS),
-        denylisted_nodes=float_names,
-    )
+    with native_output_quieted():
+        return lite_convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=converter._experimental_disable_per_channel,
+            fully_quantize=False,
+            denylisted_ops=list(FLOAT_OPS),
+            denylisted_nodes=float_names,
+        )
 
 
 def _tensor_details(flatbuffer):
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_content=flatbuffer).get_tensor_details()
+    with native_output_quieted():
+        return Interpreter(model_content=flatbuffer).get_tensor_details()
 
 
 def write_tflite(flatbuffer, path):
@@ -161,9 +164,11 @@ class TFLiteRunner:
     def __init__(self, model_content=None, model_path=None, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(
-            model_content=model_content, model_path=model_path, num_threads=num_threads
-        )
+        with native_output_quieted():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(
+                model_content=model_content, model_path=model_path, num_threads=num_threads
+            )
+            self.interpreter.allocate_tensors()
         self.runner = self.interpreter.get_signature_runner()
         details = self.runner.get_input_details()
         if list(details) != ["images"]:

@@ -84,7 +84,7 @@ def test_errors():
     assert set(MODES) == {"float32", "float16", "dynamic_int8", "int8"}
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, capfd):
     model_path = str(tmp_path / "tiny.keras")
     tiny_segmenter(3).save(model_path)
     out = tmp_path / "m.tflite"
@@ -120,3 +120,6 @@ def test_cli(tmp_path):
         )
         == 0
     )
+    # The converter's and interpreter's native progress lines stay out of the terminal.
+    printed = "".join(capfd.readouterr())
+    assert "fully_quantize" not in printed and "XNNPACK delegate" not in printed, printed[-2000:]
