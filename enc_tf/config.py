@@ -179,14 +179,10 @@ def validate(config):
         "model.num_codes": m.num_codes,
         "optimizer.base_lr": o.base_lr,
         "train.image_log_every_epochs": t.image_log_every_epochs,
+        "data.context_shapes_train": d.context_shapes_train,
+        "data.context_shapes_val": d.context_shapes_val,
+        "data.context_shapes_size": d.context_shapes_size,
     }
-    positive.update(
-        {
-            "data.context_shapes_train": d.context_shapes_train,
-            "data.context_shapes_val": d.context_shapes_val,
-            "data.context_shapes_size": d.context_shapes_size,
-        }
-    )
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")

@@ -22,10 +22,15 @@ from enc_tf.errors import EncTfError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
-    """`--verbose`: debug logging and TensorFlow's own C++ messages."""
+def add_verbose_flag(parser: argparse.ArgumentParser, default=False) -> None:
+    """`--verbose`: debug logging and TensorFlow's own C++ messages. A sub-command's
+    parser takes `default=argparse.SUPPRESS`, so that it keeps a `--verbose` given
+    before the sub-command."""
     parser.add_argument(
-        "--verbose", action="store_true", help="debug logging, including TensorFlow's own messages"
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="debug logging, including TensorFlow's own messages",
     )
 
 
@@ -57,12 +62,7 @@ def run_cli(
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 if not any(a.dest == "verbose" for a in sub._actions):
-                    sub.add_argument(
-                        "--verbose",
-                        action="store_true",
-                        default=argparse.SUPPRESS,
-                        help="debug logging, including TensorFlow's own messages",
-                    )
+                    add_verbose_flag(sub, default=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)

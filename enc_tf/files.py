@@ -8,6 +8,7 @@ command; the target is either the old complete file or the new complete file.
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -104,19 +105,22 @@ def write_text_atomic(text: str, path: str) -> str:
     return write_bytes_atomic(text.encode("utf-8"), path)
 
 
-def remove_stale_temporaries(directory: str, min_age_seconds: float = 0.0) -> list[str]:
+def remove_stale_temporaries(
+    directory: str, min_age_seconds: float = 0.0, older_names: re.Pattern | None = None
+) -> list[str]:
     """Deletes the temporaries that killed writes left in `directory` (not recursive).
 
     Call it when a command starts, before it writes into `directory`: no other
     writer of this command is running then. `min_age_seconds` spares temporaries
-    younger than that (another process may be writing them). Returns what was removed.
+    younger than that (another process may be writing them). `older_names` also
+    matches the temporaries of an earlier naming scheme. Returns what was removed.
     """
     if not os.path.isdir(directory):
         return []
     removed = []
     now = time.time()
     for name in sorted(os.listdir(directory)):
-        if not name.startswith(TEMP_PREFIX):
+        if not (name.startswith(TEMP_PREFIX) or (older_names and older_names.match(name))):
             continue
         path = os.path.join(directory, name)
         try:

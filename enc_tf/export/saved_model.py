@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 
 import keras
 import numpy as np
@@ -179,18 +178,7 @@ def remove_stale_exports(model_dir):
     Call it when an export command starts, before anything writes into `model_dir`.
     Returns what was removed.
     """
-    removed = remove_stale_temporaries(model_dir)
-    if os.path.isdir(model_dir):
-        for name in sorted(os.listdir(model_dir)):
-            if _OLD_TEMPORARY.match(name):
-                path = os.path.join(model_dir, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.remove(path)
-                removed.append(path)
-                logger.info("Removed %s, left by an interrupted export", path)
-    return removed
+    return remove_stale_temporaries(model_dir, older_names=_OLD_TEMPORARY)
 
 
 def export_saved_model(
