@@ -13,6 +13,7 @@ Anything else is a bug in enc_tf and keeps its traceback.
 """
 
 import argparse
+import gc
 import logging
 import sys
 from typing import Callable, Sequence
@@ -73,15 +74,22 @@ def run_cli(
             logging.getLogger(noisy).setLevel(logging.ERROR)
         for noisy in ("h5py", "PIL", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    code = None
     try:
         status = run(args)
     except EncTfError as err:
         print(f"error: {error_line(err)}", file=sys.stderr)
-        return err.exit_code
+        code = err.exit_code
     except OSError as err:
         print(f"error: {error_line(err)}", file=sys.stderr)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if code is not None:
+        # The failed work's frames (a model, tf.data iterators) sit in reference cycles;
+        # collect them now, so that tf.data stops its decoding threads while the
+        # interpreter is whole: a thread still running Python at exit can hang it.
+        gc.collect()
+        return code
     return 0 if status is None else int(status)
