@@ -15,7 +15,14 @@ import numpy as np
 from enc_tf.artifacts import export_classes, load_keras_model
 from enc_tf.console import command_parser, run_cli
 from enc_tf.errors import ConfigError, EncTfError
-from enc_tf.export.onnx import DEFAULT_OPSET, OnnxRunner, max_relative_error, to_onnx, write_onnx
+from enc_tf.export.onnx import (
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    OnnxRunner,
+    max_relative_error,
+    to_onnx,
+    write_onnx,
+)
 from enc_tf.files import remove_stale_temporaries
 
 
@@ -61,7 +68,10 @@ def main(argv=None):
         "--classes", help="class list (YAML/JSON) when the model's run does not name one"
     )
     parser.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest accepted ONNX vs Keras difference"
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest accepted ONNX vs Keras difference, relative to the largest logit",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
     return run_cli(parser, run, argv)

