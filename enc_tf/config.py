@@ -104,7 +104,15 @@ CHOICES = {
     ),
     "data.label_mapping": ("identity", "reduce_zero"),
     "model.arch": ("encnet", "fcn"),
-    "model.backbone": ("resnet50s", "resnet101s", "resnet50", "resnet101"),
+    # enc_tf.backbones.BACKBONES (a test keeps the two equal).
+    "model.backbone": (
+        "resnet50s",
+        "resnet101s",
+        "resnet50v1c",
+        "resnet101v1c",
+        "resnet50",
+        "resnet101",
+    ),
     "model.output_stride": (8, 16),
     "optimizer.weight_decay_mode": ("coupled", "decoupled"),
     "train.mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),

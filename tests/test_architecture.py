@@ -19,9 +19,10 @@ TIERS = [
     ["layers"],
     ["backbones"],
     ["models"],
-    ["data", "losses", "metrics", "optimizers", "visualize", "convert"],
+    ["data", "losses", "metrics", "optimizers", "visualize"],
     ["artifacts", "prediction"],
-    ["training", "evaluation", "inference", "export"],
+    ["convert", "evaluation", "inference", "export"],
+    ["training"],
     ["demo"],
 ]
 TIER = {name: level for level, names in enumerate(TIERS) for name in names}

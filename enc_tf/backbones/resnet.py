@@ -2,9 +2,13 @@
 
 Two families share the dilation logic:
 
-- `resnet50s` / `resnet101s`: the original PyTorch-Encoding layout: a deep
-  stem of three 3x3 convs, the stride on each bottleneck's 3x3 conv, no conv
-  biases, BatchNorm epsilon 1e-5. Stride-2 convs and the max-pool pad
+- the deep-stem ResNets (`ResNetV1c` in MMSegmentation): a stem of three 3x3
+  convs `stem_width/2, stem_width/2, stem_width` wide, the stride on each
+  bottleneck's 3x3 conv, no conv biases, BatchNorm epsilon 1e-5.
+  `resnet50s` / `resnet101s` (stem 128: 64, 64, 128) are the original
+  PyTorch-Encoding backbones and MMSegmentation's `r50s`; `resnet50v1c` /
+  `resnet101v1c` (stem 64: 32, 32, 64) are MMSegmentation's `-d8` / `-d16`
+  backbones. Stride-2 convs and the max-pool pad
   symmetrically (explicit `ZeroPadding2D` + "valid", as PyTorch's `padding=1`;
   Keras's "same" would pad only bottom/right).
 - `resnet50` / `resnet101`: the `keras.applications` layout (7x7 stem, stride
@@ -22,11 +26,14 @@ from enc_tf.layers.normalization import batch_norm
 BACKBONE_NAME = "backbone"  # the backbone sub-model's name in every enc_tf model
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# name: (family, depth, stem width); the keras family's stem is a 7x7 conv of 64.
 BACKBONES = {
-    "resnet50s": ("deep_stem", 50),
-    "resnet101s": ("deep_stem", 101),
-    "resnet50": ("keras", 50),
-    "resnet101": ("keras", 101),
+    "resnet50s": ("deep_stem", 50, 128),
+    "resnet101s": ("deep_stem", 101, 128),
+    "resnet50v1c": ("deep_stem", 50, 64),
+    "resnet101v1c": ("deep_stem", 101, 64),
+    "resnet50": ("keras", 50, 64),
+    "resnet101": ("keras", 101, 64),
 }
 KERAS_BN_EPSILON = 1.001e-5
 STAGE_OUTPUTS = ("c1", "c2", "c3", "c4")
@@ -85,10 +92,11 @@ def _relu(x, name):
     return keras.layers.ReLU(name=name)(x)
 
 
-def _deep_stem(x, sync):
-    x = _relu(_bn(_conv(x, 64, 3, "stem_conv1", stride=2), "stem_bn1", sync, 1e-5), "stem_relu1")
-    x = _relu(_bn(_conv(x, 64, 3, "stem_conv2"), "stem_bn2", sync, 1e-5), "stem_relu2")
-    x = _relu(_bn(_conv(x, 128, 3, "stem_conv3"), "stem_bn3", sync, 1e-5), "stem_relu3")
+def _deep_stem(x, sync, width):
+    half = width // 2
+    x = _relu(_bn(_conv(x, half, 3, "stem_conv1", stride=2), "stem_bn1", sync, 1e-5), "stem_relu1")
+    x = _relu(_bn(_conv(x, half, 3, "stem_conv2"), "stem_bn2", sync, 1e-5), "stem_relu2")
+    x = _relu(_bn(_conv(x, width, 3, "stem_conv3"), "stem_bn3", sync, 1e-5), "stem_relu3")
     # Inputs are post-ReLU, so zero padding equals PyTorch's -inf padding here.
     x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
@@ -107,11 +115,11 @@ def _deep_stem_bottleneck(x, planes, stride, dilation, project, name, sync):
     return _relu(y, f"{name}_out")
 
 
-def _keras_stem(x, sync):
+def _keras_stem(x, sync, width):
     x = CaffeInput(name="caffe_input")(x)
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = keras.layers.Conv2D(
-        64, 7, strides=2, kernel_initializer=_he_normal_fan_out(), name="conv1_conv"
+        width, 7, strides=2, kernel_initializer=_he_normal_fan_out(), name="conv1_conv"
     )(x)
     x = _relu(_bn(x, "conv1_bn", sync, KERAS_BN_EPSILON), "conv1_relu")
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -146,16 +154,20 @@ def build_backbone(
     sync_batch_norm=False,
     input_shape=(None, None, 3),
     weights=None,
+    stem_width=None,
 ):
     """Builds a dilated ResNet feature extractor.
 
     Args:
-        name: one of `resnet50s`, `resnet101s`, `resnet50`, `resnet101`.
+        name: one of `BACKBONES`: `resnet50s`, `resnet101s`, `resnet50v1c`,
+            `resnet101v1c`, `resnet50`, `resnet101`.
         output_stride: 8 (stages 3 and 4 dilated), 16 (stage 4 dilated) or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.
         weights: optional local path to the `keras.applications` ImageNet
             weight file (`resnet50` / `resnet101` only). Nothing is downloaded.
+        stem_width: output channels of the stem (an even number); None takes
+            the named backbone's (128 for `resnet50s`, 64 for the others).
 
     Returns:
         A functional `keras.Model` named `backbone` from normalised images
@@ -165,7 +177,10 @@ def build_backbone(
     """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
-    family, depth = BACKBONES[name]
+    family, depth, default_width = BACKBONES[name]
+    width = default_width if stem_width is None else stem_width
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
+        raise ValueError(f"stem_width must be a positive even int, got {stem_width!r}.")
     stem, bottleneck = (
         (_deep_stem, _deep_stem_bottleneck)
         if family == "deep_stem"
@@ -174,7 +189,7 @@ def build_backbone(
     schedule = ((1, 1),) + stage_strides_and_dilations(output_stride)
 
     images = keras.Input(shape=input_shape, name="images")
-    x = stem(images, sync_batch_norm)
+    x = stem(images, sync_batch_norm, width)
     features = {}
     for stage, (blocks, (stride, dilation)) in enumerate(zip(BLOCKS_PER_STAGE[depth], schedule), 1):
         planes = 64 * 2 ** (stage - 1)
@@ -191,7 +206,7 @@ def build_backbone(
         features[STAGE_OUTPUTS[stage - 1]] = x
     model = keras.Model(images, features, name=BACKBONE_NAME)
     if weights is not None:
-        if family != "keras":
+        if family != "keras" or width != 64:
             raise ValueError(
                 f"`weights` takes the keras.applications file for resnet50/resnet101; for {name!r} "
                 "convert a PyTorch-Encoding checkpoint with enc_tf.convert.load_backbone_state."

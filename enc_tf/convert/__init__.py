@@ -1,27 +1,38 @@
-"""Weight conversion from the original PyTorch-Encoding into enc_tf models."""
+"""Torch checkpoints in and out of enc_tf models: the original PyTorch-Encoding's
+(names at this level) and MMSegmentation's EncNet (`enc_tf.convert.mmseg`)."""
 
+from enc_tf.convert import mmseg
 from enc_tf.convert.pytorch_encoding import (
     backbone_module_map,
     build_from_state,
     convert_checkpoint,
     infer_config,
     load_backbone_state,
-    load_state_dict,
     module_map,
-    read_state_dict,
     save_model_atomic,
     state_dict_from_model,
+)
+from enc_tf.convert.torch_state import (
+    checkpoint_format,
+    load_state_dict,
+    read_checkpoint_file,
+    read_state_dict,
+    write_state_dict,
 )
 
 __all__ = [
     "backbone_module_map",
     "build_from_state",
+    "checkpoint_format",
     "convert_checkpoint",
     "infer_config",
     "load_backbone_state",
     "load_state_dict",
+    "mmseg",
     "module_map",
+    "read_checkpoint_file",
     "read_state_dict",
     "save_model_atomic",
     "state_dict_from_model",
+    "write_state_dict",
 ]

@@ -1,4 +1,14 @@
-"""`python -m enc_tf.convert pytorch-encoding STATE --out MODEL.keras` (also `enc-convert`)."""
+"""`python -m enc_tf.convert` (also `enc-convert`): torch checkpoints in and out.
+
+  pytorch-encoding STATE --out MODEL.keras   the original's EncNet/FCN state_dict
+  mmseg CHECKPOINT --out MODEL.keras         an MMSegmentation EncNet checkpoint
+  to-torch MODEL --format F --out STATE      the way back: a .keras model or run
+                                             directory as a PyTorch-Encoding or
+                                             MMSegmentation state_dict (.npz, .pth)
+
+STATE / CHECKPOINT: a `.pth` (needs torch) or a `.npz` of the state_dict's arrays
+(an MMSegmentation checkpoint's `meta` may ride along as a JSON string `__meta__`).
+"""
 
 import argparse
 import json
@@ -6,11 +16,20 @@ import os
 import pickle
 import zipfile
 
+from enc_tf.artifacts import load_keras_model, read_class_file
 from enc_tf.console import command_parser, run_cli
-from enc_tf.convert.pytorch_encoding import build_from_state, read_state_dict
+from enc_tf.convert import mmseg, pytorch_encoding
+from enc_tf.convert.torch_state import read_checkpoint_file, write_state_dict
+from enc_tf.data.classes import ADE20K, CITYSCAPES, VOC
 from enc_tf.errors import ConfigError, EncTfError, ModelFileError
 from enc_tf.files import remove_stale_temporaries
 from enc_tf.models.saving import save_model_atomic
+
+DATASET_CLASSES = {"ade20k": ADE20K, "cityscapes": CITYSCAPES, "voc": VOC}
+WAY_BACK = {
+    "pytorch-encoding": pytorch_encoding.state_dict_from_model,
+    "mmseg": mmseg.state_dict_from_model,
+}
 
 
 def _bool(text):
@@ -20,9 +39,11 @@ def _bool(text):
     return value in ("true", "1", "yes")
 
 
-def make_parser():
-    parser = command_parser("python -m enc_tf.convert", __doc__)
-    sub = parser.add_subparsers(dest="source", required=True)
+def _add_out(parser, what):
+    parser.add_argument("--out", required=True, help=f"output {what} (written atomically)")
+
+
+def _add_pytorch_encoding(sub):
     pe = sub.add_parser(
         "pytorch-encoding",
         help="convert a PyTorch-Encoding EncNet/FCN state_dict (.npz or .pth) into a .keras model",
@@ -30,7 +51,7 @@ def make_parser():
     pe.add_argument(
         "state", help="state_dict file: .npz of arrays keyed by torch names, or .pth (needs torch)"
     )
-    pe.add_argument("--out", required=True, help="output .keras path (written atomically)")
+    _add_out(pe, ".keras path")
     pe.add_argument(
         "--output-stride",
         type=int,
@@ -45,18 +66,62 @@ def make_parser():
     pe.add_argument("--lateral", type=_bool, help="override: true/false")
     pe.add_argument("--aux", type=_bool, help="override: true/false")
     pe.add_argument("--se-loss", type=_bool, help="override: true/false")
+
+
+def _add_mmseg(sub):
+    mm = sub.add_parser(
+        "mmseg",
+        help="convert an MMSegmentation EncNet checkpoint (.pth or .npz) into a .keras model",
+    )
+    mm.add_argument("checkpoint", help=".pth (needs torch) or .npz of the state_dict")
+    _add_out(mm, ".keras path")
+    mm.add_argument(
+        "--align-corners",
+        type=_bool,
+        help="the config's align_corners (needed when the checkpoint has no stored config)",
+    )
+    mm.add_argument(
+        "--output-stride",
+        type=int,
+        choices=(8, 16),
+        help="the backbone's output stride (default: the stored config's, else 8)",
+    )
+    names = mm.add_mutually_exclusive_group()
+    names.add_argument(
+        "--dataset", choices=sorted(DATASET_CLASSES), help="class names and palette of a dataset"
+    )
+    names.add_argument("--classes", help="class list file (YAML/JSON)")
+
+
+def _add_to_torch(sub):
+    back = sub.add_parser(
+        "to-torch",
+        help="write a .keras model or run directory as a PyTorch-Encoding or MMSegmentation "
+        "state_dict",
+    )
+    back.add_argument("model", help=".keras file or training run directory")
+    back.add_argument("--format", required=True, choices=sorted(WAY_BACK))
+    _add_out(back, "state_dict: .npz, or .pth (needs torch)")
+
+
+def make_parser():
+    parser = command_parser("python -m enc_tf.convert", __doc__)
+    sub = parser.add_subparsers(dest="source", required=True)
+    _add_pytorch_encoding(sub)
+    _add_mmseg(sub)
+    _add_to_torch(sub)
     return parser
 
 
 def read_checkpoint(path):
-    """`read_state_dict`, with every way a checkpoint file can be unusable as a
+    """`read_checkpoint_file`, with every way a checkpoint file can be unusable as a
     `ModelFileError` naming it."""
     if not os.path.isfile(path):
         raise ModelFileError(f"Checkpoint not found: {path}")
     if os.path.getsize(path) == 0:
         raise ModelFileError(f"Checkpoint {path} is empty (0 bytes): the file is truncated.")
     try:
-        return read_state_dict(path)
+        return read_checkpoint_file(path)
     except ImportError as err:
         raise EncTfError(str(err)) from err
     # np.load of a damaged .npz raises BadZipFile or EOFError, torch.load of a damaged .pth
@@ -75,9 +140,21 @@ def read_checkpoint(path):
         ) from err
 
 
-def run(args):
-    if not args.out.endswith(".keras"):
-        raise ConfigError(f"--out must end in .keras, got {args.out!r}.")
+def _check_keras_out(path):
+    if not path.endswith(".keras"):
+        raise ConfigError(f"--out must end in .keras, got {path!r}.")
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
+
+
+def _not_convertible(path, kind, err):
+    return ModelFileError(
+        f"{path} is not {kind} that fits these options: {type(err).__name__}: "
+        f"{' '.join(str(err).split())}"
+    )
+
+
+def _from_pytorch_encoding(args):
+    _check_keras_out(args.out)
     if args.num_classes is not None and args.num_classes < 1:
         raise ConfigError(f"--num-classes must be a positive integer, got {args.num_classes}.")
     overrides = {
@@ -85,18 +162,69 @@ def run(args):
         for key in ("num_classes", "backbone", "lateral", "aux", "se_loss")
         if getattr(args, key) is not None
     }
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
-    state = read_checkpoint(args.state)
+    state, _ = read_checkpoint(args.state)
     try:
-        model, config = build_from_state(state, args.output_stride, source=args.state, **overrides)
+        model, config = pytorch_encoding.build_from_state(
+            state, args.output_stride, source=args.state, **overrides
+        )
     except (ValueError, KeyError, TypeError) as err:
-        raise ModelFileError(
-            f"{args.state} is not a PyTorch-Encoding EncNet/FCN state_dict that fits "
-            f"these options: {type(err).__name__}: {err}"
-        ) from err
+        raise _not_convertible(args.state, "a PyTorch-Encoding EncNet/FCN state_dict", err) from err
     save_model_atomic(model, args.out)
     print("inferred:", json.dumps(config, sort_keys=True))
     print(f"wrote {args.out}")
+
+
+def _from_mmseg(args):
+    _check_keras_out(args.out)
+    classes = None
+    if args.dataset:
+        classes = DATASET_CLASSES[args.dataset]
+    elif args.classes:
+        classes = read_class_file(args.classes)
+    state, meta = read_checkpoint(args.checkpoint)
+    try:
+        model, info = mmseg.build_from_state(
+            state,
+            meta,
+            source=args.checkpoint,
+            align_corners=args.align_corners,
+            output_stride=args.output_stride,
+            class_names=None if classes is None else list(classes.names),
+            palette=None if classes is None else [list(c) for c in classes.palette],
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise _not_convertible(args.checkpoint, "an MMSegmentation EncNet checkpoint", err) from err
+    save_model_atomic(model, args.out)
+    print("inferred:", json.dumps(info, sort_keys=True))
+    print(f"wrote {args.out}")
+
+
+def _to_torch(args):
+    if not args.out.endswith((".npz", ".pth", ".pt")):
+        raise ConfigError(f"--out must end in .npz or .pth, got {args.out!r}.")
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
+    model = load_keras_model(args.model).keras_model
+    try:
+        state = WAY_BACK[args.format](model, batches_tracked=True)
+    except ValueError as err:
+        raise ConfigError(f"{args.model} cannot be written as {args.format}: {err}") from err
+    meta = mmseg.meta_from_model(model) if args.format == "mmseg" else None
+    try:
+        write_state_dict(state, args.out, meta)
+    except ImportError as err:
+        raise EncTfError(str(err)) from err
+    print(f"wrote {args.out} ({len(state)} {args.format} keys)")
+
+
+COMMANDS = {
+    "pytorch-encoding": _from_pytorch_encoding,
+    "mmseg": _from_mmseg,
+    "to-torch": _to_torch,
+}
+
+
+def run(args):
+    COMMANDS[args.source](args)
 
 
 def main(argv=None):

@@ -68,6 +68,36 @@ def test_deep_stem_layout_and_batch_norms(os8):
     )
 
 
+def test_stem_width_is_a_parameter_of_one_builder():
+    """MMSegmentation's ResNetV1c `-d8` stem (32, 32, 64) vs the `s` stem (64, 64, 128)."""
+    narrow = build_backbone("resnet50v1c")
+    assert [narrow.get_layer(f"stem_conv{i}").kernel.shape[-1] for i in (1, 2, 3)] == [32, 32, 64]
+    assert narrow.get_layer("layer1_0_conv1").kernel.shape == (1, 1, 64, 64)
+    assert narrow.get_layer("layer1_0_down_conv").kernel.shape == (1, 1, 64, 256)
+    # Same layers and names as resnet50s: only the stem and layer1's input are narrower.
+    wide = build_backbone("resnet50s")
+    assert [layer.name for layer in narrow.layers] == [layer.name for layer in wide.layers]
+    differ = [
+        a.path for a, b in zip(narrow.weights, wide.weights) if tuple(a.shape) != tuple(b.shape)
+    ]
+    # 3 stem convs, 3 stem BatchNorms x 4 arrays, layer1's first 1x1 and shortcut convs.
+    assert len(differ) == 3 + 3 * 4 + 2 and all(
+        n.startswith(("stem_", "layer1_0_conv1", "layer1_0_down_conv")) for n in differ
+    ), differ
+    # The stem width overrides the name's default, through the same builder.
+    assert build_backbone("resnet50v1c", stem_width=128).count_params() == wide.count_params()
+    for bad in (0, 63, 64.0, True):
+        with pytest.raises(ValueError, match="stem_width must be a positive even int"):
+            build_backbone("resnet50v1c", stem_width=bad)
+
+
+def test_config_choices_name_every_backbone():
+    from enc_tf.backbones import BACKBONES
+    from enc_tf.config import CHOICES
+
+    assert set(CHOICES["model.backbone"]) == set(BACKBONES)
+
+
 @pytest.mark.slow
 def test_resnet101s_depth():
     backbone = build_backbone("resnet101s")

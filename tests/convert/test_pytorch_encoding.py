@@ -207,10 +207,9 @@ def test_convert_checkpoint_requires_a_keras_suffix(tmp_path, small_model):
         convert_checkpoint(str(path), str(tmp_path / "model.h5"))
 
 
-def test_reads_pth_checkpoints_when_torch_is_installed(tmp_path, small_model):
-    torch = pytest.importorskip(
-        "torch", reason="torch is optional; .pth reading is tested where it is installed"
-    )
+def test_reads_pth_checkpoints(tmp_path, small_model):
+    import torch  # optional for users (`.[torch]`), part of `.[dev]`
+
     state = state_dict_from_model(small_model)
     checkpoint = {
         "epoch": 3,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-ORACLE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "oracle"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ORACLE_DIR = FIXTURES / "oracle"  # the original PyTorch-Encoding
+MMSEG_DIR = FIXTURES / "oracle_mmseg"  # MMSegmentation 1.2.2, same recipe
 
 
 def sha16(array):
@@ -42,18 +44,18 @@ def make_param(rule, shape, seed, j):
     return value.astype(np.float32)
 
 
-def meta(variant):
-    return json.loads((ORACLE_DIR / variant / "meta.json").read_text())
+def meta(variant, root=ORACLE_DIR):
+    return json.loads((root / variant / "meta.json").read_text())
 
 
 @functools.lru_cache(maxsize=2)
-def state_dict(variant):
+def state_dict(variant, root=ORACLE_DIR):
     """The full state_dict `{key: float32 array}` of an oracle variant."""
-    seed = meta(variant)["weight_seed"]
-    with np.load(ORACLE_DIR / variant / "bn_stats.npz") as data:
+    seed = meta(variant, root)["weight_seed"]
+    with np.load(root / variant / "bn_stats.npz") as data:
         bn_stats = {key: data[key] for key in data.files}
     state = {}
-    with open(ORACLE_DIR / variant / "state_dict_keys.tsv", newline="") as f:
+    with open(root / variant / "state_dict_keys.tsv", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             rule, key = row["rule"], row["key"]
             if rule == "bn_num_batches_tracked":
@@ -74,8 +76,8 @@ def load_npz_file(path):
         return {key: data[key] for key in data.files}
 
 
-def load_npz(variant, name):
-    return load_npz_file(ORACLE_DIR / variant / f"{name}.npz")
+def load_npz(variant, name, root=ORACLE_DIR):
+    return load_npz_file(root / variant / f"{name}.npz")
 
 
 def rel_to_absmax(ours, ref):
