@@ -59,3 +59,19 @@ def short_side_size_tf(height, width, short_side):
     new_h = tf.where(w > h, short_side, tf.maximum(1.0, tf.floor(h * short_side / w)))
     new_w = tf.where(w > h, tf.maximum(1.0, tf.floor(w * short_side / h)), short_side)
     return tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32)
+
+
+def kept_ratio_size(height, width, long_side, short_side):
+    """`(height, width)` scaled as large as fits a `long_side` x `short_side` box, aspect kept.
+
+    MMSegmentation's rule (mmcv `rescale_size` behind `Resize(scale=(long, short),
+    keep_ratio=True)`): factor `min(long / max(h, w), short / min(h, w))`, each side
+    `int(side * factor + 0.5)` (Python ints), never 0. At `(2048, 512)` the short side
+    becomes 512 unless the long side would pass 2048: 384 x 512 -> 512 x 683,
+    300 x 4000 -> 154 x 2048.
+    """
+    factor = min(
+        max(long_side, short_side) / max(height, width),
+        min(long_side, short_side) / min(height, width),
+    )
+    return max(1, int(height * float(factor) + 0.5)), max(1, int(width * float(factor) + 0.5))

@@ -18,10 +18,11 @@ def evaluate_multi_scale(
     native_resolution=False,
     total=None,
 ):
-    """The paper's multi-scale (+ flip, sliding window) scores over a dataset.
+    """Scores over a dataset with a whole-image predictor (any protocol).
 
     Args:
-        predictor: a `MultiScalePredictor`.
+        predictor: a `MultiScalePredictor` or `MMSegPredictor`: `num_classes`
+            and `predict(image) -> (H, W)` labels.
         examples: `(image, label)` pairs, one image at a time: a normalised
             `(H, W, 3)` image and its `(H, W)` labels at the original size, e.g.
             `build_dataset(source, "eval", PipelineConfig(batch_size=1), False, False).unbatch()`
@@ -30,7 +31,7 @@ def evaluate_multi_scale(
             own shard: the confusion matrices are summed across workers.
         progress: show a Keras progress bar.
         native_resolution: use each image's own long side as the base size
-            (single-scale evaluation without resizing).
+            (`MultiScalePredictor` single-scale evaluation without resizing).
         total: the number of examples, for the progress bar.
 
     Returns:
@@ -42,7 +43,10 @@ def evaluate_multi_scale(
     seen = 0
     for seen, (image, label) in enumerate(examples, 1):
         image = np.asarray(image)
-        prediction = predictor.predict(image, max(image.shape[:2]) if native_resolution else None)
+        if native_resolution:
+            prediction = predictor.predict(image, max(image.shape[:2]))
+        else:
+            prediction = predictor.predict(image)
         matrix += label_confusion(np.asarray(label), prediction, c, ignore_index)
         if bar is not None:
             bar.update(seen)

@@ -60,7 +60,8 @@ def write_report(out_dir, scores, matrix, extra=None):
     record["notes"] = {
         "mean_iou": "the original's convention: mean over all classes, absent classes count 0",
         "mean_iou_present": (
-            "mean over classes present in ground truth or prediction (MMSegmentation)"
+            "mean over classes present in ground truth or prediction: MMSegmentation's mIoU, "
+            "the figure to compare with its published results"
         ),
     }
 

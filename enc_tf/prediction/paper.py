@@ -1,6 +1,4 @@
-"""Whole-image prediction: the paper's multi-scale + flip + sliding-window inference (SPEC §8).
-
-Used by evaluation (`enc-eval`) and inference (`Segmenter`, `enc-predict`).
+"""The paper's multi-scale + flip + sliding-window inference (SPEC §8).
 
 At each scale the image's long side is resized to `ceil(base_size * scale)`. If
 that fits in the crop, the image is padded to the crop and run once; otherwise a

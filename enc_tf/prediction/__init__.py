@@ -1,0 +1,42 @@
+"""Whole-image prediction: the test-time protocols that turn a network into label maps.
+
+- `MultiScalePredictor` (`paper.py`): the paper's multi-scale + flip + sliding-window
+  protocol (SPEC §8), used by `enc-eval`, `Segmenter` and `enc-predict`.
+- `MMSegPredictor` (`mmseg.py`): MMSegmentation's test-time protocol, to reproduce its
+  published mIoU with converted checkpoints (`enc-eval --protocol mmseg`).
+
+Both take one normalised `(H, W, 3)` image: `probabilities(image)` -> `(H, W, C)`,
+`predict(image)` -> `(H, W)` labels.
+"""
+
+from enc_tf.prediction.mmseg import (
+    MMSEG_PRESETS,
+    MMSEG_RATIOS,
+    MMSegConfig,
+    MMSegPredictor,
+    check_settings,
+    model_align_corners,
+    slide_windows,
+)
+from enc_tf.prediction.paper import (
+    CITYSCAPES_SCALES,
+    PAPER_SCALES,
+    MultiScaleConfig,
+    MultiScalePredictor,
+    window_starts,
+)
+
+__all__ = [
+    "CITYSCAPES_SCALES",
+    "MMSEG_PRESETS",
+    "MMSEG_RATIOS",
+    "PAPER_SCALES",
+    "MMSegConfig",
+    "MMSegPredictor",
+    "MultiScaleConfig",
+    "MultiScalePredictor",
+    "check_settings",
+    "model_align_corners",
+    "slide_windows",
+    "window_starts",
+]
