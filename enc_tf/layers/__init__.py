@@ -5,12 +5,13 @@ from enc_tf.layers.enc_head import EncHead
 from enc_tf.layers.enc_module import EncModule
 from enc_tf.layers.encoding import Encoding, aggregate, scaled_l2
 from enc_tf.layers.fcn_head import FCNHead
-from enc_tf.layers.normalization import BN_EPSILON, BN_MOMENTUM, batch_norm
+from enc_tf.layers.normalization import BN_EPSILON, BN_MOMENTUM, BatchNorm, batch_norm
 from enc_tf.layers.resize import BilinearResize
 
 __all__ = [
     "BN_EPSILON",
     "BN_MOMENTUM",
+    "BatchNorm",
     "BilinearResize",
     "ConvBNReLU",
     "EncHead",
