@@ -22,6 +22,7 @@ from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
 from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
 from enc_tf.models.logits import logits_function
+from enc_tf.models.precision import resolve_precision, with_precision
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class LoadedModel:
         path: where it came from.
         run_config: the training `Config` of a run directory.
         keras_model: the Keras model (None for a SavedModel).
+        precision: what the Keras model computes in (`float32` or `bfloat16`).
     """
 
     logits_fn: Callable
@@ -61,6 +63,28 @@ class LoadedModel:
     path: str
     run_config: object = None
     keras_model: object = None
+    precision: str = "float32"
+
+    def with_precision(self, precision):
+        """This model computing in `precision` (`float32`, `bfloat16` or `auto`, see
+        `enc_tf.models.precision`). A SavedModel runs in the precision it was exported
+        with (`enc-export --precision`): `float32` (the default) and `auto` leave it,
+        `bfloat16` is an error."""
+        resolved = resolve_precision(precision)
+        if self.keras_model is None:
+            if precision in ("auto", "float32"):
+                return self
+            raise ConfigError(
+                f"{self.path} is a SavedModel, which runs in the precision it was exported "
+                f"with: --precision {precision} applies to .keras models and run directories "
+                f"(export with `enc-export --precision {precision}`)."
+            )
+        if resolved == self.precision:
+            return self
+        model = with_precision(self.keras_model, resolved)
+        return dataclasses.replace(
+            self, logits_fn=logits_function(model), precision=resolved, keras_model=model
+        )
 
 
 def _run_dir_model(path):

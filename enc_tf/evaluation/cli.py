@@ -24,6 +24,7 @@ from enc_tf.errors import ConfigError
 from enc_tf.evaluation.multi_scale import evaluate_multi_scale
 from enc_tf.evaluation.report import write_report
 from enc_tf.evaluation.single_scale import format_scores
+from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import (
     MMSEG_PRESETS,
     MMSEG_RATIOS,
@@ -203,7 +204,7 @@ def run(args):
     else:
         settings = mmseg_settings(args)
     strategy, shard = _strategy()  # collectives must be set up before any other TF op
-    loaded = load_model(args.model)
+    loaded = load_model(args.model).with_precision(args.precision)
     source = _source(args, loaded)
     classes = check_classes(loaded, source.classes, f"the {args.dataset or 'run'} dataset")
     if args.protocol == "paper":
@@ -238,6 +239,7 @@ def run(args):
         "model": args.model,
         "dataset": args.dataset or loaded.run_config.data.dataset,
         "split": args.split,
+        "precision": loaded.precision if loaded.keras_model is not None else "as exported",
         **protocol,
     }
     print(format_scores(scores))
@@ -297,6 +299,7 @@ def main(argv=None):
         "--crop-size", type=int, help="paper: window size (480); mmseg slide: window size (769)"
     )
     parser.add_argument("--window-batch", type=int, default=4, help="windows per network call")
+    add_precision_option(parser)
     mmseg = parser.add_argument_group("--protocol mmseg")
     mmseg.add_argument(
         "--mmseg-preset",

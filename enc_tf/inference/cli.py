@@ -32,6 +32,7 @@ from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
 from enc_tf.inference.predictor import Segmenter
+from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import PAPER_SCALES
 from enc_tf.visualize import index_png, overlay
 
@@ -186,7 +187,13 @@ def run(args):
     output_names(paths)  # name clashes are refused before the model is loaded
     classes = read_class_file(args.classes) if args.classes else None
     segmenter = Segmenter(
-        args.model, classes, args.multi_scale, args.base_size, args.crop_size, args.scales
+        args.model,
+        classes,
+        args.multi_scale,
+        args.base_size,
+        args.crop_size,
+        args.scales,
+        precision=args.precision,
     )
     summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
     print(
@@ -198,6 +205,7 @@ def run(args):
 
 def main(argv=None):
     parser = command_parser("enc-predict", __doc__)
+    add_precision_option(parser)
     parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
     parser.add_argument("inputs", nargs="+", help="image files, directories or glob patterns")
     parser.add_argument("--out", default="predictions")

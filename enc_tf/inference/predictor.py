@@ -52,6 +52,7 @@ class Segmenter:
             otherwise one pass at the image's own resolution, through the
             sliding window when it is larger than `crop_size`.
         base_size, crop_size, scales, flip, window_batch: see `MultiScaleConfig`.
+        precision: `float32`, `bfloat16` or `auto` (see `enc_tf.models.precision`).
 
     Example:
         >>> segmenter = Segmenter("runs/context_shapes_encnet")
@@ -69,8 +70,10 @@ class Segmenter:
         scales=PAPER_SCALES,
         flip=True,
         window_batch=4,
+        precision="float32",
     ):
-        self.model = load_model(model) if isinstance(model, str) else model
+        loaded = load_model(model) if isinstance(model, str) else model
+        self.model = loaded.with_precision(precision)
         if classes is None:
             classes = self.model.classes or make_class_info(
                 [f"class_{i}" for i in range(self.model.num_classes)]

@@ -27,3 +27,11 @@ def logits_function(model, size=None, batch=None, input_name="images"):
     """
     spec = tf.TensorSpec([batch, size, size, 3], tf.float32, name=input_name)
     return tf.function(lambda images: model_logits(model, images), input_signature=[spec])
+
+
+def precision_logits_function(model, precision="float32", size=None, batch=None):
+    """`logits_function` of `model` computing in `precision` (`float32`, `bfloat16`,
+    `auto`; see `enc_tf.models.precision`); logits come back as float32."""
+    from enc_tf.models.precision import with_precision
+
+    return logits_function(with_precision(model, precision), size, batch)

@@ -220,6 +220,7 @@ def test_eval_cli_mmseg_protocol(tmp_path, capsys):
         "model": model_path,
         "dataset": "folder",
         "split": "",
+        "precision": "float32",
         **config.description(),
         "preset": None,
         "align_corners_from": "--align-corners",
@@ -290,3 +291,38 @@ def test_eval_cli_mmseg_bad_options_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         eval_main(mmseg + ["--mmseg-mode", "diagonal"])
     assert exit_info.value.code == 2 and "--mmseg-mode" in capsys.readouterr().err
+
+
+def test_eval_cli_in_bfloat16(tmp_path, capsys):
+    """--precision bfloat16 evaluates the float32 model's bfloat16 copy and says so; a
+    SavedModel cannot change its precision."""
+    from enc_tf.data.classes import make_class_info
+    from enc_tf.export.saved_model import export_saved_model
+    from enc_tf.models.precision import with_precision
+
+    root = tmp_path / "data"
+    layouts.write_folder(str(root), np.random.default_rng(0), n=3, with_split=False)
+    model = tiny_segmenter(3, seed=4)
+    model_path = str(tmp_path / "tiny.keras")
+    model.save(model_path)
+    data = ["--dataset", "folder", "--root", str(root), "--split", "", "--crop-size", "8"]
+    out = tmp_path / "bf16"
+    assert eval_main([model_path, *data, "--precision", "bfloat16", "--out", str(out)]) == 0
+    record = json.loads((out / "evaluation.json").read_text())
+    assert record["protocol"]["precision"] == "bfloat16"
+    source = folder_source(str(root))
+    pairs = [read_pair(i, m, source.lookup, 255) for i, m in source.samples]
+    predictor = MultiScalePredictor(
+        with_precision(model, "bfloat16"), 3, MultiScaleConfig(14, 8, (1.0,), False)
+    )
+    expected = sum(
+        label_confusion(label, predictor.predict(normalize(image).numpy(), max(image.shape[:2])), 3)
+        for image, label in pairs
+    )
+    np.testing.assert_array_equal(np.load(out / "confusion_matrix.npy"), expected)
+    classes = make_class_info(["road", "car", "tree"])
+    exported = export_saved_model(model, classes, str(tmp_path / "serving"), "tiny")
+    capsys.readouterr()
+    assert eval_main([exported, *data, "--precision", "bfloat16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a SavedModel" in err and "--precision" in err

@@ -160,3 +160,24 @@ def test_export_cli_and_client_checks(tmp_path):
         check_request_images(np.zeros((1, 4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
         check_request_images(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_bfloat16_export_serves_close_to_float32(tmp_path):
+    import tensorflow as tf
+
+    model_path = str(tmp_path / "tiny.keras")
+    model = tiny_segmenter(3, seed=5)
+    model.save(model_path)
+    base = str(tmp_path / "out")
+    assert export_main([model_path, "--base-dir", base, "--name", "f32"]) == 0
+    assert (
+        export_main([model_path, "--base-dir", base, "--name", "bf16", "--precision", "bfloat16"])
+        == 0
+    )
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 24, 16, 3)).astype(np.uint8)
+    outputs = {}
+    for name in ("f32", "bf16"):
+        serving = tf.saved_model.load(f"{base}/{name}/1").signatures["probabilities"]
+        outputs[name] = serving(images=tf.constant(images))["probabilities"].numpy()
+    difference = float(np.abs(outputs["bf16"] - outputs["f32"]).max())
+    assert 0 < difference < 0.05, difference  # bfloat16 ran, and stays close

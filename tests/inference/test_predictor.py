@@ -145,3 +145,18 @@ def test_to_rgb_array_scales_uint16_by_dtype_as_files_are(tmp_path):
     Image.fromarray(dark).save(tmp_path / "dark.png")
     np.testing.assert_array_equal(to_rgb_array(dark)[..., 0], [[0, 0, 1]])
     np.testing.assert_array_equal(to_rgb_array(dark), read_image(str(tmp_path / "dark.png")))
+
+
+def test_segmenter_and_cli_in_bfloat16(model_path, tmp_path):
+    image = np.random.default_rng(2).integers(0, 256, size=(30, 26, 3)).astype(np.uint8)
+    reference = Segmenter(model_path)(image)
+    segmenter = Segmenter(model_path, precision="bfloat16")
+    assert segmenter.model.precision == "bfloat16" and reference is not None
+    result = segmenter(image)
+    assert np.mean(result.labels == reference.labels) > 0.9
+    assert 0 < np.abs(result.probabilities - reference.probabilities).max() < 0.05
+    Image.fromarray(image).save(tmp_path / "a.png")
+    out = tmp_path / "pred"
+    argv = [model_path, str(tmp_path / "a.png"), "--out", str(out), "--precision", "bfloat16"]
+    assert predict_main(argv) == 0
+    assert (out / "a_labels.png").exists()

@@ -1,0 +1,182 @@
+"""enc_tf against MMSegmentation's EncNet R-50-D8 on the same CPU, in one run.
+
+Cases (each in its own process, ours and the peer's alternating, medians over rounds):
+- forward 480x480 batch 1, float32: our `tf.function` vs MMSegmentation's
+  `encode_decode` under `torch.no_grad()`;
+- training step 256x256 batch 2, float32: our `model.fit` (three losses, EncNetSGD)
+  vs MMSegmentation's `model.loss` + backward + SGD;
+- forward 480x480 batch 1 with `--precision bfloat16` (ours only; the ratio is to
+  MMSegmentation's float32) and its argmax agreement with our float32.
+Both sides use 2 threads and the same architecture (`resnet50v1c`: MMSegmentation's
+ResNetV1c with the 32-32-64 stem, 150 classes). Prints the CPU model and flags.
+
+MMSegmentation needs its own interpreter (torch, mmsegmentation 1.2, mmengine,
+mmcv-lite 2.1, ftfy, regex); the benchmark skips it with a message when it is absent:
+  python3 -m venv /tmp/mmseg && /tmp/mmseg/bin/pip install torch==2.13.0 \\
+      mmsegmentation==1.2.2 mmengine "mmcv-lite==2.1.0" ftfy regex
+  .venv/bin/python benchmarks/vs_mmseg.py --mmseg-python /tmp/mmseg/bin/python
+Never part of `make test`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PEER = str(Path(__file__).resolve().parent / "mmseg_peer.py")
+BACKBONE = "resnet50v1c"
+NUM_CLASSES = 150
+FORWARD = (1, 480)
+TRAIN = (2, 256)
+THREADS = 2
+
+
+def run_peer(python, *args, timeout=1800):
+    """Runs mmseg_peer.py under `python`; returns its JSON line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    result = subprocess.run(
+        [python, PEER, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"MMSegmentation case {args} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def peer_available(python):
+    if python is None or not os.path.exists(python):
+        return False
+    probe = "import importlib.util as u; raise SystemExit(u.find_spec('mmseg') is None)"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def _set_threads():
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+
+
+def worker_forward(precision, repeats):
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.common import emit, median_seconds, peak_rss_mb
+    from enc_tf import build_encnet
+    from enc_tf.models.logits import precision_logits_function
+
+    _set_threads()
+    batch, size = FORWARD
+    model = build_encnet(NUM_CLASSES, backbone=BACKBONE, input_shape=(size, size, 3))
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype("float32"))
+    fn = precision_logits_function(model, precision)
+    for _ in range(2):
+        fn(x)["seg"].numpy()
+    seconds = median_seconds(lambda: fn(x)["seg"].numpy(), int(repeats))
+    result = {"seconds": seconds, "peak_rss_mib": peak_rss_mb()}
+    if precision != "float32":
+        reference = precision_logits_function(model, "float32")(x)["seg"].numpy().argmax(-1)
+        result["argmax_agreement"] = float(np.mean(fn(x)["seg"].numpy().argmax(-1) == reference))
+    emit(result)
+
+
+def worker_train(steps):
+    import time
+
+    import keras
+    import numpy as np
+
+    from benchmarks.common import emit, peak_rss_mb
+    from enc_tf import build_encnet
+    from enc_tf.contracts.labels import presence_targets
+    from enc_tf.losses import encnet_losses
+    from enc_tf.optimizers import EncNetSGD
+
+    _set_threads()
+    batch, size = TRAIN
+    model = build_encnet(NUM_CLASSES, backbone=BACKBONE, input_shape=(size, size, 3))
+    losses, weights = encnet_losses()
+    model.compile(optimizer=EncNetSGD(0.01), loss=losses, loss_weights=weights)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, size, size, 3)).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, size=(batch, size, size)).astype("int32")
+    y = {"seg": labels, "aux": labels, "se": np.asarray(presence_targets(labels, NUM_CLASSES))}
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    steps = int(steps)
+    xs = np.repeat(x, steps + 2, axis=0)
+    ys = {k: np.repeat(v, steps + 2, axis=0) for k, v in y.items()}
+    model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, callbacks=[Clock()])
+    emit({"seconds": statistics.median(times[2:]), "peak_rss_mib": peak_rss_mb()})
+
+
+def _median(results, key="seconds"):
+    return statistics.median(r[key] for r in results)
+
+
+def main():
+    from benchmarks.common import machine, run_case
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker", nargs="*")
+    parser.add_argument("--mmseg-python", help="interpreter with mmsegmentation installed")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
+    args = parser.parse_args()
+    if args.worker is not None:
+        kind, *rest = args.worker
+        return {"forward": worker_forward, "train": worker_train}[kind](*rest)
+    print(machine())
+    peer = peer_available(args.mmseg_python)
+    if not peer:
+        print(
+            "MMSegmentation is not available (give --mmseg-python, an interpreter with "
+            "mmsegmentation installed): only enc_tf's figures are printed."
+        )
+    cases = {"forward f32": [], "forward bf16": [], "train f32": []}
+    peers = {"forward f32": [], "train f32": []}
+    for _ in range(args.rounds):
+        cases["forward f32"].append(run_case(__file__, "forward", "float32", args.repeats))
+        if peer:
+            peers["forward f32"].append(
+                run_peer(args.mmseg_python, "forward", *FORWARD, args.repeats)
+            )
+        cases["forward bf16"].append(run_case(__file__, "forward", "bfloat16", args.repeats))
+        cases["train f32"].append(run_case(__file__, "train", args.repeats))
+        if peer:
+            peers["train f32"].append(run_peer(args.mmseg_python, "train", *TRAIN, args.repeats))
+    rows = [
+        "| figure | enc_tf s | MMSegmentation s | ratio | goal | peak RSS MiB (ours, MMSeg) |",
+        "|---|---|---|---|---|---|",
+    ]
+    goals = {"forward f32": "<= 0.85", "forward bf16": "<= 0.50", "train f32": "<= 0.70"}
+    for name, results in cases.items():
+        ours = _median(results)
+        base = peers.get("forward f32" if name == "forward bf16" else name)
+        theirs = _median(base) if base else None
+        ratio = f"{ours / theirs:.2f}" if theirs else "-"
+        rss = max(r["peak_rss_mib"] for r in results)
+        peer_rss = f"{max(r['peak_rss_mib'] for r in base):.0f}" if base else "-"
+        theirs_text = f"{theirs:.3f}" if theirs else "-"
+        rows.append(
+            f"| {name} | {ours:.3f} | {theirs_text} | {ratio} | {goals[name]} "
+            f"| {rss:.0f}, {peer_rss} |"
+        )
+    print("\n".join(rows))
+    agreement = _median(cases["forward bf16"], "argmax_agreement")
+    print(f"bfloat16 argmax agreement with float32 (random weights): {100 * agreement:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Reduced-precision inference: the same trained model computing in bfloat16.
+
+`auto` picks bfloat16 where the hardware runs it fast (a GPU, or a CPU with
+AVX-512 BF16 or AMX instructions) and float32 elsewhere: on a CPU without them
+bfloat16 is emulated and slower than float32.
+"""
+
+import functools
+import logging
+
+import keras
+import tensorflow as tf
+
+from enc_tf.errors import ConfigError
+from enc_tf.models.encnet import SegmentationModel
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+_POLICY = {"bfloat16": "mixed_bfloat16"}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags():
+    """The CPU's feature flags (`/proc/cpuinfo`; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_precision(precision):
+    """`float32` or `bfloat16` for `precision` in `PRECISIONS` (`auto`: by the hardware)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU") or cpu_flags() & set(BF16_CPU_FLAGS):
+        return "bfloat16"
+    return "float32"
+
+
+def add_precision_option(parser, default="float32"):
+    """`--precision auto|float32|bfloat16` of every command that runs a model."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="compute in float32 or bfloat16 (float32 weights); auto: bfloat16 on a GPU or a "
+        f"CPU with {' or '.join(BF16_CPU_FLAGS)}, float32 otherwise (default {default})",
+    )
+
+
+def with_precision(model, precision):
+    """`model`, or a copy of it computing in `precision` with the same float32 weights.
+
+    Args:
+        model: an `EncNet` / `FCN`, or a functional model of built-in or registered
+            layers.
+        precision: one of `PRECISIONS`.
+
+    Returns:
+        `model` itself for float32; otherwise a new model built under the mixed
+        policy (`mixed_bfloat16`: bfloat16 compute, float32 variables and
+        BatchNorm statistics; the Encoding layer keeps float32, see its
+        docstring) holding `model`'s weights. Outputs are cast back to float32 by
+        `model_logits`.
+    """
+    precision = resolve_precision(precision)
+    if precision == "float32":
+        return model
+    policy = _POLICY[precision]
+    if isinstance(model, SegmentationModel):  # rebuilt by its builder: every layer follows
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            copy = model.__class__.from_config(model.get_config())
+        finally:
+            keras.config.set_dtype_policy(previous)
+    else:  # a plain functional model: each layer's saved dtype is replaced
+
+        def clone(layer):
+            return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+        copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    logger.info("Running %s in %s.", model.name, precision)
+    return copy
