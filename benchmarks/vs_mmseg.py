@@ -7,6 +7,8 @@ Cases (each in its own process, ours and the peer's alternating, medians over ro
   vs MMSegmentation's `model.loss` + backward + SGD;
 - forward 480x480 batch 1 with `--precision bfloat16` (ours only; the ratio is to
   MMSegmentation's float32) and its argmax agreement with our float32.
+Our forward cases run MMSegmentation's parity weights (tests/fixtures/oracle_mmseg), with
+BatchNorm folded as enc-eval loads models, and once unfolded.
 Both sides use 2 threads and the same architecture (`resnet50v1c`: MMSegmentation's
 ResNetV1c with the 32-32-64 stem, 150 classes). Prints the CPU model and flags.
 
@@ -160,10 +162,15 @@ def main():
         "| figure | enc_tf s | MMSegmentation s | ratio | goal | peak RSS MiB (ours, MMSeg) |",
         "|---|---|---|---|---|---|",
     ]
-    goals = {"forward f32": "<= 0.85", "forward bf16": "<= 0.50", "train f32": "<= 0.70"}
+    goals = {
+        "forward f32": "<= 0.85",
+        "forward f32 unfolded": "-",
+        "forward bf16": "<= 0.50",
+        "train f32": "<= 0.70",
+    }
     for name, results in cases.items():
         ours = _median(results)
-        base = peers.get("forward f32" if name == "forward bf16" else name)
+        base = peers.get("forward f32" if name.startswith("forward") else name)
         theirs = _median(base) if base else None
         ratio = f"{ours / theirs:.2f}" if theirs else "-"
         rss = max(r["peak_rss_mib"] for r in results)
@@ -175,7 +182,10 @@ def main():
         )
     print("\n".join(rows))
     agreement = _median(cases["forward bf16"], "argmax_agreement")
-    print(f"bfloat16 argmax agreement with float32 (random weights): {100 * agreement:.2f}%")
+    print(
+        "bfloat16 argmax agreement with float32 (MMSegmentation's parity weights, "
+        f"random input): {100 * agreement:.2f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
 from enc_tf.models.logits import logits_function
 from enc_tf.models.precision import resolve_precision, with_precision
+from enc_tf.models.transforms import fold_batch_norms
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +190,14 @@ def model_classes(model):
     return make_class_info(names, getattr(model, "palette", None))
 
 
-def load_model(path):
+def load_model(path, fold=True):
     """A `LoadedModel` from a `.keras` file, a training run directory or a SavedModel directory.
+
+    Args:
+        path: the model.
+        fold: fold every BatchNorm that follows a convolution into it
+            (`enc_tf.models.transforms.fold_batch_norms`), for evaluation, prediction
+            and export; `False` keeps the trained layers (to convert or train them).
 
     Raises:
         ModelFileError: naming the file when it is missing, truncated, corrupt,
@@ -228,14 +235,16 @@ def load_model(path):
             f"{model_path} predicts {num_classes} classes but its run's class list has "
             f"{classes.num_classes}."
         )
+    if fold:
+        model = fold_batch_norms(model)
     return check_finite_outputs(
         LoadedModel(logits_function(model), num_classes, classes, path, run_config, model)
     )
 
 
-def load_keras_model(path):
+def load_keras_model(path, fold=True):
     """`load_model` for exporters: a `.keras` file or run directory, not a SavedModel."""
-    loaded = load_model(path)
+    loaded = load_model(path, fold)
     if loaded.keras_model is None:
         raise ModelFileError(
             f"{path} is a SavedModel; export from the .keras model or the run directory."

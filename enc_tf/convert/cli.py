@@ -203,7 +203,7 @@ def _to_torch(args):
     if not args.out.endswith((".npz", ".pth", ".pt")):
         raise ConfigError(f"--out must end in .npz or .pth, got {args.out!r}.")
     remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
-    model = load_keras_model(args.model).keras_model
+    model = load_keras_model(args.model, fold=False).keras_model
     try:
         state = WAY_BACK[args.format](model, batches_tracked=True)
     except ValueError as err:

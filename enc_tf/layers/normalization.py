@@ -28,7 +28,29 @@ class BatchNorm(keras.layers.BatchNormalization):
     fused kernel measured 14% slower than convolution plus scale-and-offset on that
     CPU. Synchronized (cross-replica) BatchNorm, renorm, masks and other ranks take
     Keras's own path.
+
+    Args:
+        folded: the layer was folded into the preceding convolution for inference
+            (`enc_tf.models.transforms.fold_batch_norms`): it only adds `beta`, and
+            refuses to train.
+        **kwargs: `keras.layers.BatchNormalization` arguments.
     """
+
+    def __init__(self, folded=False, **kwargs):
+        super().__init__(**kwargs)
+        self.folded = bool(folded)
+
+    def fold(self, shift):
+        """Becomes `x + shift`: statistics and scale set to the identity (so that
+        Keras's own formula gives the same), `beta` to `shift`."""
+        self.gamma.assign(ops.ones_like(self.gamma))
+        self.moving_mean.assign(ops.zeros_like(self.moving_mean))
+        self.moving_variance.assign(ops.full_like(self.moving_variance, 1.0 - self.epsilon))
+        self.beta.assign(shift)
+        self.folded = True
+
+    def get_config(self):
+        return {**super().get_config(), "folded": self.folded}
 
     def _fused(self, inputs, mask):
         return (
@@ -44,6 +66,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
+        if self.folded:
+            if training and self.trainable:
+                raise ValueError(
+                    f"{self.name} is folded into its convolution for inference; train the "
+                    "unfolded model."
+                )
+            return ops.add(inputs, ops.cast(self.beta, inputs.dtype))
         if not (training and self.trainable and self._fused(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf

@@ -8,11 +8,10 @@ bfloat16 is emulated and slower than float32.
 import functools
 import logging
 
-import keras
 import tensorflow as tf
 
 from enc_tf.errors import ConfigError
-from enc_tf.models.encnet import SegmentationModel
+from enc_tf.models.transforms import copy_model
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +73,6 @@ def with_precision(model, precision):
     precision = resolve_precision(precision)
     if precision == "float32":
         return model
-    policy = _POLICY[precision]
-    if isinstance(model, SegmentationModel):  # rebuilt by its builder: every layer follows
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(policy)
-        try:
-            copy = model.__class__.from_config(model.get_config())
-        finally:
-            keras.config.set_dtype_policy(previous)
-    else:  # a plain functional model: each layer's saved dtype is replaced
-
-        def clone(layer):
-            return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
-
-        copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model, _POLICY[precision])
     logger.info("Running %s in %s.", model.name, precision)
     return copy
