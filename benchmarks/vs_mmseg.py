@@ -63,17 +63,29 @@ def _set_threads():
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 
 
-def worker_forward(precision, repeats):
+def oracle_model():
+    """EncNet R-50-D8 on MMSegmentation's parity weights (tests/fixtures/oracle_mmseg:
+    recipe weights, BatchNorm statistics calibrated on real activations)."""
+    from enc_tf.convert import mmseg
+    from tests.support import oracle
+
+    state = oracle.state_dict("mmseg_ade_r50", oracle.MMSEG_DIR)
+    return mmseg.build_from_state(state, None, align_corners=False)[0]
+
+
+def worker_forward(precision, fold, repeats):
     import numpy as np
     import tensorflow as tf
 
     from benchmarks.common import emit, median_seconds, peak_rss_mb
-    from enc_tf import build_encnet
     from enc_tf.models.logits import precision_logits_function
+    from enc_tf.models.transforms import fold_batch_norms
 
     _set_threads()
     batch, size = FORWARD
-    model = build_encnet(NUM_CLASSES, backbone=BACKBONE, input_shape=(size, size, 3))
+    model = oracle_model()
+    if fold == "fold":  # as enc-eval, enc-predict and the exporters load a model
+        model = fold_batch_norms(model)
     x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype("float32"))
     fn = precision_logits_function(model, precision)
     for _ in range(2):
@@ -146,15 +158,20 @@ def main():
             "MMSegmentation is not available (give --mmseg-python, an interpreter with "
             "mmsegmentation installed): only enc_tf's figures are printed."
         )
-    cases = {"forward f32": [], "forward bf16": [], "train f32": []}
+    cases = {"forward f32": [], "forward f32 unfolded": [], "forward bf16": [], "train f32": []}
     peers = {"forward f32": [], "train f32": []}
     for _ in range(args.rounds):
-        cases["forward f32"].append(run_case(__file__, "forward", "float32", args.repeats))
+        cases["forward f32"].append(run_case(__file__, "forward", "float32", "fold", args.repeats))
+        cases["forward f32 unfolded"].append(
+            run_case(__file__, "forward", "float32", "keep", args.repeats)
+        )
         if peer:
             peers["forward f32"].append(
                 run_peer(args.mmseg_python, "forward", *FORWARD, args.repeats)
             )
-        cases["forward bf16"].append(run_case(__file__, "forward", "bfloat16", args.repeats))
+        cases["forward bf16"].append(
+            run_case(__file__, "forward", "bfloat16", "fold", args.repeats)
+        )
         cases["train f32"].append(run_case(__file__, "train", args.repeats))
         if peer:
             peers["train f32"].append(run_peer(args.mmseg_python, "train", *TRAIN, args.repeats))

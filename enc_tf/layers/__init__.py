@@ -1,5 +1,6 @@
 """EncNet's layers: Figure 2 of the paper, one file per layer."""
 
+from enc_tf.layers.conv import SplitConv2D
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.enc_head import EncHead
 from enc_tf.layers.enc_module import EncModule
@@ -17,6 +18,7 @@ __all__ = [
     "EncHead",
     "EncModule",
     "Encoding",
+    "SplitConv2D",
     "FCNHead",
     "aggregate",
     "batch_norm",

@@ -2,6 +2,7 @@
 
 import keras
 
+from enc_tf.layers.conv import SplitConv2D
 from enc_tf.layers.normalization import batch_norm
 
 
@@ -32,7 +33,7 @@ class ConvBNReLU(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.sync_batch_norm = bool(sync_batch_norm)
         # Stride 1 and an odd kernel: "same" pads symmetrically, as the original.
-        self.conv = keras.layers.Conv2D(
+        self.conv = SplitConv2D(
             self.filters,
             self.kernel_size,
             padding="same",
