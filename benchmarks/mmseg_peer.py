@@ -13,10 +13,10 @@ stand-in module that fails if anything is called lets `mmseg` import.
 import json
 import os
 import resource
-import statistics
 import sys
-import time
 import types
+
+from common import median_seconds  # benchmarks/common.py: standard library only
 
 CONFIG = "encnet_r50-d8_4xb4-80k_ade20k-512x512.py"
 THREADS = 2
@@ -105,15 +105,6 @@ def train_fn(model, batch, size):
         return loss
 
     return step
-
-
-def median_seconds(step, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def profile(step):

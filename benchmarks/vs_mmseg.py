@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,7 +66,7 @@ def _set_threads():
 
 def oracle_model():
     """EncNet R-50-D8 on MMSegmentation's parity weights (tests/fixtures/oracle_mmseg:
-    recipe weights, BatchNorm statistics calibrated on real activations)."""
+    recipe weights, BatchNorm statistics calibrated on random activations)."""
     from enc_tf.convert import mmseg
     from tests.support import oracle
 
@@ -73,28 +74,34 @@ def oracle_model():
     return mmseg.build_from_state(state, None, align_corners=False)[0]
 
 
-def worker_forward(precision, fold, repeats):
+def worker_save(path):
+    from benchmarks.common import emit
+
+    oracle_model().save(path)
+    emit({"path": path})
+
+
+def worker_forward(model_path, precision, fold, repeats):
+    """Loads the model as enc-eval does (`load_model`: BatchNorm folded in place unless
+    `fold` is "keep") and times its logits function at `precision`."""
     import numpy as np
     import tensorflow as tf
 
     from benchmarks.common import emit, median_seconds, peak_rss_mb
-    from enc_tf.models.logits import precision_logits_function
-    from enc_tf.models.transforms import fold_batch_norms
+    from enc_tf.artifacts import load_model
 
     _set_threads()
     batch, size = FORWARD
-    model = oracle_model()
-    if fold == "fold":  # as enc-eval, enc-predict and the exporters load a model
-        model = fold_batch_norms(model)
+    loaded = load_model(model_path, fold=fold == "fold").with_precision(precision)
     x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype("float32"))
-    fn = precision_logits_function(model, precision)
     for _ in range(2):
-        fn(x)["seg"].numpy()
-    seconds = median_seconds(lambda: fn(x)["seg"].numpy(), int(repeats))
+        loaded.logits_fn(x)["seg"].numpy()
+    seconds = median_seconds(lambda: loaded.logits_fn(x)["seg"].numpy(), int(repeats))
     result = {"seconds": seconds, "peak_rss_mib": peak_rss_mb()}
     if precision != "float32":
-        reference = precision_logits_function(model, "float32")(x)["seg"].numpy().argmax(-1)
-        result["argmax_agreement"] = float(np.mean(fn(x)["seg"].numpy().argmax(-1) == reference))
+        ours = loaded.logits_fn(x)["seg"].numpy().argmax(-1)
+        reference = load_model(model_path, fold=False).logits_fn(x)["seg"].numpy().argmax(-1)
+        result["argmax_agreement"] = float(np.mean(ours == reference))
     emit(result)
 
 
@@ -150,7 +157,8 @@ def main():
     args = parser.parse_args()
     if args.worker is not None:
         kind, *rest = args.worker
-        return {"forward": worker_forward, "train": worker_train}[kind](*rest)
+        workers = {"save": worker_save, "forward": worker_forward, "train": worker_train}
+        return workers[kind](*rest)
     print(machine())
     peer = peer_available(args.mmseg_python)
     if not peer:
@@ -158,19 +166,23 @@ def main():
             "MMSegmentation is not available (give --mmseg-python, an interpreter with "
             "mmsegmentation installed): only enc_tf's figures are printed."
         )
+    model_path = os.path.join(tempfile.mkdtemp(), "mmseg_parity_weights.keras")
+    run_case(__file__, "save", model_path)
     cases = {"forward f32": [], "forward f32 unfolded": [], "forward bf16": [], "train f32": []}
     peers = {"forward f32": [], "train f32": []}
     for _ in range(args.rounds):
-        cases["forward f32"].append(run_case(__file__, "forward", "float32", "fold", args.repeats))
+        cases["forward f32"].append(
+            run_case(__file__, "forward", model_path, "float32", "fold", args.repeats)
+        )
         cases["forward f32 unfolded"].append(
-            run_case(__file__, "forward", "float32", "keep", args.repeats)
+            run_case(__file__, "forward", model_path, "float32", "keep", args.repeats)
         )
         if peer:
             peers["forward f32"].append(
                 run_peer(args.mmseg_python, "forward", *FORWARD, args.repeats)
             )
         cases["forward bf16"].append(
-            run_case(__file__, "forward", "bfloat16", "fold", args.repeats)
+            run_case(__file__, "forward", model_path, "bfloat16", "fold", args.repeats)
         )
         cases["train f32"].append(run_case(__file__, "train", args.repeats))
         if peer:

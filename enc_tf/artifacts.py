@@ -235,8 +235,8 @@ def load_model(path, fold=True):
             f"{model_path} predicts {num_classes} classes but its run's class list has "
             f"{classes.num_classes}."
         )
-    if fold:
-        model = fold_batch_norms(model)
+    if fold:  # the loaded model is ours alone: folded in place
+        model = fold_batch_norms(model, copy=False)
     return check_finite_outputs(
         LoadedModel(logits_function(model), num_classes, classes, path, run_config, model)
     )

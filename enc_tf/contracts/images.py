@@ -18,6 +18,14 @@ def normalize(image):
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
 
 
+def normalised_image(image):
+    """`image` as one normalised float32 `(H, W, 3)` array, or a ValueError naming its shape."""
+    image = np.asarray(image, np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"Expected one normalised (H, W, 3) image, got shape {image.shape}.")
+    return image
+
+
 def denormalize(images):
     """The inverse of `normalize`, for display: normalised float images -> uint8 RGB (NumPy)."""
     rgb = (np.asarray(images) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)) * 255

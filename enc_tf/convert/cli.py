@@ -146,11 +146,21 @@ def _check_keras_out(path):
     remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
 
 
-def _not_convertible(path, kind, err):
-    return ModelFileError(
-        f"{path} is not {kind} that fits these options: {type(err).__name__}: "
-        f"{' '.join(str(err).split())}"
-    )
+def _convert(path, out, kind, build):
+    """Reads the checkpoint at `path`, `build(state, meta) -> (model, info)`, writes
+    `out` atomically and prints what was inferred; a checkpoint that does not fit is
+    one `ModelFileError` naming it and `kind`."""
+    state, meta = read_checkpoint(path)
+    try:
+        model, info = build(state, meta)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelFileError(
+            f"{path} is not {kind} that fits these options: {type(err).__name__}: "
+            f"{' '.join(str(err).split())}"
+        ) from err
+    save_model_atomic(model, out)
+    print("inferred:", json.dumps(info, sort_keys=True))
+    print(f"wrote {out}")
 
 
 def _from_pytorch_encoding(args):
@@ -162,16 +172,14 @@ def _from_pytorch_encoding(args):
         for key in ("num_classes", "backbone", "lateral", "aux", "se_loss")
         if getattr(args, key) is not None
     }
-    state, _ = read_checkpoint(args.state)
-    try:
-        model, config = pytorch_encoding.build_from_state(
+    _convert(
+        args.state,
+        args.out,
+        "a PyTorch-Encoding EncNet/FCN state_dict",
+        lambda state, _: pytorch_encoding.build_from_state(
             state, args.output_stride, source=args.state, **overrides
-        )
-    except (ValueError, KeyError, TypeError) as err:
-        raise _not_convertible(args.state, "a PyTorch-Encoding EncNet/FCN state_dict", err) from err
-    save_model_atomic(model, args.out)
-    print("inferred:", json.dumps(config, sort_keys=True))
-    print(f"wrote {args.out}")
+        ),
+    )
 
 
 def _from_mmseg(args):
@@ -181,9 +189,11 @@ def _from_mmseg(args):
         classes = DATASET_CLASSES[args.dataset]
     elif args.classes:
         classes = read_class_file(args.classes)
-    state, meta = read_checkpoint(args.checkpoint)
-    try:
-        model, info = mmseg.build_from_state(
+    _convert(
+        args.checkpoint,
+        args.out,
+        "an MMSegmentation EncNet checkpoint",
+        lambda state, meta: mmseg.build_from_state(
             state,
             meta,
             source=args.checkpoint,
@@ -191,12 +201,8 @@ def _from_mmseg(args):
             output_stride=args.output_stride,
             class_names=None if classes is None else list(classes.names),
             palette=None if classes is None else [list(c) for c in classes.palette],
-        )
-    except (ValueError, KeyError, TypeError) as err:
-        raise _not_convertible(args.checkpoint, "an MMSegmentation EncNet checkpoint", err) from err
-    save_model_atomic(model, args.out)
-    print("inferred:", json.dumps(info, sort_keys=True))
-    print(f"wrote {args.out}")
+        ),
+    )
 
 
 def _to_torch(args):

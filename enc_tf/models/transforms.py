@@ -70,8 +70,8 @@ def conv_batch_norm_pairs(model):
     return pairs
 
 
-def fold_batch_norms(model):
-    """A copy of `model` for inference, each BatchNorm after a convolution folded into it.
+def fold_batch_norms(model, copy=True):
+    """`model` for inference, each BatchNorm after a convolution folded into it.
 
     `bn(conv(x))` becomes `conv'(x) + b'` with the kernel scaled per output channel by
     `s = gamma / sqrt(moving_variance + epsilon)` and `b' = beta - moving_mean * s`
@@ -79,12 +79,17 @@ def fold_batch_norms(model):
     Eigen's CPU kernels, which then fuse conv, bias and ReLU). Dropout is already the
     identity at inference. Other BatchNorms (the one over codewords) stay.
 
+    Args:
+        model: the trained model.
+        copy: fold a copy (default); False folds `model` itself (no second copy of
+            the weights in memory, for a model loaded only to run it).
+
     Returns:
-        The folded copy; it computes the same function within float32 rounding and
+        The folded model; it computes the same function within float32 rounding and
         refuses to train (`BatchNorm(folded=True)`).
     """
-    copy = copy_model(model)
-    for conv, bn in conv_batch_norm_pairs(copy):
+    folded = copy_model(model) if copy else model
+    for conv, bn in conv_batch_norm_pairs(folded):
         gamma, beta, mean, variance = (
             np.asarray(v.numpy(), np.float64)
             for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
@@ -96,4 +101,4 @@ def fold_batch_norms(model):
             shift = shift + np.asarray(conv.bias.numpy(), np.float64) * scale
             conv.bias.assign(np.zeros_like(conv.bias.numpy()))
         bn.fold(shift.astype("float32"))
-    return copy
+    return folded

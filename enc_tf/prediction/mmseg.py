@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.contracts.images import kept_ratio_size
+from enc_tf.contracts.images import kept_ratio_size, normalised_image
 from enc_tf.errors import ConfigError
 from enc_tf.layers.resize import BilinearResize, resize_bilinear
 
@@ -256,9 +256,7 @@ class MMSegPredictor:
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """`(H, W, C)` float32: softmax probabilities averaged over ratios and flips."""
-        image = np.asarray(image, np.float32)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"Expected one normalised (H, W, 3) image, got shape {image.shape}.")
+        image = normalised_image(image)
         h, w = image.shape[:2]
         total = np.zeros((h, w, self.num_classes), np.float32)
         for ratio in self.config.ratios:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.contracts.images import PAD_VALUE, long_side_size
+from enc_tf.contracts.images import PAD_VALUE, long_side_size, normalised_image
 from enc_tf.errors import ConfigError
 from enc_tf.layers.resize import resize_bilinear
 
@@ -156,9 +156,7 @@ class MultiScalePredictor:
         `base_size` overrides the configured one for this image (e.g. the
         image's own long side, for inference at its native resolution).
         """
-        image = np.asarray(image, np.float32)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"Expected one normalised (H, W, 3) image, got shape {image.shape}.")
+        image = normalised_image(image)
         h, w = image.shape[:2]
         scores = np.zeros((h, w, self.num_classes), np.float32)
         for scale in self.config.scales:

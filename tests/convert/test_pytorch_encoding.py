@@ -19,15 +19,7 @@ from enc_tf.convert import (
     state_dict_from_model,
 )
 from tests.support import oracle
-
-
-def _randomise_bn_statistics(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape
-            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype("float32"))
+from tests.support.tiny_models import randomise_batch_norms
 
 
 def _trainable(model):
@@ -53,7 +45,7 @@ def _n_batch_norms(model):
 )
 def test_round_trip_through_the_torch_layout(builder, kwargs, torch_keys, torch_params):
     model = builder(**kwargs)
-    _randomise_bn_statistics(model)
+    randomise_batch_norms(model)
     state = state_dict_from_model(model)
     if torch_keys is not None:
         # The original also stores num_batches_tracked for each BatchNorm.

@@ -6,17 +6,7 @@ import pytest
 
 from enc_tf.layers import BatchNorm, batch_norm
 from enc_tf.models.transforms import conv_batch_norm_pairs, copy_model, fold_batch_norms
-
-
-def _randomise_statistics(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape
-            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.2, 3.0, n).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.5, n).astype("float32"))
+from tests.support.tiny_models import randomise_batch_norms
 
 
 def _graph_model():
@@ -37,7 +27,7 @@ def _graph_model():
 
 def test_folds_exactly_the_batch_norms_that_follow_a_convolution():
     model = _graph_model()
-    _randomise_statistics(model)
+    randomise_batch_norms(model)
     pairs = {(conv.name, bn.name) for conv, bn in conv_batch_norm_pairs(model)}
     assert pairs == {("conv_a", "bn_a"), ("conv_b", "bn_b")}
     folded = fold_batch_norms(model)
@@ -55,7 +45,7 @@ def test_folds_exactly_the_batch_norms_that_follow_a_convolution():
 
 def test_a_folded_model_round_trips_through_a_keras_file(tmp_path):
     model = _graph_model()
-    _randomise_statistics(model, seed=3)
+    randomise_batch_norms(model, seed=3)
     folded = fold_batch_norms(model)
     path = str(tmp_path / "folded.keras")
     folded.save(path)
@@ -72,7 +62,7 @@ def test_folded_encnet_equals_encnet():
     from enc_tf.models.logits import model_logits
 
     model = build_encnet(5, backbone="resnet50v1c", output_stride=16, lateral=False)
-    _randomise_statistics(model, seed=4)
+    randomise_batch_norms(model, seed=4)
     folded = fold_batch_norms(model)
     norms = [
         layer

@@ -94,3 +94,66 @@ def to_torch_layout(array):
 def to_keras_layout(array):
     array = np.asarray(array)
     return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
+
+
+# What the parity tests of both oracles compare (the original's and MMSegmentation's
+# outputs share their key names).
+# The last block of each stage of ResNet50 (3, 4, 6, 3 blocks).
+STAGE_END = {"c1": "layer1_2_out", "c2": "layer2_3_out", "c3": "layer3_5_out", "c4": "layer4_2_out"}
+HEAD_KEYS = (
+    "head_conv5",
+    "head_feat",
+    "enc_X",
+    "enc_E",
+    "enc_E_bn_relu",
+    "enc_en",
+    "enc_gamma",
+    "encmodule_out",
+    "seg_lowres",
+    "se",
+)
+
+
+def crop(full, box):
+    r0, r1, c0, c1 = box
+    return full[:, :, r0:r1, c0:c1]
+
+
+def stage_error(model, ref, x, stage, source):
+    """`rel_to_absmax` of one backbone stage fed the stored input of that stage."""
+    import keras
+
+    backbone = model.get_layer("backbone")
+    start = backbone.input if source is None else backbone.get_layer(STAGE_END[source]).output
+    stage_model = keras.Model(start, backbone.get_layer(STAGE_END[stage]).output)
+    feed = x if source is None else to_keras_layout(ref[source])
+    ours = to_torch_layout(stage_model(feed, training=False))
+    assert ours.shape == ref[stage].shape
+    return rel_to_absmax(ours, ref[stage])
+
+
+def head_errors(model, ref):
+    """`{key: rel_to_absmax}` of the head's intermediates and the aux logits, fed the
+    stored c2..c4."""
+    feats = [to_keras_layout(ref[k]) for k in ("c2", "c3", "c4")]
+    ours = model.get_layer("enc_head").compute_intermediates(feats, training=False)
+    errors = {k: rel_to_absmax(to_torch_layout(ours[k]), ref[k]) for k in HEAD_KEYS}
+    aux = model.get_layer("aux_head")(feats[1], training=False)
+    errors["aux_lowres"] = rel_to_absmax(to_torch_layout(aux), ref["aux_lowres"])
+    return errors
+
+
+def end_to_end_errors(model, ref, x):
+    """`{key: rel_to_absmax}` of every stored output, computed from the input alone."""
+    outputs = model(x, training=False)
+    feats = model.get_layer("backbone")(x, training=False)
+    ours = {k: to_torch_layout(v) for k, v in feats.items()}
+    head = model.get_layer("enc_head").compute_intermediates(
+        [feats["c2"], feats["c3"], feats["c4"]], training=False
+    )
+    ours.update({k: to_torch_layout(v) for k, v in head.items()})
+    ours["aux_lowres"] = to_torch_layout(model.get_layer("aux_head")(feats["c3"], training=False))
+    ours["seg_crop"] = crop(to_torch_layout(outputs["seg"]), ref["crop_box"])
+    ours["aux_crop"] = crop(to_torch_layout(outputs["aux"]), ref["crop_box"])
+    np.testing.assert_array_equal(np.asarray(outputs["se"]), np.asarray(head["se"]))
+    return {k: rel_to_absmax(ours[k], ref[k]) for k in ref if k != "crop_box"}

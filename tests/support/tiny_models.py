@@ -18,3 +18,16 @@ def tiny_segmenter(num_classes=3, seed=0):
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, 0.6, w.shape).astype("float32") for w in model.weights])
     return model
+
+
+def randomise_batch_norms(model, seed=0):
+    """Every BatchNorm of `model` (nested ones too) gets random statistics, scale and
+    offset, so that conversions and foldings are checked on values that matter."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.2, 3.0, n).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.5, n).astype("float32"))
