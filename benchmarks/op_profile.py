@@ -100,7 +100,7 @@ def worker_tf(backbone, what):
 
 def table(title, totals):
     total = sum(totals.values())
-    lines = [f"{title}: {total:.2f} s of op time", "| op | share | seconds |", "|---|---|---|"]
+    lines = [f"{title}: {total:.2f} s of op time", "", "| op | share | seconds |", "|---|---|---|"]
     for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:TOP]:
         lines.append(f"| {name} | {100 * seconds / total:.1f}% | {seconds:.3f} |")
     return "\n".join(lines)
