@@ -51,16 +51,18 @@ def emit(result):
 
 def machine():
     """The CPU model, its core count and the flags that decide reduced-precision speed."""
-    model, flags = "unknown CPU", set()
+    from enc_tf.models.precision import cpu_flags  # the one reader of the CPU's flags
+
+    model = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown CPU":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
     except OSError:
         pass
+    flags = cpu_flags()
     relevant = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     shown = " ".join(f"{name}={'yes' if name in flags else 'no'}" for name in relevant)
     return f"{model}, {os.cpu_count()} cores ({shown})"
