@@ -1,7 +1,8 @@
 """Exported variants of a trained model side by side: latency (batch 1), file size,
 per-pixel agreement with Keras, SE logit error and mIoU on the validation images.
 
-Variants: Keras, SavedModel (`logits` signature), TFLite float32 / float16 / dynamic
+Variants: Keras, SavedModel in float32 and bfloat16 (`logits` signature; bfloat16 is
+`enc-export --precision bfloat16`), TFLite float32 / float16 / dynamic
 int8 / int8 (Encoding path float) / int8 (everything quantized), and ONNX Runtime. The
 input size is the validation images' size (ContextShapes: 128), so every variant sees
 the same full images. Run after `make demo`:
@@ -26,6 +27,7 @@ def main():
     parser.add_argument(
         "--threads", type=int, default=0, help="TFLite / ONNX Runtime threads (0: their default)"
     )
+    parser.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
     args = parser.parse_args()
 
     import numpy as np
@@ -58,7 +60,7 @@ def main():
             tmp,
             size,
             calibration_images(loaded, size, args.calibration),
-            VARIANTS,
+            args.variants.split(",") if args.variants else VARIANTS,
             num_threads=args.threads or None,
         )
         scores = score_variants(

@@ -8,6 +8,11 @@ stand-in module that fails if anything is called lets `mmseg` import.
   python benchmarks/mmseg_peer.py forward BATCH SIZE REPEATS
   python benchmarks/mmseg_peer.py train BATCH SIZE STEPS
   python benchmarks/mmseg_peer.py profile forward|train BATCH SIZE
+  python benchmarks/mmseg_peer.py agreement BATCH SIZE
+
+`agreement` loads MMSegmentation's parity weights (tests/fixtures/oracle_mmseg, made
+with NumPy by tests/support/oracle.py) and compares bfloat16 (`torch.autocast`) with
+float32 on one random input: argmax agreement and error relative to the largest logit.
 """
 
 import json
@@ -107,6 +112,27 @@ def train_fn(model, batch, size):
     return step
 
 
+def bfloat16_agreement(model, batch, size):
+    """MMSegmentation's own bfloat16 (CPU autocast) against its float32, on the parity
+    weights: `{"argmax_agreement", "relative_error"}`."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+    from tests.support import oracle  # NumPy only
+
+    state = oracle.state_dict("mmseg_ade_r50", oracle.MMSEG_DIR)
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    step = forward_fn(model, batch, size)
+    full = step()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = step().float()
+    return {
+        "argmax_agreement": (full.argmax(1) == half.argmax(1)).float().mean().item(),
+        "relative_error": ((full - half).abs().max() / full.abs().max()).item(),
+    }
+
+
 def profile(step):
     """`{op type: seconds}` of one step under torch.profiler (self CPU time per op)."""
     from torch.profiler import ProfilerActivity
@@ -124,7 +150,9 @@ def profile(step):
 def main(argv):
     case = argv[0]
     model = build()
-    if case == "profile":
+    if case == "agreement":
+        result = bfloat16_agreement(model, int(argv[1]), int(argv[2]))
+    elif case == "profile":
         what, batch, size = argv[1], int(argv[2]), int(argv[3])
         step = (forward_fn if what == "forward" else train_fn)(model, batch, size)
         for _ in range(2):

@@ -6,7 +6,10 @@ Cases (each in its own process, ours and the peer's alternating, medians over ro
 - training step 256x256 batch 2, float32: our `model.fit` (three losses, EncNetSGD)
   vs MMSegmentation's `model.loss` + backward + SGD;
 - forward 480x480 batch 1 with `--precision bfloat16` (ours only; the ratio is to
-  MMSegmentation's float32) and its argmax agreement with our float32.
+  MMSegmentation's float32) and its argmax agreement with our float32, next to two
+  measures of how much any rounding moves these weights' output: MMSegmentation's
+  own bfloat16 (`torch.autocast`) against its float32, and our float32 run on the
+  input rounded to bfloat16 (a 0.3% change).
 Our forward cases run MMSegmentation's parity weights (tests/fixtures/oracle_mmseg), with
 BatchNorm folded as enc-eval loads models, and once unfolded.
 Both sides use 2 threads and the same architecture (`resnet50v1c`: MMSegmentation's
@@ -100,8 +103,13 @@ def worker_forward(model_path, precision, fold, repeats):
     result = {"seconds": seconds, "peak_rss_mib": peak_rss_mb()}
     if precision != "float32":
         ours = loaded.logits_fn(x)["seg"].numpy().argmax(-1)
-        reference = load_model(model_path, fold=False).logits_fn(x)["seg"].numpy().argmax(-1)
+        full = load_model(model_path, fold=False).logits_fn
+        reference = full(x)["seg"].numpy().argmax(-1)
         result["argmax_agreement"] = float(np.mean(ours == reference))
+        # How far a rounding-sized change of the input alone moves float32's argmax.
+        rounded = tf.cast(tf.cast(x, tf.bfloat16), tf.float32)
+        moved = full(rounded)["seg"].numpy().argmax(-1)
+        result["rounded_input_agreement"] = float(np.mean(moved == reference))
     emit(result)
 
 
@@ -211,10 +219,19 @@ def main():
         )
     print("\n".join(rows))
     agreement = _median(cases["forward bf16"], "argmax_agreement")
+    rounded = _median(cases["forward bf16"], "rounded_input_agreement")
     print(
-        "bfloat16 argmax agreement with float32 (MMSegmentation's parity weights, "
-        f"random input): {100 * agreement:.2f}%"
+        "argmax agreement with float32 on MMSegmentation's parity weights (random input):\n"
+        f"  enc_tf --precision bfloat16: {100 * agreement:.2f}%\n"
+        f"  enc_tf float32 on the input rounded to bfloat16: {100 * rounded:.2f}%"
     )
+    if peer:
+        theirs = run_peer(args.mmseg_python, "agreement", *FORWARD)
+        print(
+            "  MMSegmentation bfloat16 (torch.autocast): "
+            f"{100 * theirs['argmax_agreement']:.2f}% "
+            f"(error {theirs['relative_error']:.2f} of the largest logit)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ class ModelConfig:
     aux: bool = True
     se_loss: bool = True
     lateral: bool = False
-    num_codes: int = 32
+    num_codes: int = 0  # Encoding codewords; 0: the backbone's default (ResNet 32, MobileNet 16)
+    head_channels: int = 0  # EncHead width; 0: the backbone's default (ResNet 512, MobileNet 128)
     dropout: float = 0.1
     backbone_weights: str = "none"  # a local file, or "none" to train from scratch
 
@@ -112,6 +113,8 @@ CHOICES = {
         "resnet101v1c",
         "resnet50",
         "resnet101",
+        "mobilenetv3_large",
+        "mobilenetv3_small",
     ),
     "model.output_stride": (8, 16),
     "optimizer.weight_decay_mode": ("coupled", "decoupled"),
@@ -184,7 +187,6 @@ def validate(config):
         "train.batch_size": t.batch_size,
         "train.epochs": t.epochs,
         "train.val_every_epochs": t.val_every_epochs,
-        "model.num_codes": m.num_codes,
         "optimizer.base_lr": o.base_lr,
         "train.image_log_every_epochs": t.image_log_every_epochs,
         "data.context_shapes_train": d.context_shapes_train,
@@ -205,6 +207,8 @@ def validate(config):
         "data.rotate_degrees": d.rotate_degrees,
         "train.steps_per_epoch": t.steps_per_epoch,
         "train.time_limit_minutes": t.time_limit_minutes,
+        "model.num_codes": m.num_codes,
+        "model.head_channels": m.head_channels,
     }
     for key, value in non_negative.items():
         if value < 0:

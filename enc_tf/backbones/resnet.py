@@ -21,13 +21,17 @@ Two families share the dilation logic:
 import keras
 
 from enc_tf.backbones.caffe_input import CaffeInput
+from enc_tf.backbones.layout import (
+    BACKBONE_NAME,
+    STAGE_OUTPUTS,
+    first_block_dilation,
+    stage_strides_and_dilations,
+)
 from enc_tf.layers.normalization import batch_norm
-
-BACKBONE_NAME = "backbone"  # the backbone sub-model's name in every enc_tf model
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # name: (family, depth, stem width); the keras family's stem is a 7x7 conv of 64.
-BACKBONES = {
+RESNETS = {
     "resnet50s": ("deep_stem", 50, 128),
     "resnet101s": ("deep_stem", 101, 128),
     "resnet50v1c": ("deep_stem", 50, 64),
@@ -36,28 +40,6 @@ BACKBONES = {
     "resnet101": ("keras", 101, 64),
 }
 KERAS_BN_EPSILON = 1.001e-5
-STAGE_OUTPUTS = ("c1", "c2", "c3", "c4")
-
-
-def stage_strides_and_dilations(output_stride):
-    """`(stride, dilation)` of stages 2, 3 and 4 (`layer2..layer4`).
-
-    Output stride 8 dilates stage 3 by 2 and stage 4 by 4; 16 dilates only
-    stage 4 by 2; 32 is the undilated classification network.
-    """
-    table = {
-        8: ((2, 1), (1, 2), (1, 4)),
-        16: ((2, 1), (2, 1), (1, 2)),
-        32: ((2, 1), (2, 1), (2, 1)),
-    }
-    if output_stride not in table:
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}.")
-    return table[output_stride]
-
-
-def first_block_dilation(dilation):
-    """The original gives a dilated stage's first block half the rate (4 -> 2, 2 -> 1)."""
-    return max(dilation // 2, 1)
 
 
 def _he_normal_fan_out():
@@ -148,7 +130,7 @@ def block_name(family, stage, block):
     return f"conv{stage + 1}_block{block + 1}"  # keras.applications
 
 
-def build_backbone(
+def build_resnet(
     name="resnet50s",
     output_stride=8,
     sync_batch_norm=False,
@@ -159,7 +141,7 @@ def build_backbone(
     """Builds a dilated ResNet feature extractor.
 
     Args:
-        name: one of `BACKBONES`: `resnet50s`, `resnet101s`, `resnet50v1c`,
+        name: one of `RESNETS`: `resnet50s`, `resnet101s`, `resnet50v1c`,
             `resnet101v1c`, `resnet50`, `resnet101`.
         output_stride: 8 (stages 3 and 4 dilated), 16 (stage 4 dilated) or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
@@ -175,9 +157,9 @@ def build_backbone(
         (stride 8, 512), `c3` (1024) and `c4` (2048); `c3`/`c4` are at
         stride 8 or 16 depending on `output_stride`.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
-    family, depth, default_width = BACKBONES[name]
+    if name not in RESNETS:
+        raise ValueError(f"Unknown ResNet {name!r}; choose one of {sorted(RESNETS)}.")
+    family, depth, default_width = RESNETS[name]
     width = default_width if stem_width is None else stem_width
     if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
         raise ValueError(f"stem_width must be a positive even int, got {stem_width!r}.")
@@ -213,5 +195,5 @@ def build_backbone(
             )
         from enc_tf.backbones.keras_weights import load_keras_applications_weights
 
-        load_keras_applications_weights(model, weights)
+        load_keras_applications_weights(model, weights, name)
     return model

@@ -16,12 +16,14 @@ import tensorflow as tf
 
 from enc_tf.metrics import label_confusion, segmentation_scores
 from enc_tf.models.logits import logits_function
+from enc_tf.models.precision import with_precision
 
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
 VARIANTS = (
     "saved_model",
+    "saved_model_bfloat16",
     "tflite_float32",
     "tflite_float16",
     "tflite_dynamic_int8",
@@ -105,9 +107,10 @@ def export_variants(
     variants = []
     for name in names:
         start = time.perf_counter()
-        if name == "saved_model":
+        if name.startswith("saved_model"):
+            precision = "bfloat16" if name.endswith("bfloat16") else "float32"
             path = export_saved_model(
-                model, classes, out_dir, "saved_model", version=1, overwrite=True
+                with_precision(model, precision), classes, out_dir, name, version=1, overwrite=True
             )
             signature = tf.saved_model.load(path).signatures["logits"]
             run = (lambda sig: lambda x: {k: v.numpy()[0] for k, v in sig(images=x[None]).items()})(

@@ -10,7 +10,7 @@ files saved before these classes existed load as plain functional models.
 
 import keras
 
-from enc_tf.backbones.resnet import BACKBONE_NAME, build_backbone
+from enc_tf.backbones import BACKBONE_NAME, build_backbone, head_size
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 from enc_tf.layers.enc_head import EncHead
 from enc_tf.layers.fcn_head import FCNHead
@@ -34,9 +34,14 @@ __all__ = [
 ]
 
 
+def _positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
 def _check_num_classes(num_classes):
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    _positive("num_classes", num_classes)
 
 
 def _aux_logits(features, num_classes, aux, dropout, sync):
@@ -143,14 +148,19 @@ class EncNet(SegmentationModel):
 
     Args:
         num_classes: int, segmentation classes.
-        backbone: `resnet50s`, `resnet101s` (the original's deep-stem ResNets)
-            or `resnet50`, `resnet101` (keras.applications layout).
+        backbone: `resnet50s`, `resnet101s` (the original's deep-stem ResNets),
+            `resnet50v1c`, `resnet101v1c` (MMSegmentation's), `resnet50`,
+            `resnet101` (keras.applications layout) or `mobilenetv3_large`,
+            `mobilenetv3_small` (keras.applications layout).
         output_stride: 8 (the paper) or 16 (cheaper).
         aux: bool, add the auxiliary FCN head on stage 3 (`aux` output).
         se_loss: bool, add the SE head (`se` output).
         lateral: bool, fuse stage-2/3 features into the head (PASCAL setting);
             needs `output_stride=8`.
-        num_codes: int, codewords of the Encoding layer.
+        num_codes: int, codewords of the Encoding layer; None: the backbone's
+            default (32 for ResNets as the paper, 16 for MobileNetV3).
+        head_channels: int, EncHead's width; None: the backbone's default (512
+            for ResNets as the paper, 128 for MobileNetV3).
         dropout: float, dropout before each classifier.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         align_corners: bool, bilinear upsampling convention; True matches the
@@ -181,7 +191,8 @@ class EncNet(SegmentationModel):
         aux=True,
         se_loss=True,
         lateral=False,
-        num_codes=32,
+        num_codes=None,
+        head_channels=None,
         dropout=0.1,
         sync_batch_norm=False,
         align_corners=True,
@@ -208,11 +219,17 @@ class EncNet(SegmentationModel):
             input_shape,
             backbone_weights,
         )
+        default_channels, default_codes = head_size(backbone)
+        head_channels = (
+            default_channels if head_channels is None else _positive("head_channels", head_channels)
+        )
+        num_codes = default_codes if num_codes is None else _positive("num_codes", num_codes)
         head = EncHead(
             num_classes,
             lateral=lateral,
             se_loss=se_loss,
             num_codes=num_codes,
+            channels=head_channels,
             dropout=dropout,
             sync_batch_norm=sync_batch_norm,
             name=ENC_HEAD,
@@ -231,6 +248,7 @@ class EncNet(SegmentationModel):
                 se_loss=se_loss,
                 lateral=lateral,
                 num_codes=num_codes,
+                head_channels=head_channels,
                 dropout=dropout,
                 sync_batch_norm=sync_batch_norm,
                 align_corners=align_corners,

@@ -49,10 +49,13 @@ def _producer(layer):
     return parents[0].operation if len(parents) == 1 else None
 
 
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
 def conv_batch_norm_pairs(model):
-    """`[(Conv2D, BatchNorm), ...]`: every BatchNorm that directly follows a convolution
-    whose output nothing else reads, in functional graphs (the backbones) and in
-    layers that hold a `conv` and a `bn` (`ConvBNReLU`)."""
+    """`[(Conv2D or DepthwiseConv2D, BatchNorm), ...]`: every BatchNorm that directly
+    follows a convolution whose output nothing else reads, in functional graphs (the
+    backbones) and in layers that hold a `conv` and a `bn` (`ConvBNReLU`)."""
     pairs = []
     for layer in model._flatten_layers(include_self=True, recursive=True):
         conv, bn = getattr(layer, "conv", None), getattr(layer, "bn", None)
@@ -62,7 +65,7 @@ def conv_batch_norm_pairs(model):
             for op in layer.layers:
                 producer = _producer(op) if isinstance(op, BatchNorm) else None
                 if (
-                    isinstance(producer, keras.layers.Conv2D)
+                    isinstance(producer, _CONVOLUTIONS)
                     and len(producer._outbound_nodes) == 1
                     and len(op._inbound_nodes) == 1
                 ):
@@ -96,7 +99,12 @@ def fold_batch_norms(model, copy=True):
         )
         scale = gamma / np.sqrt(variance + bn.epsilon)
         shift = beta - mean * scale
-        conv.kernel.assign((np.asarray(conv.kernel.numpy(), np.float64) * scale).astype("float32"))
+        kernel = np.asarray(conv.kernel.numpy(), np.float64)
+        if isinstance(conv, keras.layers.DepthwiseConv2D):  # outputs: (in, multiplier) axes
+            kernel = kernel * scale.reshape(kernel.shape[2:])
+        else:
+            kernel = kernel * scale
+        conv.kernel.assign(kernel.astype("float32"))
         if conv.use_bias:
             shift = shift + np.asarray(conv.bias.numpy(), np.float64) * scale
             conv.bias.assign(np.zeros_like(conv.bias.numpy()))

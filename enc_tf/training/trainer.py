@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL
+from enc_tf.backbones import WEIGHT_FILES
 from enc_tf.config import ConfigError, save_config
 from enc_tf.convert.pytorch_encoding import load_backbone_state, read_state_dict
 from enc_tf.data import (
@@ -45,17 +46,22 @@ def build_model(config, classes, sync_batch_norm):
         aux=m.aux,
         dropout=m.dropout,
         sync_batch_norm=sync_batch_norm,
-        backbone_weights=weights if m.backbone in ("resnet50", "resnet101") else None,
+        backbone_weights=weights if m.backbone in WEIGHT_FILES else None,
         class_names=list(classes.names),
         palette=[list(c) for c in classes.palette],
     )
     if m.arch == "encnet":
         model = build_encnet(
-            num_classes, se_loss=m.se_loss, lateral=m.lateral, num_codes=m.num_codes, **common
+            num_classes,
+            se_loss=m.se_loss,
+            lateral=m.lateral,
+            num_codes=m.num_codes or None,
+            head_channels=m.head_channels or None,
+            **common,
         )
     else:
         model = build_fcn(num_classes, **common)
-    if weights is not None and m.backbone.endswith("s"):
+    if weights is not None and m.backbone not in WEIGHT_FILES:  # a deep-stem ResNet
         load_backbone_state(
             model.get_layer(BACKBONE_NAME), read_state_dict(weights), source=weights
         )

@@ -1,4 +1,3 @@
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from enc_tf.backbones import (
     stage_strides_and_dilations,
 )
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
+from tests.support.keras_applications import write_legacy_h5
 
 
 def test_dilation_schedule_follows_the_original():
@@ -105,19 +105,6 @@ def test_resnet101s_depth():
     assert "layer3_23_conv3" not in {layer.name for layer in backbone.layers}
 
 
-def _write_keras_applications_h5(model, path):
-    """Writes weights in the layout of the official `*_notop.h5` files (legacy Keras HDF5)."""
-    with h5py.File(path, "w") as f:
-        layers = [layer for layer in model.layers if layer.weights]
-        f.attrs["layer_names"] = [layer.name.encode() for layer in layers]
-        for layer in layers:
-            group = f.create_group(layer.name)
-            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for name, w in zip(names, layer.weights):
-                group.create_dataset(name, data=w.numpy())
-
-
 @pytest.fixture(scope="module")
 def keras_resnet50(tmp_path_factory):
     reference = keras.applications.ResNet50(
@@ -133,7 +120,7 @@ def keras_resnet50(tmp_path_factory):
     path = (
         tmp_path_factory.mktemp("weights") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     )
-    _write_keras_applications_h5(reference, path)
+    write_legacy_h5(reference, path)
     return reference, str(path)
 
 
@@ -178,9 +165,11 @@ def test_weight_file_errors(tmp_path, keras_resnet50):
     (tmp_path / "junk.h5").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.h5"):
         build_backbone("resnet50", weights=str(tmp_path / "junk.h5"))
-    with pytest.raises(ValueError, match=r"missing.*resnet50 vs resnet101"):
+    with pytest.raises(ValueError, match=r"missing.*resnet101_weights_tf_dim"):
         build_backbone("resnet101", weights=path)
     with pytest.raises(ValueError, match="load_backbone_state"):
         build_backbone("resnet50s", weights=path)
     with pytest.raises(ValueError, match="Unknown backbone"):
         build_backbone("resnet18")
+    with pytest.raises(ValueError, match="stem_width is a ResNet argument"):
+        build_backbone("mobilenetv3_large", stem_width=64)

@@ -34,6 +34,7 @@ def test_every_variant_is_exported_scored_and_tabulated(tmp_path):
         "encnet_int8.tflite",
         "encnet_int8_all.tflite",
         "saved_model",
+        "saved_model_bfloat16",
     ]
     scores = score_variants(
         [Variant("keras", reference, "", 1)] + variants,
@@ -48,15 +49,18 @@ def test_every_variant_is_exported_scored_and_tabulated(tmp_path):
         assert by_name[name].agreement == 1.0 and by_name[name].pixel_accuracy == 1.0, name
         assert by_name[name].se_error < 1e-4 and by_name[name].mean_iou == pytest.approx(1.0)
     assert by_name["tflite_float16"].agreement > 0.98
+    # bfloat16 computes, so it is close but not exact.
+    assert 0.95 < by_name["saved_model_bfloat16"].agreement <= 1.0
+    assert 0 < by_name["saved_model_bfloat16"].se_error < 0.1
     for name in ("tflite_int8", "tflite_int8_all", "tflite_dynamic_int8"):
         assert 0.8 < by_name[name].agreement <= 1.0 and by_name[name].se_error > 0, name
     text = format_table(scores)
-    assert text.splitlines()[0].split(" | ")[:3] == [
-        "variant            ",
+    assert [h.strip() for h in text.splitlines()[0].split(" | ")[:3]] == [
+        "variant",
         "latency ms",
         "size MiB",
     ]
-    assert len(text.splitlines()) == 10 and "tflite_int8_all" in text
+    assert len(text.splitlines()) == 11 and "tflite_int8_all" in text
     assert "latency" not in format_table(scores, latency=False)
 
 

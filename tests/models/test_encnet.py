@@ -145,3 +145,37 @@ def test_mixed_precision_outputs_are_float32():
     encoding = model.get_layer("enc_head").enc_module.encoding
     assert encoding.compute_dtype == "bfloat16" and encoding.codewords.dtype == "float32"
     assert model.get_layer("backbone").get_layer("layer4_2_conv2").compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_large", "mobilenetv3_small"])
+def test_mobilenet_encnet_sizes_its_head_and_round_trips(tmp_path, backbone):
+    model = build_encnet(6, backbone=backbone, output_stride=8, lateral=True)
+    head = model.get_layer("enc_head")
+    assert (head.channels, head.num_codes) == (128, 16)  # the MobileNet defaults
+    config = model.get_config()
+    assert (config["head_channels"], config["num_codes"]) == (128, 16)  # stored, not None
+    x = np.random.default_rng(2).normal(size=(1, 64, 48, 3)).astype("float32")
+    outputs = model(x, training=False)
+    assert outputs["seg"].shape == (1, 64, 48, 6) and outputs["aux"].shape == (1, 64, 48, 6)
+    assert outputs["se"].shape == (1, 6)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    for key, value in restored(x, training=False).items():
+        np.testing.assert_array_equal(value, outputs[key])
+    fcn = build_fcn(6, backbone=backbone, output_stride=16)
+    assert fcn(x, training=False)["seg"].shape == (1, 64, 48, 6)
+
+
+def test_head_width_and_codewords_are_arguments():
+    wide = build_encnet(3, backbone="mobilenetv3_small", head_channels=64, num_codes=8)
+    head = wide.get_layer("enc_head")
+    assert (head.channels, head.num_codes) == (64, 8)
+    assert head.enc_module.encoding.codewords.shape == (8, 64)
+    resnet = build_encnet(3, backbone="resnet50v1c", output_stride=16, aux=False)
+    assert (resnet.get_config()["head_channels"], resnet.get_config()["num_codes"]) == (512, 32)
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="head_channels"):
+            build_encnet(3, backbone="mobilenetv3_small", head_channels=bad)
+        with pytest.raises(ValueError, match="num_codes"):
+            build_encnet(3, backbone="mobilenetv3_small", num_codes=bad)

@@ -10,8 +10,9 @@ from tests.support.tiny_models import randomise_batch_norms
 
 
 def _graph_model():
-    """conv -> BN (folded); conv with bias -> BN (folded); a conv read twice -> BN (kept);
-    a BN after an addition (kept)."""
+    """conv -> BN (folded); conv with bias -> BN (folded); depthwise conv with two
+    outputs per channel -> BN (folded); a conv read twice -> BN (kept); a BN after an
+    addition (kept)."""
     images = keras.Input((None, None, 3))
     x = keras.layers.ReLU()(
         batch_norm(name="bn_a")(
@@ -19,6 +20,9 @@ def _graph_model():
         )
     )
     x = batch_norm(name="bn_b")(keras.layers.Conv2D(8, 1, name="conv_b")(x))
+    x = batch_norm(name="bn_dw")(
+        keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="conv_dw")(x)
+    )
     shared = keras.layers.Conv2D(8, 3, padding="same", name="conv_shared")(x)
     y = batch_norm(name="bn_shared")(shared)
     z = batch_norm(name="bn_sum")(keras.layers.Add()([y, shared]))
@@ -29,11 +33,12 @@ def test_folds_exactly_the_batch_norms_that_follow_a_convolution():
     model = _graph_model()
     randomise_batch_norms(model)
     pairs = {(conv.name, bn.name) for conv, bn in conv_batch_norm_pairs(model)}
-    assert pairs == {("conv_a", "bn_a"), ("conv_b", "bn_b")}
+    assert pairs == {("conv_a", "bn_a"), ("conv_b", "bn_b"), ("conv_dw", "bn_dw")}
     folded = fold_batch_norms(model)
     assert [layer.name for layer in folded.layers if getattr(layer, "folded", False)] == [
         "bn_a",
         "bn_b",
+        "bn_dw",
     ]
     assert not any(getattr(layer, "folded", False) for layer in model.layers)  # a copy
     x = np.random.default_rng(1).normal(size=(2, 9, 11, 3)).astype("float32")
@@ -56,12 +61,14 @@ def test_a_folded_model_round_trips_through_a_keras_file(tmp_path):
     assert isinstance(copy_model(folded).get_layer("bn_b"), BatchNorm)
 
 
-@pytest.mark.slow
-def test_folded_encnet_equals_encnet():
+@pytest.mark.parametrize(
+    "backbone", [pytest.param("resnet50v1c", marks=pytest.mark.slow), "mobilenetv3_large"]
+)
+def test_folded_encnet_equals_encnet(backbone):
     from enc_tf import build_encnet
     from enc_tf.models.logits import model_logits
 
-    model = build_encnet(5, backbone="resnet50v1c", output_stride=16, lateral=False)
+    model = build_encnet(5, backbone=backbone, output_stride=16, lateral=False)
     randomise_batch_norms(model, seed=4)
     folded = fold_batch_norms(model)
     norms = [
