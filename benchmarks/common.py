@@ -74,3 +74,19 @@ def table(header, rows):
     lines = [fmt.format(*header), "-+-".join("-" * w for w in widths)]
     lines += [fmt.format(*map(str, row)) for row in rows]
     return "\n".join(lines)
+
+
+def graph_gflop(fn, input_shape):
+    """GFLOP of one call of `fn` (a function of one float32 tensor) on `input_shape`,
+    counted by TensorFlow's profiler on the frozen graph (multiply-adds count 2)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    concrete = tf.function(fn).get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()
+    ).with_empty_output()
+    info = model_analyzer.profile(frozen.graph, options=options.build())
+    return info.total_float_ops / 1e9

@@ -50,21 +50,10 @@ def worker_matmul():
 
 
 def worker_flops():
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-    from tensorflow.python.profiler import model_analyzer, option_builder
-
-    from benchmarks.common import emit
+    from benchmarks.common import emit, graph_gflop
 
     model = _model()
-    fn = tf.function(lambda x: model(x, training=False))
-    frozen = convert_variables_to_constants_v2(
-        fn.get_concrete_function(tf.TensorSpec((1, SIZE, SIZE, 3)))
-    )
-    info = model_analyzer.profile(
-        frozen.graph, options=option_builder.ProfileOptionBuilder.float_operation()
-    )
-    emit({"gflop": info.total_float_ops / 1e9})
+    emit({"gflop": graph_gflop(lambda x: model(x, training=False), (1, SIZE, SIZE, 3))})
 
 
 def worker_forward(mode, batch, policy):

@@ -12,7 +12,9 @@ weight:
   that stage's depthwise convolutions instead (DeepLab's and LR-ASPP's rule: the
   first block keeps the previous rate), so `c4` is at stride 16 (default) or 8;
 - BatchNorm is enc_tf's (fused training, epsilon 1e-3 as the weights, momentum 0.9
-  for fine-tuning on small segmentation sets rather than ImageNet's 0.999).
+  for fine-tuning on small segmentation sets rather than ImageNet's 0.999);
+- hard-swish is `enc_tf.layers.HardSwish`, the same function in ops that keep an
+  int8 TFLite model on the XNNPACK delegate.
 
 The stage outputs are those of the ResNets, so every head works unchanged: `c1`
 (stride 4), `c2` (8), `c3` (16) are the last block outputs at those strides, `c4`
@@ -28,6 +30,7 @@ from enc_tf.backbones.layout import (
     stage_strides_and_dilations,
 )
 from enc_tf.backbones.mobilenet_input import SignedUnitInput
+from enc_tf.layers.activations import HardSwish
 from enc_tf.layers.normalization import batch_norm
 
 MOBILENET_BN_EPSILON = 1e-3  # keras.applications' (and TF-slim's)
@@ -78,7 +81,7 @@ def make_divisible(value, divisor=8):
 def _activation(x, kind, name):
     if kind == _RELU:
         return keras.layers.ReLU(name=name)(x)
-    return keras.layers.Activation(kind, name=name)(x)
+    return HardSwish(name=name)(x)
 
 
 def _bn(x, name, sync):

@@ -36,9 +36,18 @@ FLOAT_SCOPES = tuple(f"/{name}_" for name in FLOAT_KEPT_SUBLAYERS)
 FLOAT_OPS = ("MEAN", "LOGISTIC", "SOFTMAX", "BATCH_MATMUL", "FULLY_CONNECTED")
 
 
+def input_size(size):
+    """`(H, W)` of a fixed input size given as an int (square) or `(H, W)`."""
+    height, width = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if int(height) != height or int(width) != width or min(height, width) < 1:
+        raise ConfigError(f"size must be a positive integer or (height, width), got {size!r}.")
+    return int(height), int(width)
+
+
 def inference_model(model, size):
-    """A fixed-size `[1, size, size, 3]` model with the `seg` (and `se`) outputs only."""
-    images = keras.Input((size, size, 3), batch_size=1, name="images")
+    """A fixed-size `[1, H, W, 3]` model (`size`: int or `(H, W)`) with the `seg` (and
+    `se`) outputs only."""
+    images = keras.Input((*input_size(size), 3), batch_size=1, name="images")
     outputs = select_logits(model(images, training=False))
     return keras.Model(images, outputs, name="encnet_tflite")
 
@@ -66,26 +75,25 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
 
     Args:
         model: a Keras segmentation model.
-        size: the fixed input size.
+        size: the fixed input size: an int (square) or `(H, W)`.
         representative: for `int8`, a callable returning an iterable of
-            normalised `(size, size, 3)` (or `(1, size, size, 3)`) float32 images
-            from the training data (a few dozen suffice).
+            normalised `(H, W, 3)` (or `(1, H, W, 3)`) float32 images from the
+            training data (a few dozen suffice).
         float_scopes: for `int8`, name fragments of the ops kept in float.
     """
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}.")
     if mode == "int8" and representative is None:
         raise ConfigError("mode 'int8' needs a representative dataset (training images).")
-    if int(size) < 1:
-        raise ConfigError(f"size must be a positive integer, got {size}.")
+    height, width = input_size(size)
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
         with _keras_export_output_to_log():
-            return _convert(model, mode, int(size), representative, float_scopes)
+            return _convert(model, mode, (height, width), representative, float_scopes)
     except ConverterError as err:  # e.g. an op without a TFLite builtin kernel
         raise ModelFileError(
-            f"TFLite cannot convert the model ({mode}, {size} x {size}): {err}", exit_code=1
+            f"TFLite cannot convert the model ({mode}, {height} x {width}): {err}", exit_code=1
         ) from err
 
 
@@ -147,6 +155,35 @@ def _tensor_details(flatbuffer):
 
     with native_output_quieted():
         return Interpreter(model_content=flatbuffer).get_tensor_details()
+
+
+def delegate_coverage(interpreter):
+    """`(delegated, total, {op name: count left})` for an interpreter whose tensors are
+    allocated: how many of the model's ops the delegates (XNNPACK by default) took over,
+    and the ops left on TFLite's own kernels.
+
+    A delegate replaces each partition it takes by one `DELEGATE` node whose inputs and
+    outputs are the partition's boundary tensors; the ops inside are found by walking
+    back from its outputs to its inputs.
+    """
+    ops = interpreter._get_ops_details()
+    original = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {t: op["index"] for op in original for t in op["outputs"]}
+    inside = set()
+    for node in (op for op in ops if op["op_name"] == "DELEGATE"):
+        boundary, stack, seen = set(node["inputs"]), list(node["outputs"]), set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in boundary or tensor in seen or tensor not in producer:
+                continue
+            seen.add(tensor)
+            inside.add(producer[tensor])
+            stack.extend(t for t in ops[producer[tensor]]["inputs"] if t >= 0)
+    left = {}
+    for op in original:
+        if op["index"] not in inside:
+            left[op["op_name"]] = left.get(op["op_name"], 0) + 1
+    return len(inside), len(original), left
 
 
 def write_tflite(flatbuffer, path):

@@ -1,5 +1,6 @@
 """EncNet's layers: Figure 2 of the paper, one file per layer."""
 
+from enc_tf.layers.activations import HardSwish, hard_swish
 from enc_tf.layers.conv import SplitConv2D
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.enc_head import EncHead
@@ -20,7 +21,9 @@ __all__ = [
     "Encoding",
     "SplitConv2D",
     "FCNHead",
+    "HardSwish",
     "aggregate",
     "batch_norm",
+    "hard_swish",
     "scaled_l2",
 ]

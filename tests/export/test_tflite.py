@@ -83,6 +83,19 @@ def test_errors():
     with pytest.raises(ValueError, match=r"\(16, 16, 3\)"):
         runner(np.zeros((8, 8, 3), np.float32))
     assert set(MODES) == {"float32", "float16", "dynamic_int8", "int8"}
+    for bad in (0, (16, 0), (16.5, 8), -3):
+        with pytest.raises(ValueError, match="size must be"):
+            convert(tiny_segmenter(3), "float32", bad)
+
+
+def test_rectangular_input():
+    model = tiny_segmenter(3, seed=2)
+    runner = TFLiteRunner(model_content=convert(model, "float32", (16, 24)))
+    assert runner.input_shape == (1, 16, 24, 3)
+    image = np.random.default_rng(4).normal(size=(16, 24, 3)).astype("float32")
+    np.testing.assert_allclose(
+        runner(image)["seg"], np.asarray(model(image[None])["seg"])[0], atol=1e-4
+    )
 
 
 def test_cli(tmp_path, capfd):
@@ -124,3 +137,51 @@ def test_cli(tmp_path, capfd):
     # The converter's and interpreter's native progress lines stay out of the terminal.
     printed = "".join(capfd.readouterr())
     assert "fully_quantize" not in printed and "XNNPACK delegate" not in printed, printed[-2000:]
+
+
+def test_mobilenet_encnet_runs_wholly_on_xnnpack():
+    """EncNet-MobileNetV3: float32 and int8 (Encoding path float) have builtin ops only and
+    every op on the XNNPACK delegate; with everything quantized, only the Encoding's
+    int8 SOFTMAX / BATCH_MATMUL and its ADDs stay on TFLite's kernels."""
+    from enc_tf import build_encnet
+    from enc_tf.export.tflite import delegate_coverage
+    from enc_tf.models.transforms import fold_batch_norms
+    from tests.support.tiny_models import randomise_batch_norms
+
+    model = build_encnet(5, backbone="mobilenetv3_small", output_stride=16)
+    randomise_batch_norms(model, seed=6)
+    model = fold_batch_norms(model)
+    images = np.random.default_rng(3).normal(size=(2, 64, 64, 3)).astype("float32")
+    expected = np.asarray(inference_model(model, 64)(images)["seg"])
+    coverage = {}
+    variants = (
+        ("float32", "float32", {}),
+        ("int8", "int8", {}),
+        ("int8_all", "int8", {"float_scopes": ()}),
+    )
+    for name, mode, kwargs in variants:
+        flatbuffer = convert(model, mode, 64, lambda: iter(images), **kwargs)
+        runner = TFLiteRunner(model_content=flatbuffer, num_threads=2)
+        ops = {op["op_name"] for op in runner.interpreter._get_ops_details()}
+        assert "HARD_SWISH" not in ops  # int8 HARD_SWISH would stay off XNNPACK
+        coverage[name] = delegate_coverage(runner.interpreter)
+        agreement = np.mean([_agreement(runner(x)["seg"], e) for x, e in zip(images, expected)])
+        assert agreement > (0.999 if mode == "float32" else 0.8), (name, agreement)
+    for mode in ("float32", "int8"):
+        delegated, total, left = coverage[mode]
+        assert delegated == total and left == {} and total > 150, (mode, coverage[mode])
+    assert set(coverage["int8_all"][2]) <= {"ADD", "SUB", "SOFTMAX", "BATCH_MATMUL"}
+
+
+def test_delegate_coverage_names_the_ops_left_behind():
+    """Keras's own hard-swish becomes TFLite's HARD_SWISH, which XNNPACK runs only in float."""
+    import keras
+
+    from enc_tf.export.tflite import delegate_coverage
+
+    images = keras.Input((16, 16, 3))
+    x = keras.layers.Activation("hard_swish")(keras.layers.Conv2D(8, 3, padding="same")(images))
+    model = keras.Model(images, {"seg": keras.layers.Conv2D(3, 1)(x)})
+    data = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    runner = TFLiteRunner(model_content=convert(model, "int8", 16, lambda: iter(data)))
+    assert delegate_coverage(runner.interpreter) == (4, 5, {"HARD_SWISH": 1})
