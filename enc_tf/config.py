@@ -46,7 +46,7 @@ class ModelConfig:
     se_loss: bool = True
     lateral: bool = False
     num_codes: int = 0  # Encoding codewords; 0: the backbone's default (ResNet 32, MobileNet 16)
-    head_channels: int = 0  # EncHead width; 0: the backbone's default (ResNet 512, MobileNet 128)
+    head_channels: int = 0  # EncHead width; 0: the backbone's (ResNet 512, MobileNetV3 128 / 64)
     dropout: float = 0.1
     backbone_weights: str = "none"  # a local file, or "none" to train from scratch
 

@@ -4,9 +4,13 @@ from enc_tf.backbones.mobilenet_v3 import MOBILENETS, build_mobilenet_v3
 from enc_tf.backbones.resnet import RESNETS, build_resnet
 
 BACKBONES = (*RESNETS, *MOBILENETS)
-# EncHead's (width, codewords) per family: the paper's 512 / 32 for the ResNets; for
-# MobileNetV3, a head that costs less than the backbone (see the README's FLOP split).
-HEAD_SIZES = {"resnet": (512, 32), "mobilenet_v3": (128, 16)}
+# EncHead's (width, codewords): the paper's 512 / 32 for the ResNets; for MobileNetV3, a
+# head that costs less than its backbone (README "Mobile": the FLOP split at 512x512).
+HEAD_SIZES = {
+    **{name: (512, 32) for name in RESNETS},
+    "mobilenetv3_large": (128, 16),
+    "mobilenetv3_small": (64, 16),
+}
 
 
 def backbone_family(name):
@@ -20,7 +24,8 @@ def backbone_family(name):
 
 def head_size(name):
     """`(EncHead width, codewords)` defaults for the backbone `name`."""
-    return HEAD_SIZES[backbone_family(name)]
+    backbone_family(name)  # an unknown name is an error that lists the known ones
+    return HEAD_SIZES[name]
 
 
 def build_backbone(

@@ -160,7 +160,7 @@ class EncNet(SegmentationModel):
         num_codes: int, codewords of the Encoding layer; None: the backbone's
             default (32 for ResNets as the paper, 16 for MobileNetV3).
         head_channels: int, EncHead's width; None: the backbone's default (512
-            for ResNets as the paper, 128 for MobileNetV3).
+            for ResNets as the paper, 128 for MobileNetV3-Large, 64 for -Small).
         dropout: float, dropout before each classifier.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         align_corners: bool, bilinear upsampling convention; True matches the

@@ -68,6 +68,15 @@ def build_model(config, classes, sync_batch_norm):
     return model
 
 
+def training_pipeline(config):
+    """The `PipelineConfig` of a run's training batches (augmentation as configured)."""
+    d, t = config.data, config.train
+    augment = AugmentConfig(
+        (d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric
+    )
+    return PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
+
+
 @contextlib.contextmanager
 def _dtype_policy(name):
     previous = keras.config.dtype_policy()
@@ -143,11 +152,7 @@ def train(config):
     train_source, val_source = sources_from_config(config.data)
     num_classes = train_source.classes.num_classes
     ignore = train_source.ignore_index
-    d = config.data
-    augment = AugmentConfig(
-        (d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric
-    )
-    pipeline = PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
+    pipeline = training_pipeline(config)
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
     steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
     total_steps = steps * t.epochs
@@ -232,7 +237,7 @@ def train(config):
         "Training %s-%s on %s: %d classes, %d steps/epoch x %d epochs, lr %.5f (x%.0f heads)",
         config.model.arch,
         config.model.backbone,
-        d.dataset,
+        config.data.dataset,
         num_classes,
         steps,
         t.epochs,

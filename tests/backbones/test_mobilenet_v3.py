@@ -112,6 +112,7 @@ def test_signed_unit_input_is_keras_rescaling():
 
 def test_head_sizes_by_family():
     assert head_size("resnet50s") == (512, 32)
-    assert head_size("mobilenetv3_large") == head_size("mobilenetv3_small") == (128, 16)
+    assert head_size("mobilenetv3_large") == (128, 16)
+    assert head_size("mobilenetv3_small") == (64, 16)
     with pytest.raises(ValueError, match="Unknown backbone"):
         head_size("vgg16")

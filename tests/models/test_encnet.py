@@ -151,9 +151,10 @@ def test_mixed_precision_outputs_are_float32():
 def test_mobilenet_encnet_sizes_its_head_and_round_trips(tmp_path, backbone):
     model = build_encnet(6, backbone=backbone, output_stride=8, lateral=True)
     head = model.get_layer("enc_head")
-    assert (head.channels, head.num_codes) == (128, 16)  # the MobileNet defaults
+    defaults = {"mobilenetv3_large": (128, 16), "mobilenetv3_small": (64, 16)}[backbone]
+    assert (head.channels, head.num_codes) == defaults
     config = model.get_config()
-    assert (config["head_channels"], config["num_codes"]) == (128, 16)  # stored, not None
+    assert (config["head_channels"], config["num_codes"]) == defaults  # stored, not None
     x = np.random.default_rng(2).normal(size=(1, 64, 48, 3)).astype("float32")
     outputs = model(x, training=False)
     assert outputs["seg"].shape == (1, 64, 48, 6) and outputs["aux"].shape == (1, 64, 48, 6)

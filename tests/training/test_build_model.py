@@ -38,7 +38,7 @@ def test_mobilenet_with_keras_applications_weights(tmp_path):
         ):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     head = model.get_layer("enc_head")
-    assert (head.channels, head.num_codes) == (128, 8)  # default width, configured codewords
+    assert (head.channels, head.num_codes) == (64, 8)  # default width, configured codewords
 
 
 def test_head_size_keys_default_by_backbone_and_are_checked():
