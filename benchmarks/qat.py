@@ -1,8 +1,9 @@
 """What quantization-aware fine-tuning buys: int8 TFLite accuracy before and after, on a
 trained run's validation images, with the control that separates its two effects.
 
-Rows (each converted to TFLite int8 with the Encoding path float, calibrated on the
-run's training images, and scored against its own float Keras model and the labels):
+Rows (each folded and converted to TFLite int8 with the Encoding path float, as
+enc-export-tflite does, calibrated on the run's training images, and scored against its
+own float Keras model and the labels):
 - post-training int8 of the run's model;
 - float fine-tuning: the same epochs, learning rate and data without int8 rounding,
   then int8 (what more training alone does);
@@ -33,6 +34,7 @@ def main():
     from enc_tf.export.compare import Variant, keras_runner, score_variants, validation_examples
     from enc_tf.export.tflite import TFLiteRunner, convert
     from enc_tf.export.tflite_cli import calibration_images
+    from enc_tf.models.transforms import fold_batch_norms
     from enc_tf.training.qat import finetune_run
 
     loaded = load_keras_model(args.run, fold=False)  # fine-tuning needs the BatchNorms
@@ -45,7 +47,10 @@ def main():
     rows = []
     for name, model in models.items():
         reference = keras_runner(model)
-        int8 = TFLiteRunner(model_content=convert(model, "int8", size, calibration))
+        # Converted folded, as enc-export-tflite loads models (TFLite's converter
+        # quantizes an unfolded BatchNorm's scale and shift as ops of their own).
+        folded = fold_batch_norms(model)
+        int8 = TFLiteRunner(model_content=convert(folded, "int8", size, calibration))
         keras_score, int8_score = score_variants(
             [Variant("keras", reference, "", 1), Variant("int8", int8, "", 1)],
             examples,

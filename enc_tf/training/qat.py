@@ -40,6 +40,7 @@ from enc_tf.config import LossConfig, OptimizerConfig
 from enc_tf.console import command_parser, run_cli
 from enc_tf.data import build_dataset, sources_from_config
 from enc_tf.errors import ConfigError
+from enc_tf.files import atomic_write
 from enc_tf.layers import BatchNorm, ConvBNReLU, EncModule, HardSwish
 from enc_tf.layers.enc_module import FLOAT_KEPT_SUBLAYERS
 from enc_tf.losses import encnet_losses
@@ -325,7 +326,8 @@ def run(args):
         raise ConfigError(f"{args.run}: quantization-aware fine-tuning needs a training run.")
     config, tuned = finetune_run(loaded, args.epochs, args.steps_per_epoch, args.lr)
     os.makedirs(args.out, exist_ok=True)
-    shutil.copyfile(os.path.join(args.run, RUN_CONFIG), os.path.join(args.out, RUN_CONFIG))
+    source = os.path.join(args.run, RUN_CONFIG)
+    atomic_write(os.path.join(args.out, RUN_CONFIG), lambda tmp: shutil.copyfile(source, tmp))
     save_model_atomic(tuned, os.path.join(args.out, RUN_MODEL))
     print(
         f"{os.path.join(args.out, RUN_MODEL)}: fine-tuned under int8 rounding for "
