@@ -316,7 +316,10 @@ def finetune_run(loaded, epochs, steps_per_epoch=0, lr=QATConfig.base_lr, simula
 
 def run(args):
     if args.epochs < 1 or args.lr <= 0 or args.steps_per_epoch < 0:
-        raise ConfigError("--epochs must be >= 1, --lr > 0 and --steps-per-epoch >= 0.")
+        raise ConfigError(
+            f"--epochs must be >= 1, --lr > 0 and --steps-per-epoch >= 0; got {args.epochs}, "
+            f"{args.lr} and {args.steps_per_epoch}."
+        )
     if os.path.abspath(args.out) == os.path.abspath(args.run):
         raise ConfigError("--out must be a new run directory, not the trained run itself.")
     if os.path.exists(os.path.join(args.out, RUN_MODEL)):

@@ -131,4 +131,7 @@ def test_command_line_fine_tunes_a_run_into_a_new_run(tmp_path, capfd):
     # A second fine-tuning into the same directory, or into the run itself, is refused.
     assert qat_main([run, "--out", out]) != 0
     assert qat_main([run, "--out", run]) != 0
-    assert "already holds a model" in capfd.readouterr().err
+    assert qat_main([run, "--out", str(tmp_path / "other"), "--epochs", "0"]) != 0
+    errors = capfd.readouterr().err
+    assert "already holds a model" in errors and "got 0, 0.001 and 0" in errors
+    assert not os.path.exists(tmp_path / "other")  # nothing written for a refused call
