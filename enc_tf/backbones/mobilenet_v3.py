@@ -166,18 +166,14 @@ def build_mobilenet_v3(
     output_stride=16,
     sync_batch_norm=False,
     input_shape=(None, None, 3),
-    weights=None,
 ):
-    """Builds a dilated MobileNetV3 feature extractor.
+    """Builds a dilated MobileNetV3 feature extractor (ImageNet weights: `build_backbone`).
 
     Args:
         name: `mobilenetv3_large` or `mobilenetv3_small`.
         output_stride: 16 (stage 4 dilated), 8 (stages 3 and 4) or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.
-        weights: optional local path of keras.applications' ImageNet weight file
-            (`weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5` or the small
-            one). Nothing is downloaded.
 
     Returns:
         A functional `keras.Model` named `backbone` from normalised images
@@ -201,9 +197,4 @@ def build_mobilenet_v3(
             features[output] = x
     x = keras.layers.Conv2D(make_divisible(x.shape[-1] * 6), 1, use_bias=False, name="conv_1")(x)
     features["c4"] = _activation(_bn(x, "conv_1_bn", sync_batch_norm), _HSWISH, "conv_1_act")
-    model = keras.Model(images, features, name=BACKBONE_NAME)
-    if weights is not None:
-        from enc_tf.backbones.keras_weights import load_keras_applications_weights
-
-        load_keras_applications_weights(model, weights, name)
-    return model
+    return keras.Model(images, features, name=BACKBONE_NAME)

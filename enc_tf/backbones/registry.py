@@ -1,5 +1,6 @@
 """Every backbone by name: one builder, and the head size each family is paired with."""
 
+from enc_tf.backbones.keras_weights import WEIGHT_FILES, load_keras_applications_weights
 from enc_tf.backbones.mobilenet_v3 import MOBILENETS, build_mobilenet_v3
 from enc_tf.backbones.resnet import RESNETS, build_resnet
 
@@ -51,8 +52,19 @@ def build_backbone(
             (`resnet50`, `resnet101`, `mobilenetv3_*`). Nothing is downloaded.
         stem_width: ResNets only: the stem's output channels (None: the named one's).
     """
-    if backbone_family(name) == "resnet":
-        return build_resnet(name, output_stride, sync_batch_norm, input_shape, weights, stem_width)
-    if stem_width is not None:
+    family = backbone_family(name)  # an unknown name is an error that lists the known ones
+    if weights is not None and name not in WEIGHT_FILES:
+        raise ValueError(
+            f"`weights` takes a keras.applications ImageNet file ({', '.join(WEIGHT_FILES)}); "
+            f"for {name!r} convert a PyTorch-Encoding checkpoint with "
+            "enc_tf.convert.load_backbone_state."
+        )
+    if family == "resnet":
+        model = build_resnet(name, output_stride, sync_batch_norm, input_shape, stem_width)
+    elif stem_width is not None:
         raise ValueError(f"stem_width is a ResNet argument; {name!r} has none.")
-    return build_mobilenet_v3(name, output_stride, sync_batch_norm, input_shape, weights)
+    else:
+        model = build_mobilenet_v3(name, output_stride, sync_batch_norm, input_shape)
+    if weights is not None:
+        load_keras_applications_weights(model, weights, name)
+    return model

@@ -135,10 +135,9 @@ def build_resnet(
     output_stride=8,
     sync_batch_norm=False,
     input_shape=(None, None, 3),
-    weights=None,
     stem_width=None,
 ):
-    """Builds a dilated ResNet feature extractor.
+    """Builds a dilated ResNet feature extractor (ImageNet weights: `build_backbone`).
 
     Args:
         name: one of `RESNETS`: `resnet50s`, `resnet101s`, `resnet50v1c`,
@@ -146,8 +145,6 @@ def build_resnet(
         output_stride: 8 (stages 3 and 4 dilated), 16 (stage 4 dilated) or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.
-        weights: optional local path to the `keras.applications` ImageNet
-            weight file (`resnet50` / `resnet101` only). Nothing is downloaded.
         stem_width: output channels of the stem (an even number); None takes
             the named backbone's (128 for `resnet50s`, 64 for the others).
 
@@ -186,14 +183,4 @@ def build_resnet(
                 sync=sync_batch_norm,
             )
         features[STAGE_OUTPUTS[stage - 1]] = x
-    model = keras.Model(images, features, name=BACKBONE_NAME)
-    if weights is not None:
-        if family != "keras" or width != 64:
-            raise ValueError(
-                f"`weights` takes the keras.applications file for resnet50/resnet101; for {name!r} "
-                "convert a PyTorch-Encoding checkpoint with enc_tf.convert.load_backbone_state."
-            )
-        from enc_tf.backbones.keras_weights import load_keras_applications_weights
-
-        load_keras_applications_weights(model, weights, name)
-    return model
+    return keras.Model(images, features, name=BACKBONE_NAME)
