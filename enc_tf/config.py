@@ -32,9 +32,11 @@ class DataConfig:
     rotate_degrees: float = 0.0
     blur_probability: float = 0.0
     photometric: bool = False
+    # enc_tf.data.context_shapes.DEFAULT_{TRAIN,VAL,SIZE} (config sits below data; a test
+    # keeps the two equal)
     context_shapes_train: int = 400
     context_shapes_val: int = 100
-    context_shapes_size: int = 128
+    context_shapes_size: int = 384
 
 
 @dataclasses.dataclass
@@ -115,6 +117,8 @@ CHOICES = {
         "resnet101",
         "mobilenetv3_large",
         "mobilenetv3_small",
+        "mobilenetv3_large_minimalistic",
+        "mobilenetv3_small_minimalistic",
     ),
     "model.output_stride": (8, 16),
     "optimizer.weight_decay_mode": ("coupled", "decoupled"),

@@ -1,6 +1,6 @@
-"""`make demo`: train EncNet-ResNet50s on ContextShapes, evaluate it, draw predictions,
-then export it (SavedModel, TFLite float32 and int8, ONNX) and score every export on the
-validation images next to the Keras model.
+"""`make demo`: train EncNet on ContextShapes, evaluate it, draw predictions, export it
+(SavedModel, TFLite float32 and int8, ONNX) and score every export on the validation
+images next to the Keras model; the last thing printed is the model's per-class IoU.
 
 `python -m enc_tf.demo [--config configs/context_shapes.yaml] [--set key=value ...] [--skip-export]`
 """
@@ -9,7 +9,6 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from enc_tf.config import load_config
 from enc_tf.console import command_parser, run_cli
@@ -29,7 +28,7 @@ from enc_tf.export.compare import (
 )
 from enc_tf.files import atomic_write
 from enc_tf.training import train
-from enc_tf.visualize import add_legend, colorize
+from enc_tf.visualize import add_legend, colorize, side_by_side
 
 DEMO_EXPORTS = ("saved_model", "tflite_float32", "tflite_int8", "onnx")
 DEFAULT_CONFIG = os.path.join(
@@ -39,26 +38,13 @@ DEFAULT_CONFIG = os.path.join(
 
 def prediction_panel(image, label, prediction, classes):
     """input | ground truth | prediction, side by side, with a legend of the classes shown."""
-    strip = np.concatenate(
-        [
-            denormalize(image),
-            colorize(label, classes.palette),
-            colorize(prediction, classes.palette),
-        ],
-        axis=1,
-    )
+    views = [denormalize(image), colorize(label, classes.palette)]
+    views.append(colorize(prediction, classes.palette))
     shown = sorted(
         set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX}
     )
     shown = [c for c in shown if c < classes.num_classes]
-    scale = 3
-    panel = Image.fromarray(strip).resize(
-        (strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST
-    )
-    draw = ImageDraw.Draw(panel)
-    third = panel.width // 3
-    for i, title in enumerate(("input", "ground truth", "prediction")):
-        draw.text((i * third + 4, 2), title, fill="white")
+    panel = side_by_side(views, ("input", "ground truth", "prediction"))
     return add_legend(panel, classes, shown)
 
 
@@ -128,7 +114,6 @@ def _run(args):
             os.path.join(out_dir, f"val_{i:02d}.png"), lambda tmp: panel.save(tmp, format="PNG")
         )
     write_report(run_dir, scores, matrix)
-    print(format_scores(scores))
     export_dir = None
     if not args.skip_export and exports:
         export_dir = os.path.join(run_dir, "export")
@@ -144,6 +129,10 @@ def _run(args):
     print(
         f"logs:         {os.path.join(run_dir, 'log.csv')}, "
         f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}"
+    )
+    print(
+        f"\n{config.model.arch}-{config.model.backbone} on {len(val_source.samples)} "
+        "validation images (single scale, whole images):\n" + format_scores(scores)
     )
     return 0
 

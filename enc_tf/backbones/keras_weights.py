@@ -16,6 +16,12 @@ WEIGHT_FILES = {
     "resnet101": "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
     "mobilenetv3_large": "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
     "mobilenetv3_small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    "mobilenetv3_large_minimalistic": (
+        "weights_mobilenet_v3_large_minimalistic_224_1.0_float_no_top_v2.h5"
+    ),
+    "mobilenetv3_small_minimalistic": (
+        "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5"
+    ),
 }
 
 

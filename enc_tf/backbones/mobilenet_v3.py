@@ -1,8 +1,8 @@
 """Dilated MobileNetV3 backbones (Large, Small) in keras.applications' layer layout.
 
 The layers, their names and their weights are those of
-`keras.applications.MobileNetV3Large` / `MobileNetV3Small` (alpha 1.0, not
-minimalistic, `include_top=False`), so the official ImageNet weight files load
+`keras.applications.MobileNetV3Large` / `MobileNetV3Small` (alpha 1.0,
+`include_top=False`), so the official ImageNet weight files load
 unchanged (`enc_tf.backbones.keras_weights`). Differences, none of which changes a
 weight:
 
@@ -19,6 +19,11 @@ weight:
 The stage outputs are those of the ResNets, so every head works unchanged: `c1`
 (stride 4), `c2` (8), `c3` (16) are the last block outputs at those strides, `c4`
 the final 1x1 convolution (960 / 576 channels), as LR-ASPP reads it.
+
+The `_minimalistic` variants are keras.applications' `minimalistic=True` networks:
+3x3 kernels, ReLU everywhere and no squeeze-and-excite. Without squeeze-and-excite
+no layer pools over the whole image, so a head on them sees only what its receptive
+field covers (the plain FCN the paper compares EncNet with).
 """
 
 import keras
@@ -67,7 +72,19 @@ _SMALL = (
     (6, 96, 5, 1, True, _HSWISH),
     (6, 96, 5, 1, True, _HSWISH),
 )
-MOBILENETS = {"mobilenetv3_large": _LARGE, "mobilenetv3_small": _SMALL}
+
+
+def _minimalistic(blocks):
+    """keras.applications' `minimalistic=True`: 3x3 kernels, ReLU, no squeeze-and-excite."""
+    return tuple((e, f, 3, s, False, _RELU) for e, f, _, s, _, _ in blocks)
+
+
+MOBILENETS = {
+    "mobilenetv3_large": _LARGE,
+    "mobilenetv3_small": _SMALL,
+    "mobilenetv3_large_minimalistic": _minimalistic(_LARGE),
+    "mobilenetv3_small_minimalistic": _minimalistic(_SMALL),
+}
 SE_RATIO = 0.25
 
 
@@ -170,7 +187,8 @@ def build_mobilenet_v3(
     """Builds a dilated MobileNetV3 feature extractor (ImageNet weights: `build_backbone`).
 
     Args:
-        name: `mobilenetv3_large` or `mobilenetv3_small`.
+        name: a key of `MOBILENETS`: `mobilenetv3_large`, `mobilenetv3_small`, or either
+            with `_minimalistic`.
         output_stride: 16 (stage 4 dilated), 8 (stages 3 and 4) or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.
@@ -184,10 +202,11 @@ def build_mobilenet_v3(
     if name not in MOBILENETS:
         raise ValueError(f"Unknown MobileNetV3 {name!r}; choose one of {sorted(MOBILENETS)}.")
     blocks = MOBILENETS[name]
+    outer = _RELU if name.endswith("_minimalistic") else _HSWISH  # the stem's and conv_1's
     images = keras.Input(shape=input_shape, name="images")
     x = SignedUnitInput(name="signed_unit_input")(images)
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv")(x)
-    x = _activation(_bn(x, "conv_bn", sync_batch_norm), _HSWISH, "conv_act")
+    x = _activation(_bn(x, "conv_bn", sync_batch_norm), outer, "conv_act")
     features = {}
     for block_id, (spec, (stride, dilation, output)) in enumerate(
         zip(blocks, block_schedule(blocks, output_stride))
@@ -196,5 +215,5 @@ def build_mobilenet_v3(
         if output is not None:
             features[output] = x
     x = keras.layers.Conv2D(make_divisible(x.shape[-1] * 6), 1, use_bias=False, name="conv_1")(x)
-    features["c4"] = _activation(_bn(x, "conv_1_bn", sync_batch_norm), _HSWISH, "conv_1_act")
+    features["c4"] = _activation(_bn(x, "conv_1_bn", sync_batch_norm), outer, "conv_1_act")
     return keras.Model(images, features, name=BACKBONE_NAME)

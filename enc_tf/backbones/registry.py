@@ -11,6 +11,8 @@ HEAD_SIZES = {
     **{name: (512, 32) for name in RESNETS},
     "mobilenetv3_large": (128, 16),
     "mobilenetv3_small": (64, 16),
+    "mobilenetv3_large_minimalistic": (128, 16),
+    "mobilenetv3_small_minimalistic": (64, 16),
 }
 
 
@@ -44,7 +46,7 @@ def build_backbone(
     Args:
         name: a ResNet (`resnet50s`, `resnet101s`, `resnet50v1c`, `resnet101v1c`,
             `resnet50`, `resnet101`) or a MobileNetV3 (`mobilenetv3_large`,
-            `mobilenetv3_small`).
+            `mobilenetv3_small`, either with `_minimalistic`).
         output_stride: 8, 16 or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.

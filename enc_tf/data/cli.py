@@ -4,6 +4,7 @@ or generate ContextShapes."""
 import argparse
 
 from enc_tf.console import command_parser, run_cli
+from enc_tf.data import context_shapes
 from enc_tf.data.context_shapes import ensure_context_shapes
 from enc_tf.data.resolve import DATASETS, resolve_source
 from enc_tf.data.sources import LABEL_MAPPINGS
@@ -81,8 +82,8 @@ def main(argv=None):
     convert.add_argument("--image-format", default="png", choices=("png", "jpeg"))
     shapes = sub.add_parser("context-shapes", help="generate (or find) the ContextShapes dataset")
     shapes.add_argument("--cache-dir", default=None)
-    shapes.add_argument("--num-train", type=int, default=400)
-    shapes.add_argument("--num-val", type=int, default=100)
-    shapes.add_argument("--image-size", type=int, default=128)
+    shapes.add_argument("--num-train", type=int, default=context_shapes.DEFAULT_TRAIN)
+    shapes.add_argument("--num-val", type=int, default=context_shapes.DEFAULT_VAL)
+    shapes.add_argument("--image-size", type=int, default=context_shapes.DEFAULT_SIZE)
     shapes.add_argument("--seed", type=int, default=0)
     return run_cli(parser, _run, argv)

@@ -1,10 +1,16 @@
 """ContextShapes: a built-in, procedurally generated dataset where context decides.
 
-Four scene types, each a background and two kinds of objects. The backgrounds
+Four scene types, each a background and its own kind of object. The backgrounds
 come in two look-alike pairs: `sand` (beach) and `earth` (farm) are drawn from
 one texture distribution, `sea` (coast) and `lake` (pond) from another, so a
 background pixel's neighbourhood cannot tell the pair apart; only the objects
 in the scene can (the paper's Fig. 1: sand vs earth, skyscraper vs building).
+
+The objects (three or four), the scene's only cues, stand in a band along one side of
+the image (`CUE_BAND` of its size, the side drawn per image); the rest is background
+only. At the default 384 pixels much of it lies farther from every cue than a
+MobileNetV3's receptive field reaches: a model that labels a pixel from its
+neighbourhood must guess there, one that encodes the whole scene need not.
 
 The dataset is written in the Folder layout (`images/`, `masks/` palette PNGs,
 `classes.yaml`, `splits/{train,val}.txt`) into a cache directory on first use
@@ -22,107 +28,94 @@ from enc_tf.data.classes import ClassInfo, save_class_file
 from enc_tf.files import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2
+DEFAULT_TRAIN, DEFAULT_VAL, DEFAULT_SIZE = 400, 100, 384
+CUE_BAND = 0.25  # depth of the band holding the objects, as a fraction of the image size
+OBJECT_SIZE = (0.07, 0.1)  # an object's half-extent, as a fraction of the image size
 CLASSES = ClassInfo(
-    names=(
-        "sand",
-        "earth",
-        "sea",
-        "lake",
-        "umbrella",
-        "ball",
-        "tractor",
-        "haystack",
-        "boat",
-        "buoy",
-        "duck",
-        "reed",
-    ),
+    names=("sand", "earth", "sea", "lake", "umbrella", "tractor", "boat", "duck"),
     palette=(
         (194, 178, 128),
         (120, 72, 40),
         (0, 105, 148),
         (64, 164, 223),
-        (220, 40, 40),
-        (240, 220, 40),
-        (40, 140, 60),
-        (200, 150, 30),
-        (235, 235, 235),
-        (255, 120, 0),
-        (110, 60, 20),
-        (30, 80, 30),
+        (220, 30, 30),
+        (30, 150, 50),
+        (245, 245, 245),
+        (245, 225, 30),
     ),
 )
-# scene: (background class, texture, (object class, object class))
+BACKGROUNDS = (0, 1, 2, 3)  # the look-alike pairs: (0, 1) and (2, 3)
+# scene: (background class, texture, object classes)
 SCENES = {
-    "beach": (0, "grainy", (4, 5)),
-    "farm": (1, "grainy", (6, 7)),
-    "coast": (2, "wavy", (8, 9)),
-    "pond": (3, "wavy", (10, 11)),
+    "beach": (0, "grainy", (4,)),
+    "farm": (1, "grainy", (5,)),
+    "coast": (2, "wavy", (6,)),
+    "pond": (3, "wavy", (7,)),
 }
-# Object colours (RGB) and shapes.
-OBJECTS = {
-    4: ((220, 40, 40), "triangle"),
-    5: ((240, 220, 40), "circle"),
-    6: ((40, 140, 60), "box"),
-    7: ((200, 150, 30), "ellipse"),
-    8: ((235, 235, 235), "hull"),
-    9: ((255, 120, 0), "circle"),
-    10: ((110, 60, 20), "ellipse"),
-    11: ((30, 80, 30), "bar"),
-}
+SHAPES = {4: "triangle", 5: "box", 6: "hull", 7: "ellipse"}
+SIDES = ("top", "bottom", "left", "right")
 
 
 def _texture(kind, size, rng):
-    """A background texture; both scenes of a pair draw from the same distribution."""
+    """A `(size, size, 3)` float background; both scenes of a pair draw from one distribution."""
     h = w = size
     if kind == "grainy":
         base = np.array([176.0, 150.0, 105.0]) + rng.uniform(-20, 20, 3)
         blobs = rng.normal(0, 1, (h // 16 + 2, w // 16 + 2))
         blobs = np.kron(blobs, np.ones((16, 16)))[:h, :w, None] * 10
-        image = base + blobs + rng.normal(0, 14, (h, w, 3))
-    else:
-        base = np.array([40.0, 120.0, 180.0]) + rng.uniform(-20, 20, 3)
-        rows = np.arange(h)[:, None, None]
-        waves = 14 * np.sin(rows * rng.uniform(0.3, 0.6) + rng.uniform(0, 2 * np.pi))
-        image = base + waves + rng.normal(0, 10, (h, w, 3))
-    return image
+        return base + blobs + rng.normal(0, 14, (h, w, 3))
+    base = np.array([40.0, 120.0, 180.0]) + rng.uniform(-20, 20, 3)
+    rows = np.arange(h)[:, None, None]
+    waves = 14 * np.sin(rows * rng.uniform(0.3, 0.6) + rng.uniform(0, 2 * np.pi))
+    return base + waves + rng.normal(0, 10, (h, w, 3))
 
 
-def _draw_object(draw_image, draw_mask, class_id, size, rng):
-    colour, shape = OBJECTS[class_id]
-    s = rng.uniform(0.08, 0.2) * size
-    cx, cy = rng.uniform(s, size - s, 2)
-    jitter = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in colour)
+def _outline(shape, cx, cy, s):
+    """`(method, points or box)` of an object of half-extent `s` centred at `(cx, cy)`."""
     if shape == "triangle":
-        points = [(cx, cy - s), (cx - s, cy + s), (cx + s, cy + s)]
-        draw_image.polygon(points, fill=jitter)
-        draw_mask.polygon(points, fill=class_id)
-        return
+        return "polygon", [(cx, cy - s), (cx - s, cy + s), (cx + s, cy + s)]
     if shape == "hull":
-        points = [
-            (cx - s, cy - s / 3),
-            (cx + s, cy - s / 3),
+        return "polygon", [
+            (cx - s, cy - s / 2),
+            (cx + s, cy - s / 2),
             (cx + s / 2, cy + s / 2),
             (cx - s / 2, cy + s / 2),
         ]
-        draw_image.polygon(points, fill=jitter)
-        draw_mask.polygon(points, fill=class_id)
-        return
     if shape == "circle":
-        box = [cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2]
-        method = "ellipse"
-    elif shape == "ellipse":
-        box = [cx - s, cy - s / 2, cx + s, cy + s / 2]
-        method = "ellipse"
-    elif shape == "box":
-        box = [cx - s, cy - s / 2, cx + s, cy + s / 2]
-        method = "rectangle"
-    else:  # bar
-        box = [cx - s / 6, cy - s, cx + s / 6, cy + s]
-        method = "rectangle"
-    getattr(draw_image, method)(box, fill=jitter)
-    getattr(draw_mask, method)(box, fill=class_id)
+        return "ellipse", [cx - 0.8 * s, cy - 0.8 * s, cx + 0.8 * s, cy + 0.8 * s]
+    if shape == "ellipse":
+        return "ellipse", [cx - s, cy - s / 2, cx + s, cy + s / 2]
+    if shape == "box":
+        return "rectangle", [cx - s, cy - 0.6 * s, cx + s, cy + 0.6 * s]
+    return "rectangle", [cx - s / 3, cy - s, cx + s / 3, cy + s]  # bar
+
+
+def cue_band(side, size):
+    """`(rows, cols)` slices of the band that holds a scene's objects."""
+    depth = int(round(CUE_BAND * size))
+    full = slice(0, size)
+    near, far = slice(0, depth), slice(size - depth, size)
+    return {
+        "top": (near, full),
+        "bottom": (far, full),
+        "left": (full, near),
+        "right": (full, far),
+    }[side]
+
+
+def _object_centres(side, count, size, half_extents, rng):
+    """Centres spread along the band (one slot each), inside it across."""
+    depth = CUE_BAND * size
+    slot = size / count
+    centres = []
+    for i, s in enumerate(half_extents):
+        along = (i + 0.5) * slot + rng.uniform(-1, 1) * max(slot / 2 - s, 0)
+        across = rng.uniform(s, depth - s)
+        if side in ("bottom", "right"):
+            across = size - across
+        centres.append((along, across) if side in ("top", "bottom") else (across, along))
+    return centres
 
 
 def render_scene(scene, size, rng):
@@ -131,10 +124,18 @@ def render_scene(scene, size, rng):
     image = Image.fromarray(np.clip(_texture(texture, size, rng), 0, 255).astype(np.uint8))
     mask = Image.new("L", (size, size), background)
     draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
-    count = int(rng.integers(2, 6))
-    kinds = [objects[0], objects[1]] + list(rng.choice(objects, count - 2))
-    for class_id in kinds:
-        _draw_object(draw_image, draw_mask, int(class_id), size, rng)
+    side = SIDES[int(rng.integers(len(SIDES)))]
+    kinds = [int(k) for k in rng.choice(objects, int(rng.integers(3, 5)))]
+    kinds[: len(objects)] = objects  # every object kind of the scene at least once
+    half_extents = rng.uniform(*OBJECT_SIZE, len(kinds)) * size
+    for class_id, s, (cx, cy) in zip(
+        kinds, half_extents, _object_centres(side, len(kinds), size, half_extents, rng)
+    ):
+        method, outline = _outline(SHAPES[class_id], cx, cy, s)
+        colour = CLASSES.palette[class_id]
+        jitter = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in colour)
+        getattr(draw_image, method)(outline, fill=jitter)
+        getattr(draw_mask, method)(outline, fill=class_id)
     pixels = np.asarray(image).astype(np.float64) + rng.normal(0, 4, (size, size, 3))
     return np.clip(pixels, 0, 255).astype(np.uint8), np.asarray(mask, np.uint8)
 
@@ -146,7 +147,9 @@ def _palette_png(label):
     return image
 
 
-def write_context_shapes(root, num_train=400, num_val=100, image_size=128, seed=0):
+def write_context_shapes(
+    root, num_train=DEFAULT_TRAIN, num_val=DEFAULT_VAL, image_size=DEFAULT_SIZE, seed=0
+):
     """Generates ContextShapes into `root` (which must not exist); returns `root`."""
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "images"))
@@ -172,7 +175,9 @@ def default_cache_dir():
     return os.environ.get("ENC_TF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "enc_tf"))
 
 
-def ensure_context_shapes(cache_dir=None, num_train=400, num_val=100, image_size=128, seed=0):
+def ensure_context_shapes(
+    cache_dir=None, num_train=DEFAULT_TRAIN, num_val=DEFAULT_VAL, image_size=DEFAULT_SIZE, seed=0
+):
     """The ContextShapes directory for these settings: generated once, then reused.
 
     Generation happens in a temporary directory that is renamed when complete,

@@ -40,8 +40,7 @@ def resolve_source(
     if dataset != "folder" and (classes or (label_mapping not in (None, "", "identity"))):
         raise DataError("--classes and --label-mapping apply to --dataset folder only.")
     if dataset == "context_shapes":
-        num_train, num_val, size = context_shapes or (400, 100, 128)
-        root = ensure_context_shapes(root or None, num_train, num_val, size)
+        root = ensure_context_shapes(root or None, *(context_shapes or ()))
         return get_source("folder", root, split, strict=strict)
     if not root:
         raise DataError(f"The {dataset} dataset needs its root directory (--root, data.root).")

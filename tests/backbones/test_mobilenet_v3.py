@@ -1,8 +1,11 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 
 from enc_tf.backbones import SignedUnitInput, build_backbone, head_size
+from enc_tf.backbones.keras_weights import WEIGHT_FILES
 from enc_tf.backbones.mobilenet_v3 import MOBILENETS, block_schedule, make_divisible
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 from tests.support.keras_applications import write_legacy_h5
@@ -18,6 +21,13 @@ APPLICATIONS = {
     "mobilenetv3_large": keras.applications.MobileNetV3Large,
     "mobilenetv3_small": keras.applications.MobileNetV3Small,
 }
+for _size in ("large", "small"):  # the same layout, without squeeze-and-excite
+    _name = f"mobilenetv3_{_size}"
+    STAGES[f"{_name}_minimalistic"] = STAGES[_name]
+    CHANNELS[f"{_name}_minimalistic"] = CHANNELS[_name]
+    APPLICATIONS[f"{_name}_minimalistic"] = functools.partial(
+        APPLICATIONS[_name], minimalistic=True
+    )
 
 
 def _normalised(rgb):
@@ -99,7 +109,7 @@ def test_weight_file_of_the_other_network_is_refused(keras_mobilenet, tmp_path):
     other = next(n for n in MOBILENETS if n != name)
     with pytest.raises(ValueError, match=r"mis-shaped|missing|unexpected") as info:
         build_backbone(other, weights=path)
-    assert f"weights_mobilenet_v3_{other.split('_')[1]}_224" in str(info.value)
+    assert WEIGHT_FILES[other] in str(info.value)
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         build_backbone(name, weights=str(tmp_path / "absent.h5"))
 
@@ -114,5 +124,24 @@ def test_head_sizes_by_family():
     assert head_size("resnet50s") == (512, 32)
     assert head_size("mobilenetv3_large") == (128, 16)
     assert head_size("mobilenetv3_small") == (64, 16)
+    assert head_size("mobilenetv3_large_minimalistic") == (128, 16)
     with pytest.raises(ValueError, match="Unknown backbone"):
         head_size("vgg16")
+
+
+def test_minimalistic_has_no_global_pooling():
+    """No layer of a minimalistic backbone sees the whole image: a change in one corner of
+    a 512-pixel image leaves the features of the far corner, outside the receptive field,
+    exactly unchanged; the full network's squeeze-and-excite spreads it everywhere."""
+    for name, reaches in (("mobilenetv3_large_minimalistic", False), ("mobilenetv3_large", True)):
+        backbone = build_backbone(name, output_stride=16)
+        assert (
+            any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in backbone.layers)
+            == reaches
+        )
+        images = np.random.default_rng(5).normal(size=(1, 512, 512, 3)).astype("float32")
+        changed = images.copy()
+        changed[:, :96, :96] = 20.0
+        a, b = (np.asarray(backbone(x, training=False)["c4"][0, -1, -1]) for x in (images, changed))
+        change = np.max(np.abs(a - b)) / np.max(np.abs(a))
+        assert change > 0.0 if reaches else change == 0.0, (name, change)

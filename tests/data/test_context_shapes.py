@@ -2,8 +2,17 @@ import os
 
 import numpy as np
 
-from enc_tf.data import folder_source
-from enc_tf.data.context_shapes import CLASSES, ensure_context_shapes, render_scene
+from enc_tf.config import DataConfig
+from enc_tf.data import context_shapes, folder_source
+from enc_tf.data.context_shapes import (
+    BACKGROUNDS,
+    CLASSES,
+    CUE_BAND,
+    SCENES,
+    cue_band,
+    ensure_context_shapes,
+    render_scene,
+)
 from enc_tf.data.io import read_pair
 
 
@@ -79,10 +88,84 @@ def _nearest_mean_accuracy(a, b):
 
 
 def test_look_alike_backgrounds_are_indistinguishable_locally():
+    """Patch statistics (colour mean and spread, gradient energy) tell the pair apart at
+    chance, while the same statistics separate the two textures perfectly. 200 images a
+    class: patches of one image share its colour, so fewer images leave the test noisy."""
     rng = np.random.default_rng(0)
-    sand, earth, sea, lake = (_patch_features(c, 30, rng) for c in range(4))
-    assert min(len(sand), len(earth), len(sea), len(lake)) > 200
-    assert _nearest_mean_accuracy(sand, earth) < 0.6  # chance is 0.5
-    assert _nearest_mean_accuracy(sea, lake) < 0.6
+    sand, earth, sea, lake = (_patch_features(c, 200, rng, size=48) for c in range(4))
+    assert min(len(sand), len(earth), len(sea), len(lake)) > 2000
+    assert abs(_nearest_mean_accuracy(sand, earth) - 0.5) < 0.08  # chance is 0.5
+    assert abs(_nearest_mean_accuracy(sea, lake) - 0.5) < 0.08
     # The same statistics separate backgrounds of different textures: the test can fail.
     assert _nearest_mean_accuracy(sand, sea) > 0.95
+
+
+def _render(scene, size, seed):
+    """A scene and the side its cue band lies on (found from where the objects are)."""
+    image, label = render_scene(scene, size, np.random.default_rng(seed))
+    objects = label >= len(BACKGROUNDS)
+    sides = [
+        side
+        for side in ("top", "bottom", "left", "right")
+        if not np.any(objects & ~_band_mask(side, size, margin=1))
+    ]
+    return image, label, sides
+
+
+def _band_mask(side, size, margin=0):
+    rows, cols = cue_band(side, size)
+    mask = np.zeros((size, size), bool)
+    mask[
+        max(rows.start - margin, 0) : rows.stop + margin,
+        max(cols.start - margin, 0) : cols.stop + margin,
+    ] = True
+    return mask
+
+
+def test_every_scene_has_one_background_and_both_its_cues_inside_one_band():
+    size = 96
+    seen_sides = set()
+    for seed in range(24):
+        for scene, (background, _, objects) in SCENES.items():
+            image, label, sides = _render(scene, size, seed)
+            assert image.shape == (size, size, 3) and image.dtype == np.uint8
+            assert label.shape == (size, size) and label.dtype == np.uint8
+            values = set(np.unique(label).tolist())
+            assert values == {background, *objects}, (scene, seed, values)  # nothing else
+            assert sides, (scene, seed)  # every object lies inside one band along a side
+            seen_sides.update(sides)
+            # Most of the background lies outside the band, far from every cue.
+            far = ~_band_mask(sides[0], size)
+            assert far.mean() >= 1 - CUE_BAND - 0.02
+            assert np.all(label[far] == background)
+    assert seen_sides == {"top", "bottom", "left", "right"}  # no side is a cue by itself
+
+
+def test_far_background_is_far_from_every_object():
+    """In every scene, 40% of the background is more than a third of the image from the
+    nearest object pixel, and half of it more than a quarter."""
+    size = 64
+    rows, cols = np.mgrid[:size, :size]
+    for seed in range(8):
+        for scene in SCENES:
+            _, label, _ = _render(scene, size, seed)
+            objects = np.argwhere(label >= len(BACKGROUNDS))
+            background = np.argwhere(label < len(BACKGROUNDS))
+            distance = np.sqrt(((background[:, None, :] - objects[None, :, :]) ** 2).sum(-1)).min(1)
+            assert np.mean(distance > size / 3) >= 0.4, (scene, seed)
+            assert np.mean(distance > size / 4) >= 0.5, (scene, seed)
+
+
+def test_a_new_version_is_a_new_cache(tmp_path):
+    root = ensure_context_shapes(str(tmp_path), num_train=4, num_val=4, image_size=32)
+    assert f"context_shapes-v{context_shapes.VERSION}-" in os.path.basename(root)
+    assert context_shapes.VERSION >= 2  # the cue-band design; version 1 scattered the objects
+
+
+def test_config_defaults_are_the_dataset_defaults():
+    data = DataConfig()
+    assert (data.context_shapes_train, data.context_shapes_val, data.context_shapes_size) == (
+        context_shapes.DEFAULT_TRAIN,
+        context_shapes.DEFAULT_VAL,
+        context_shapes.DEFAULT_SIZE,
+    )
