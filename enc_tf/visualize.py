@@ -30,13 +30,15 @@ def add_legend(image, classes, shown, columns=4):
 
 def side_by_side(views, titles, scale=3):
     """`(H, W, 3)` uint8 views in a row, enlarged `scale` times (nearest neighbour), each
-    with its title in its top-left corner; a PIL image."""
+    with its title in white on black in its top-left corner; a PIL image."""
     strip = np.concatenate([np.asarray(v, np.uint8) for v in views], axis=1)
     height, width = strip.shape[:2]
     picture = Image.fromarray(strip).resize((width * scale, height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
     step = picture.width // len(views)
     for i, title in enumerate(titles):
+        left, top, right, bottom = draw.textbbox((i * step + 4, 2), title)
+        draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill="black")
         draw.text((i * step + 4, 2), title, fill="white")
     return picture
 
