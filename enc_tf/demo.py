@@ -44,7 +44,8 @@ def prediction_panel(image, label, prediction, classes):
         set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX}
     )
     shown = [c for c in shown if c < classes.num_classes]
-    panel = side_by_side(views, ("input", "ground truth", "prediction"))
+    scale = max(1, min(3, 384 // image.shape[0]))  # up to 3x for small images; 384 px as is
+    panel = side_by_side(views, ("input", "ground truth", "prediction"), scale)
     return add_legend(panel, classes, shown)
 
 

@@ -82,13 +82,9 @@ def _outline(shape, cx, cy, s):
             (cx + s / 2, cy + s / 2),
             (cx - s / 2, cy + s / 2),
         ]
-    if shape == "circle":
-        return "ellipse", [cx - 0.8 * s, cy - 0.8 * s, cx + 0.8 * s, cy + 0.8 * s]
     if shape == "ellipse":
         return "ellipse", [cx - s, cy - s / 2, cx + s, cy + s / 2]
-    if shape == "box":
-        return "rectangle", [cx - s, cy - 0.6 * s, cx + s, cy + 0.6 * s]
-    return "rectangle", [cx - s / 3, cy - s, cx + s / 3, cy + s]  # bar
+    return "rectangle", [cx - s, cy - 0.6 * s, cx + s, cy + 0.6 * s]  # box
 
 
 def cue_band(side, size):
