@@ -11,10 +11,11 @@ FCN | EncNet.
         [--out runs/context_benchmark] [--figure docs/context_shapes_fcn_vs_encnet.png]
         [--parallel 2] [--set key=value ...]
 
-Each model trains in its own process, `--parallel` at a time (two processes on two cores
-train faster together than one after the other). The budget is the config's epochs x
-steps, so the time limit is turned off. A run directory that already holds a finished run
-of the same config is evaluated again, not retrained, so an interrupted benchmark resumes.
+Each model trains in its own process, `--parallel` at a time (on two cores the six
+trainings took as long two at a time as one after the other would). The budget is the
+config's epochs x steps, so the time limit is turned off. A finished run directory is
+evaluated again, not retrained (the trainer resumes after its last epoch), so an
+interrupted benchmark resumes; after changing the config, use a new `--out`.
 """
 
 import argparse

@@ -50,8 +50,8 @@ def test_an_older_model_gets_its_classes_from_the_run_config_without_the_dataset
     plain = _tiny()
     old_style = keras.Model(plain.input, plain.output)  # saved as a plain functional model
     cache = tmp_path / "cache"
-    twelve = build_encnet(12, output_stride=16, aux=False, num_codes=4)
-    run = _run_dir(tmp_path, "context_shapes", cache, keras.Model(twelve.input, twelve.output))
+    shapes = build_encnet(CONTEXT_SHAPES.num_classes, output_stride=16, aux=False, num_codes=4)
+    run = _run_dir(tmp_path, "context_shapes", cache, keras.Model(shapes.input, shapes.output))
     assert list(load_model(str(run)).classes.names) == list(CONTEXT_SHAPES.names)
     assert not cache.exists()
     # A folder dataset that is no longer there: no class names, a warning, no failure.
