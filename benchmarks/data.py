@@ -87,11 +87,12 @@ def main():
                 f"{ade_pipe / ade_model:.0f}x",
             ]
         )
-        shapes = folder_source(ensure_context_shapes(os.path.join(tmp, "cache")), "train")
+        shapes = ensure_context_shapes(os.path.join(tmp, "cache"), image_size=128)
+        shapes = folder_source(shapes, "train")
         cs_pipe = pipeline_rate(
             shapes, PipelineConfig(batch_size=16, base_size=128, crop_size=112), batches=10
         )
-        cs_model = model_rate(12, 112, batch=8)
+        cs_model = model_rate(shapes.num_classes, 112, batch=8)
         rows.append(
             [
                 "ContextShapes 128x128 PNG, base 128 / crop 112",
