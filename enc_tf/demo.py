@@ -38,8 +38,7 @@ DEFAULT_CONFIG = os.path.join(
 
 def prediction_panel(image, label, prediction, classes):
     """input | ground truth | prediction, side by side, with a legend of the classes shown."""
-    views = [denormalize(image), colorize(label, classes.palette)]
-    views.append(colorize(prediction, classes.palette))
+    views = [denormalize(image), *(colorize(x, classes.palette) for x in (label, prediction))]
     shown = sorted(
         set(np.unique(label).tolist()) | set(np.unique(prediction).tolist()) - {IGNORE_INDEX}
     )
