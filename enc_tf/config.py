@@ -50,7 +50,12 @@ class ModelConfig:
     num_codes: int = 0  # Encoding codewords; 0: the backbone's default (ResNet 32, MobileNet 16)
     head_channels: int = 0  # EncHead width; 0: the backbone's (ResNet 512, MobileNetV3 128 / 64)
     dropout: float = 0.1
-    backbone_weights: str = "none"  # a local file, or "none" to train from scratch
+    # ImageNet weights for the backbone: a preset name (`enc-presets list`), "imagenet" (the
+    # backbone's usual preset), an http(s) URL, a local file, or "none" (from scratch)
+    backbone_weights: str = "none"
+    # start from a trained model (fine-tuning): a preset name, an http(s) URL, a .keras file
+    # or a run directory; "" starts from backbone_weights
+    init_from: str = ""
 
 
 @dataclasses.dataclass

@@ -93,3 +93,27 @@ def run_cli(
         gc.collect()
         return code
     return 0 if status is None else int(status)
+
+
+class DownloadProgress:
+    """`progress(done, total)` for downloads: a bar redrawn in place on stderr when it is a
+    terminal; elsewhere (logs, CI) silent, since the download is logged when it starts."""
+
+    def __init__(self, stream=None, width=30):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.active = self.stream.isatty()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.active:
+            return
+        if total:
+            filled = int(self.width * done / total)
+            bar = "#" * filled + "." * (self.width - filled)
+            line = f"\r[{bar}] {done / 1e6:7.1f} / {total / 1e6:.1f} MB"
+        else:
+            line = f"\r{done / 1e6:7.1f} MB"
+        self.stream.write(line)
+        if total and done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

@@ -21,7 +21,9 @@ TIERS = [
     ["models"],
     ["data", "losses", "metrics", "optimizers", "visualize"],
     ["artifacts", "prediction"],
-    ["convert", "evaluation", "inference", "export"],
+    ["convert"],
+    ["presets"],
+    ["evaluation", "inference", "export"],
     ["training"],
     ["demo"],
 ]

@@ -27,7 +27,7 @@ from enc_tf.convert.torch_state import (
 from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, EncNet
 
 FORMAT = "mmseg"
-_STEM = {
+STEM = {
     "stem_conv1": "stem.0",
     "stem_bn1": "stem.1",
     "stem_conv2": "stem.3",
@@ -58,7 +58,7 @@ def module_map(model):
             f"Model {model.name!r} has no 'enc_head': only EncNet maps onto MMSegmentation's "
             "EncNet (its FCN has another head: two convs and concat_input)."
         )
-    mapping = deep_stem_module_map(model.get_layer(BACKBONE_NAME), "backbone.", _STEM)
+    mapping = deep_stem_module_map(model.get_layer(BACKBONE_NAME), "backbone.", STEM)
     head = model.get_layer(ENC_HEAD)
     enc = head.enc_module
     mapping.update(

@@ -26,7 +26,7 @@ from enc_tf.models.encnet import (
 from enc_tf.models.saving import save_model_atomic
 
 FORMAT = "pytorch-encoding"
-_STEM = {
+STEM = {
     "stem_conv1": "conv1.0",
     "stem_bn1": "conv1.1",
     "stem_conv2": "conv1.3",
@@ -38,7 +38,7 @@ _STEM = {
 
 def backbone_module_map(backbone, prefix="pretrained."):
     """`{torch module path: Keras layer}` for the weight-bearing backbone layers."""
-    return deep_stem_module_map(backbone, prefix, _STEM)
+    return deep_stem_module_map(backbone, prefix, STEM)
 
 
 def _conv_bn_map(prefix, block, conv_index="0", bn_index="1"):

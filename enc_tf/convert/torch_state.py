@@ -224,24 +224,52 @@ def _read_torch(path):
     for nested in ("state_dict", "model"):
         if isinstance(raw, dict) and isinstance(raw.get(nested), dict):
             raw = raw[nested]
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path!r} holds a {type(raw).__name__}, not a state_dict of tensors.")
+    not_tensors = sorted(str(k) for k, v in raw.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ValueError(
+            f"{path!r} is not a state_dict: {len(not_tensors)} entries are not tensors "
+            f"({not_tensors[:5]})."
+        )
     state = {key: value.detach().cpu().numpy() for key, value in raw.items()}
     return state, meta if isinstance(meta, dict) else None
 
 
+def _read_safetensors(path):
+    try:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+    except ImportError as err:
+        raise ImportError(
+            f"Reading {path!r} needs the safetensors package, which is not installed: "
+            "pip install safetensors."
+        ) from err
+    try:
+        return dict(load_file(path)), None
+    except SafetensorError as err:
+        raise ValueError(f"{path!r} is not a readable safetensors file: {err}") from err
+
+
 def read_checkpoint_file(path):
     """`(state_dict, meta)` of a `.npz` (arrays keyed by torch names, optional
-    `__meta__` JSON) or `.pth`/`.pt` file (needs torch; the weights may sit under
-    `state_dict` or `model`, next to a `meta` dict). `module.` prefixes of
-    DataParallel are dropped. `meta` is None when the file has none.
+    `__meta__` JSON), `.safetensors` (read without torch or pickle) or `.pth`/`.pt`
+    file (needs torch; read with `weights_only=True`, so no code in it runs; the
+    weights may sit under `state_dict` or `model`, next to a `meta` dict).
+    `module.` prefixes of DataParallel are dropped. `meta` is None when the file has none.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path!r}")
     if path.endswith(".npz"):
         state, meta = _read_npz(path)
+    elif path.endswith(".safetensors"):
+        state, meta = _read_safetensors(path)
     elif path.endswith((".pth", ".pt", ".pth.tar")):
         state, meta = _read_torch(path)
     else:
-        raise ValueError(f"Unknown checkpoint format {path!r}: expected .npz, .pth or .pt.")
+        raise ValueError(
+            f"Unknown checkpoint format {path!r}: expected .npz, .safetensors, .pth or .pt."
+        )
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module.") :]: value for key, value in state.items()}
     if not state:

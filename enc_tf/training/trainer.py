@@ -8,10 +8,12 @@ import os
 import keras
 import tensorflow as tf
 
-from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL
+from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL, load_keras_model
 from enc_tf.backbones import WEIGHT_FILES
 from enc_tf.config import ConfigError, save_config
-from enc_tf.convert.pytorch_encoding import load_backbone_state, read_state_dict
+from enc_tf.console import DownloadProgress
+from enc_tf.convert.cli import read_checkpoint
+from enc_tf.convert.imagenet import load_imagenet_file
 from enc_tf.data import (
     AugmentConfig,
     PipelineConfig,
@@ -20,11 +22,13 @@ from enc_tf.data import (
     sources_from_config,
 )
 from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
-from enc_tf.errors import EncTfError, TrainingDiverged
+from enc_tf.errors import EncTfError, ModelFileError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
+from enc_tf.models.transfer import transfer_weights
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
+from enc_tf.presets import backbone_weights_path, model_path
 from enc_tf.training import callbacks as cb
 from enc_tf.training.multi_worker import fix_fit_for_multi_worker
 from enc_tf.training.run_state import RunRecorder, restore_resume_point
@@ -34,38 +38,62 @@ logger = logging.getLogger(__name__)
 
 def build_model(config, classes, sync_batch_norm):
     """The model a `ModelConfig` describes for `classes` (a `ClassInfo`, saved with the
-    model), with its backbone initialised from a local file."""
+    model), started from `model.init_from` (a trained model) or with its backbone from
+    `model.backbone_weights` (ImageNet weights)."""
     num_classes = classes.num_classes
     m = config.model
-    weights = None if m.backbone_weights == "none" else m.backbone_weights
-    if weights is not None and not os.path.isfile(weights):
-        raise ConfigError(f"model.backbone_weights: file not found: {weights}")
+    weights = None if m.init_from else backbone_weights_path(m.backbone_weights, m.backbone)
+    keras_file = weights if m.backbone in WEIGHT_FILES else None
     common = dict(
         backbone=m.backbone,
         output_stride=m.output_stride,
         aux=m.aux,
         dropout=m.dropout,
         sync_batch_norm=sync_batch_norm,
-        backbone_weights=weights if m.backbone in WEIGHT_FILES else None,
+        backbone_weights=keras_file,
         class_names=list(classes.names),
         palette=[list(c) for c in classes.palette],
     )
-    if m.arch == "encnet":
-        model = build_encnet(
-            num_classes,
-            se_loss=m.se_loss,
-            lateral=m.lateral,
-            num_codes=m.num_codes or None,
-            head_channels=m.head_channels or None,
-            **common,
-        )
-    else:
-        model = build_fcn(num_classes, **common)
-    if weights is not None and m.backbone not in WEIGHT_FILES:  # a deep-stem ResNet
-        load_backbone_state(
-            model.get_layer(BACKBONE_NAME), read_state_dict(weights), source=weights
-        )
+    try:
+        if m.arch == "encnet":
+            model = build_encnet(
+                num_classes,
+                se_loss=m.se_loss,
+                lateral=m.lateral,
+                num_codes=m.num_codes or None,
+                head_channels=m.head_channels or None,
+                **common,
+            )
+        else:
+            model = build_fcn(num_classes, **common)
+        if weights is not None and keras_file is None:  # a deep-stem ResNet's torch weights
+            load_imagenet_file(model.get_layer(BACKBONE_NAME), weights, m.backbone, _read_state)
+    except (ValueError, KeyError) as err:
+        if isinstance(err, EncTfError) or weights is None:
+            raise
+        raise ModelFileError(
+            f"model.backbone_weights {weights}: {' '.join(str(err).split())}"
+        ) from err
+    if m.init_from:
+        start_from(model, m.init_from)
     return model
+
+
+def _read_state(path):
+    return read_checkpoint(path)[0]
+
+
+def start_from(model, spec):
+    """Copies the weights of the trained model `spec` names (preset, URL, `.keras`, run
+    directory) into `model` (see `transfer_weights`) and logs what was copied and reset."""
+    path = model_path(spec, DownloadProgress())
+    source = load_keras_model(path, fold=False).keras_model
+    try:
+        report = transfer_weights(source, model, source_name=f"model.init_from {spec}")
+    except ValueError as err:
+        raise ConfigError(" ".join(str(err).split())) from err
+    logger.info("Fine-tuning from %s: %s", spec, report.summary())
+    return report
 
 
 def training_pipeline(config):

@@ -1,0 +1,90 @@
+"""ImageNet weights for the backbones, in the layouts their publishers use.
+
+- timm's ResNet-s / ResNet-c (`resnet50s.gluon_in1k`, `resnet50c.gluon_in1k`, ...:
+  GluonCV's ResNet-v1s/-v1c, whose deep stem `conv1.0/.1/.3/.4/.6`, `bn1` is the
+  original PyTorch-Encoding's key layout), as `.safetensors`, `.pth` or `.npz`;
+- mmcv's ResNetV1c (`open-mmlab://resnet50_v1c`: `stem.0/.1/.3/.4/.6/.7`);
+- keras.applications' `notop` `.h5` files (ResNet50/101, MobileNetV3).
+
+The classifier (`fc.*`) is ignored. The stem's width in the file names the layout
+(128: ResNet-s, our `resnet*s`; 64: ResNet-c / V1c, our `resnet*v1c`), and a file
+for another backbone than the one being built is refused with one line.
+"""
+
+import numpy as np
+
+from enc_tf.backbones import WEIGHT_FILES, load_keras_applications_weights
+from enc_tf.backbones.resnet import RESNETS
+from enc_tf.convert import mmseg, pytorch_encoding
+from enc_tf.convert.torch_state import deep_stem_module_map, load_state_dict, stage_depth
+
+# The first stem key of each deep-stem layout, and the module map that reads it.
+_LAYOUTS = {
+    "conv1.0.weight": ("timm / PyTorch-Encoding", pytorch_encoding.STEM),
+    "stem.0.weight": ("mmcv ResNetV1c", mmseg.STEM),
+}
+_PREFIXES = ("module.", "pretrained.", "backbone.", "model.")
+
+
+def _strip(state):
+    """Drops a wrapper prefix every key shares (`module.`, `backbone.`, ...) and the
+    classifier."""
+    for prefix in _PREFIXES:
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _deep_stem_layout(state, source):
+    for key, (layout, stem) in _LAYOUTS.items():
+        if key in state:
+            return layout, stem
+    raise ValueError(
+        f"{source} is not a deep-stem ResNet ImageNet checkpoint: it has neither "
+        f"'conv1.0.weight' (timm's resnet*s / resnet*c, PyTorch-Encoding) nor 'stem.0.weight' "
+        f"(mmcv ResNetV1c); its first keys are {sorted(state)[:3]}."
+    )
+
+
+def imagenet_backbone_name(state, source="the checkpoint"):
+    """Our backbone name for a deep-stem ResNet ImageNet state_dict (`resnet50s`,
+    `resnet101v1c`, ...), from its depth and stem width."""
+    state = _strip(state)
+    _, stem = _deep_stem_layout(state, source)
+    width = int(np.shape(state[stem["stem_conv3"] + ".weight"])[0])
+    depth = stage_depth(state, "")
+    for name, (family, d, stem_width) in RESNETS.items():
+        if family == "deep_stem" and d == depth and stem_width == width:
+            return name
+    raise ValueError(f"{source}: a ResNet{depth} with a stem {width} wide is none of ours.")
+
+
+def load_imagenet_state(backbone, state, name, source="the checkpoint"):
+    """Loads a deep-stem ResNet ImageNet state_dict (timm, PyTorch-Encoding or mmcv layout)
+    into `backbone`, built as `name`.
+
+    Raises:
+        ValueError: the file is for another backbone (named), or keys are missing,
+            unexpected or mis-shaped (all listed).
+    """
+    state = _strip(state)
+    _, stem = _deep_stem_layout(state, source)
+    found = imagenet_backbone_name(state, source)
+    if found != name:
+        raise ValueError(
+            f"{source} holds {found} ImageNet weights, not {name}: set model.backbone to "
+            f"{found} or choose the {name} weights."
+        )
+    load_state_dict(deep_stem_module_map(backbone, "", stem), state, source)
+
+
+def load_imagenet_file(backbone, path, name, read_state):
+    """Loads the ImageNet weight file at `path` into `backbone` (built as `name`): a
+    keras.applications `.h5` for the backbones in `WEIGHT_FILES`, else a state_dict
+    file read by `read_state(path)`."""
+    if name in WEIGHT_FILES:
+        load_keras_applications_weights(backbone, path, name)
+        return
+    if name not in RESNETS:
+        raise ValueError(f"{name} has no ImageNet weights in a layout enc_tf reads.")
+    load_imagenet_state(backbone, read_state(path), name, source=path)

@@ -1,0 +1,43 @@
+"""Published weights by name: the preset registry, careful downloads, and resolving a
+preset, URL or path wherever a model or weights are taken."""
+
+from enc_tf.artifacts import load_keras_model
+from enc_tf.console import DownloadProgress
+from enc_tf.presets.download import DownloadError, cache_home, fetch
+from enc_tf.presets.registry import IMAGENET, PRESETS, Preset, find, table
+from enc_tf.presets.resolve import backbone_weights_path, fetch_preset, model_path
+
+
+def list_presets(kind=None):
+    """The presets (`Preset`s), optionally only of `kind` (`backbone` or `model`)."""
+    return [p for p in PRESETS.values() if kind is None or p.kind == kind]
+
+
+def from_preset(spec, progress=True):
+    """The self-describing Keras model (`EncNet`/`FCN`) a preset name, URL or path names,
+    downloaded, verified and converted on first use (then read from the cache).
+
+    Example:
+        >>> model = from_preset("encnet_r50_ade20k")
+        >>> model.class_names[:3]
+        ['wall', 'building', 'sky']
+    """
+    path = model_path(spec, DownloadProgress() if progress else None)
+    return load_keras_model(path, fold=False).keras_model
+
+
+__all__ = [
+    "IMAGENET",
+    "PRESETS",
+    "DownloadError",
+    "Preset",
+    "backbone_weights_path",
+    "cache_home",
+    "fetch",
+    "fetch_preset",
+    "find",
+    "from_preset",
+    "list_presets",
+    "model_path",
+    "table",
+]

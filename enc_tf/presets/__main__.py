@@ -1,0 +1,5 @@
+import sys
+
+from enc_tf.presets.cli import main
+
+sys.exit(main())
