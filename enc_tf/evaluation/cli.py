@@ -15,7 +15,7 @@ import logging
 import sys
 
 from enc_tf.artifacts import check_classes, load_model
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.data import PipelineConfig, build_dataset, resolve_source, sources_from_config
 from enc_tf.data.pipeline import NumpyIterator
 from enc_tf.data.sources import LABEL_MAPPINGS
@@ -36,6 +36,7 @@ from enc_tf.prediction import (
     check_settings,
     model_align_corners,
 )
+from enc_tf.presets import MODEL_HELP, model_path
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def run(args):
     else:
         settings = mmseg_settings(args)
     strategy, shard = _strategy()  # collectives must be set up before any other TF op
-    loaded = load_model(args.model).with_precision(args.precision)
+    loaded = load_model(model_path(args.model, DownloadProgress())).with_precision(args.precision)
     source = _source(args, loaded)
     classes = check_classes(loaded, source.classes, f"the {args.dataset or 'run'} dataset")
     if args.protocol == "paper":
@@ -257,7 +258,7 @@ def _command(args):
 
 def main(argv=None):
     parser = command_parser("enc-eval", __doc__)
-    parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
+    parser.add_argument("model", help=MODEL_HELP + ", or SavedModel directory")
     parser.add_argument(
         "--dataset", choices=("folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
     )

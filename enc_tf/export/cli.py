@@ -10,10 +10,11 @@ import os
 import sys
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.errors import ConfigError
 from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
 from enc_tf.models.precision import add_precision_option
+from enc_tf.presets import MODEL_HELP, model_path
 
 
 def run(args):
@@ -22,7 +23,9 @@ def run(args):
     if args.version is not None and args.version < 1:
         raise ConfigError(f"--version must be a positive integer, got {args.version}.")
     remove_stale_exports(os.path.join(args.base_dir, args.name))
-    loaded = load_keras_model(args.model).with_precision(args.precision)
+    loaded = load_keras_model(model_path(args.model, DownloadProgress())).with_precision(
+        args.precision
+    )
     classes = export_classes(loaded, args.classes)
     try:
         path = export_saved_model(
@@ -42,7 +45,7 @@ def run(args):
 def main(argv=None):
     parser = command_parser("enc-export", __doc__)
     add_precision_option(parser)
-    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
     parser.add_argument("--name", default="encnet")
     parser.add_argument(

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import (
     DEFAULT_OPSET,
@@ -24,6 +24,7 @@ from enc_tf.export.onnx import (
     write_onnx,
 )
 from enc_tf.files import remove_stale_temporaries
+from enc_tf.presets import MODEL_HELP, model_path
 
 
 def run(args):
@@ -32,7 +33,7 @@ def run(args):
     if args.size is not None and args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}.")
     remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
-    loaded = load_keras_model(args.model)
+    loaded = load_keras_model(model_path(args.model, DownloadProgress()))
     classes = export_classes(loaded, args.classes)
     proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)
     if not args.no_check:
@@ -58,7 +59,7 @@ def run(args):
 
 def main(argv=None):
     parser = command_parser("enc-export-onnx", __doc__)
-    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument(
         "--size", type=int, help="fix the input to [batch, size, size, 3] (default: any size)"

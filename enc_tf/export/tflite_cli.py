@@ -12,13 +12,14 @@ import sys
 import tensorflow as tf
 
 from enc_tf.artifacts import load_keras_model
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.contracts.images import normalize
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite
 from enc_tf.files import remove_stale_temporaries
+from enc_tf.presets import MODEL_HELP, model_path
 
 
 def calibration_images(loaded, size, count, directory=None):
@@ -69,7 +70,7 @@ def run(args):
             f"--num-calibration must be a positive integer, got {args.num_calibration}."
         )
     remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
-    loaded = load_keras_model(args.model)
+    loaded = load_keras_model(model_path(args.model, DownloadProgress()))
     representative = None
     if args.mode == "int8":
         representative = calibration_images(
@@ -86,7 +87,7 @@ def run(args):
 
 def main(argv=None):
     parser = command_parser("enc-export-tflite", __doc__)
-    parser.add_argument("model", help=".keras file or run directory")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--out", required=True, help="output .tflite file")
     parser.add_argument("--mode", choices=MODES, default="float32")
     parser.add_argument("--size", type=int, default=480, help="fixed input size")

@@ -34,6 +34,7 @@ from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atom
 from enc_tf.inference.predictor import Segmenter
 from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import PAPER_SCALES
+from enc_tf.presets import MODEL_HELP, find
 from enc_tf.visualize import index_png, overlay
 
 logger = logging.getLogger(__name__)
@@ -172,9 +173,17 @@ def predict_files(segmenter, paths, out_dir, probabilities=False):
     return summary, failures
 
 
+def _window(args):
+    """`--crop-size` / `--base-size`, else a preset's training crop, else the paper's 480/520."""
+    preset = find(args.model)
+    crop = args.crop_size or (preset.crop_size if preset and preset.crop_size else 480)
+    base = args.base_size or max(520, crop)
+    return base, crop
+
+
 def _check_arguments(args):
     for flag, value in (("--base-size", args.base_size), ("--crop-size", args.crop_size)):
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
     for scale in args.scales:
         if not (math.isfinite(scale) and scale > 0):
@@ -186,12 +195,13 @@ def run(args):
     paths = expand_inputs(args.inputs)
     output_names(paths)  # name clashes are refused before the model is loaded
     classes = read_class_file(args.classes) if args.classes else None
+    base_size, crop_size = _window(args)
     segmenter = Segmenter(
         args.model,
         classes,
         args.multi_scale,
-        args.base_size,
-        args.crop_size,
+        base_size,
+        crop_size,
         args.scales,
         precision=args.precision,
     )
@@ -206,7 +216,7 @@ def run(args):
 def main(argv=None):
     parser = command_parser("enc-predict", __doc__)
     add_precision_option(parser)
-    parser.add_argument("model", help=".keras file, run directory or SavedModel directory")
+    parser.add_argument("model", help=MODEL_HELP + ", or SavedModel directory")
     parser.add_argument("inputs", nargs="+", help="image files, directories or glob patterns")
     parser.add_argument("--out", default="predictions")
     parser.add_argument(
@@ -216,8 +226,14 @@ def main(argv=None):
         "--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol"
     )
     parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
-    parser.add_argument("--base-size", type=int, default=520)
-    parser.add_argument("--crop-size", type=int, default=480)
+    parser.add_argument(
+        "--base-size", type=int, help="multi-scale base size (default: max(520, crop size))"
+    )
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        help="sliding-window side (default: a preset's training crop, else 480)",
+    )
     parser.add_argument(
         "--probabilities", action="store_true", help="also write the class probabilities (.npy)"
     )

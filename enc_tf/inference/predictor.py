@@ -8,12 +8,14 @@ import tensorflow as tf
 from PIL import Image
 
 from enc_tf.artifacts import check_classes, load_model
+from enc_tf.console import DownloadProgress
 from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import image_to_rgb, rgb_uint8
 from enc_tf.errors import ModelFileError
 from enc_tf.layers.resize import resize_bilinear
 from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
+from enc_tf.presets import find, model_path
 
 
 @dataclasses.dataclass
@@ -45,7 +47,9 @@ class Segmenter:
     """Predicts label maps with a trained EncNet / FCN.
 
     Args:
-        model: a `LoadedModel`, or a path (`.keras`, run directory, SavedModel).
+        model: a `LoadedModel`, a path (`.keras`, run directory, SavedModel), a preset
+            name (`enc-presets list`) or an http(s) URL (downloaded, verified and
+            converted on first use, then read from the cache).
         classes: `ClassInfo` for names and colours (default: the model's own,
             else `class_<i>` with the VOC colours). Must match the class count.
         multi_scale: the paper's multi-scale + flip protocol at `base_size`;
@@ -72,7 +76,9 @@ class Segmenter:
         window_batch=4,
         precision="float32",
     ):
-        loaded = load_model(model) if isinstance(model, str) else model
+        loaded = (
+            load_model(model_path(model, DownloadProgress())) if isinstance(model, str) else model
+        )
         self.model = loaded.with_precision(precision)
         if classes is None:
             classes = self.model.classes or make_class_info(
@@ -111,6 +117,21 @@ class Segmenter:
             self.windows.pad(resized, self.crop_size, self.crop_size)[None]
         ).numpy()
         return value if value.size else None
+
+    @classmethod
+    def from_preset(cls, name, **kwargs):
+        """A `Segmenter` for a published model by preset name (or a URL or path): the
+        window is the preset's training crop unless `crop_size` is given.
+
+        Example:
+            >>> segmenter = Segmenter.from_preset("encnet_r50_ade20k")
+            >>> segmenter(Image.open("room.jpg")).labels.shape
+        """
+        preset = find(name)
+        if preset is not None and preset.crop_size and "crop_size" not in kwargs:
+            kwargs["crop_size"] = preset.crop_size
+            kwargs.setdefault("base_size", max(520, preset.crop_size))
+        return cls(name, **kwargs)
 
     def __call__(self, image, name="<image>"):
         """A `Prediction` for one image (PIL image or array, any size and mode)."""

@@ -5,7 +5,7 @@ from enc_tf.artifacts import load_keras_model
 from enc_tf.console import DownloadProgress
 from enc_tf.presets.download import DownloadError, cache_home, fetch
 from enc_tf.presets.registry import IMAGENET, PRESETS, Preset, find, table
-from enc_tf.presets.resolve import backbone_weights_path, fetch_preset, model_path
+from enc_tf.presets.resolve import MODEL_HELP, backbone_weights_path, fetch_preset, model_path
 
 
 def list_presets(kind=None):
@@ -28,6 +28,7 @@ def from_preset(spec, progress=True):
 
 __all__ = [
     "IMAGENET",
+    "MODEL_HELP",
     "PRESETS",
     "DownloadError",
     "Preset",

@@ -6,6 +6,7 @@
 - `backbone_weights_path(spec, backbone)`: a local ImageNet weight file for a backbone.
 """
 
+import hashlib
 import logging
 import os
 import urllib.parse
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 MODELS_DIR = "models"  # converted `.keras` files in the cache
 URL_SCHEMES = ("http://", "https://")
 MODEL_SUFFIXES = (".keras", ".pth", ".pt", ".npz")
+# The help of every command-line argument that takes a model.
+MODEL_HELP = (
+    ".keras file, run directory, preset name (enc-presets list) or http(s) URL of a .keras "
+    "or EncNet checkpoint (downloaded, verified and converted once, then cached)"
+)
 
 
 def is_url(spec: str) -> bool:
@@ -56,6 +62,13 @@ def fetch_preset(preset, progress=None) -> str:
     return download.fetch(
         preset.urls, preset.parsed_digest, preset.filename, subdir="downloads", progress=progress
     )
+
+
+def _fetch_url(spec, progress):
+    """A user's URL, cached in a directory of its own (two URLs may share a file name)."""
+    url = spec.split("#", 1)[0]
+    subdir = os.path.join("downloads", "url-" + hashlib.sha256(url.encode()).hexdigest()[:16])
+    return download.fetch([url], download.digest_from_url(spec), subdir=subdir, progress=progress)
 
 
 def _convert(checkpoint, out, preset=None):
@@ -130,9 +143,7 @@ def model_path(spec: str, progress=None) -> str:
         path = urllib.parse.urlsplit(spec).path
         if not path.endswith(MODEL_SUFFIXES):
             raise ConfigError(f"The model URL {spec} must name a {', '.join(MODEL_SUFFIXES)} file.")
-        local = download.fetch(
-            [spec.split("#", 1)[0]], download.digest_from_url(spec), progress=progress
-        )
+        local = _fetch_url(spec, progress)
         if local.endswith(".keras"):
             return local
         stem = os.path.splitext(os.path.basename(local))[0]
@@ -161,9 +172,7 @@ def backbone_weights_path(spec: str, backbone: str, progress=None):
             )
         return fetch_preset(preset, progress)
     if is_url(spec):
-        return download.fetch(
-            [spec.split("#", 1)[0]], download.digest_from_url(spec), progress=progress
-        )
+        return _fetch_url(spec, progress)
     if os.sep in spec or "." in os.path.basename(spec):
         raise ConfigError(f"model.backbone_weights: file not found: {spec}")
     raise _unknown(spec, BACKBONE, "model.backbone_weights")
