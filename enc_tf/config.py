@@ -237,6 +237,11 @@ def validate(config):
         )
     if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
+    if m.init_from and m.backbone_weights not in ("none", ""):
+        raise ConfigError(
+            f"model.init_from ({m.init_from}) already holds the backbone's weights; leave "
+            f"model.backbone_weights ({m.backbone_weights}) at none."
+        )
     if m.arch == "fcn" and m.se_loss:
         raise ConfigError("model.se_loss applies to EncNet only; set it false for model.arch=fcn.")
     if not 0 <= m.dropout < 1:

@@ -4,15 +4,16 @@ Weights are matched by where they sit (the top-level layer and the variable's pa
 inside it), so a model trained on one dataset starts a model for another with the
 same architecture: every weight whose place and shape match is copied; the
 class-dependent layers (segmentation and auxiliary classifiers, the SE layer) keep
-their fresh initialisation when the class count differs; a shape that differs
-anywhere else is an error listing every such weight.
+their fresh initialisation when the class count differs; a head the source lacks
+starts fresh. Another backbone, or a shape that differs anywhere outside the
+class-dependent layers, is an error listing the weights.
 """
 
 import dataclasses
 
 import numpy as np
 
-from enc_tf.models.encnet import AUX_HEAD, ENC_HEAD, FCN_HEAD
+from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, FCN_HEAD
 
 # The layers whose weights have the class count in their shape.
 CLASS_LAYERS = (
@@ -79,10 +80,15 @@ def transfer_weights(source, target, source_name="the source model"):
             differs; nothing is copied in that case.
     """
     theirs, ours = weight_places(source), weight_places(target)
-    if not set(theirs) & set(ours):
+    backbone = BACKBONE_NAME + "/"
+    ours_bb = {p for p in ours if p.startswith(backbone)}
+    theirs_bb = {p for p in theirs if p.startswith(backbone)}
+    if ours_bb != theirs_bb:
         raise ValueError(
-            f"{source_name} shares no layer with the model: it is another architecture "
-            f"(its first weights: {sorted(theirs)[:3]}; the model's: {sorted(ours)[:3]})."
+            f"{source_name} has another backbone than the model: {len(ours_bb - theirs_bb)} of "
+            f"the model's backbone weights are not in it (e.g. {sorted(ours_bb - theirs_bb)[:3]}) "
+            f"and {len(theirs_bb - ours_bb)} of its are not in the model (e.g. "
+            f"{sorted(theirs_bb - ours_bb)[:3]}); set model.backbone to the source's."
         )
     copies, reset, mismatched = [], set(), []
     for place, variable in ours.items():

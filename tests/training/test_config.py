@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from enc_tf.config import ConfigError, load_config, save_config
+from enc_tf.presets import find
 
 
 def _write(tmp_path, text):
@@ -53,6 +54,11 @@ def test_file_errors(tmp_path):
         load_config(_write(tmp_path, "data: 3\n"))
 
 
+def test_init_from_and_backbone_weights_exclude_each_other():
+    with pytest.raises(ConfigError, match="model.init_from"):
+        load_config(None, ["model.init_from=run", "model.backbone_weights=imagenet"])
+
+
 def test_every_recipe_in_configs_loads():
     import glob
     import os
@@ -68,6 +74,15 @@ def test_every_recipe_in_configs_loads():
             assert config.model.lateral
         if "fcn" in path:
             assert config.model.arch == "fcn" and not config.model.se_loss
+        # Every real-data recipe starts from published weights of its own backbone, by
+        # preset; the ContextShapes ones train from scratch (no download in the demo).
+        m = config.model
+        if "context_shapes" in path:
+            assert m.backbone_weights == "none" and not m.init_from
+        else:
+            preset = find(m.init_from or m.backbone_weights)
+            assert preset is not None and preset.backbone == m.backbone, path
+            assert preset.kind == ("model" if m.init_from else "backbone"), path
 
 
 @pytest.mark.parametrize(
