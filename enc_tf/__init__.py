@@ -13,4 +13,26 @@ from enc_tf.models import build_encnet, build_fcn  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["backbones", "build_encnet", "build_fcn", "layers", "losses", "metrics", "models"]
+
+def from_preset(spec, progress=True):
+    """The self-describing Keras model a preset name, URL or path names (see
+    `enc_tf.presets.from_preset`): downloaded, verified and converted on first use.
+
+    Example:
+        >>> model = enc_tf.from_preset("encnet_r50_ade20k")
+    """
+    from enc_tf.presets import from_preset as load  # the presets pull in the converters
+
+    return load(spec, progress)
+
+
+__all__ = [
+    "backbones",
+    "build_encnet",
+    "build_fcn",
+    "from_preset",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+]
