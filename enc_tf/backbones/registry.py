@@ -58,8 +58,8 @@ def build_backbone(
     if weights is not None and name not in WEIGHT_FILES:
         raise ValueError(
             f"`weights` takes a keras.applications ImageNet file ({', '.join(WEIGHT_FILES)}); "
-            f"for {name!r} convert a PyTorch-Encoding checkpoint with "
-            "enc_tf.convert.load_backbone_state."
+            f"for {name!r} load ImageNet weights with "
+            "enc_tf.convert.imagenet.load_imagenet_file (model.backbone_weights in a recipe)."
         )
     if family == "resnet":
         model = build_resnet(name, output_stride, sync_batch_norm, input_shape, stem_width)

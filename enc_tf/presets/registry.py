@@ -232,17 +232,18 @@ def suggestions(name: str, presets: Optional[dict] = None) -> list:
 
 def table(presets: Optional[dict] = None) -> str:
     """The presets as a Markdown table: name, kind, backbone, dataset, classes, published
-    mIoU (single scale / multi-scale + flip), parameters, source."""
+    mIoU (single scale / multi-scale + flip), parameters, float32 size (4 bytes a
+    parameter: the converted model's size), and the publisher."""
     rows = [
         "| name | kind | backbone | dataset | classes | mIoU (ss / ms+flip) | params (M) "
-        "| source |",
-        "|---|---|---|---|---|---|---|---|",
+        "| float32 size (MB) | source |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in (PRESETS if presets is None else presets).values():
         miou = f"{p.miou:.2f} / {p.miou_ms:.2f}" if p.miou is not None else "-"
         source = p.source.split(" ")[0]
         rows.append(
             f"| {p.name} | {p.kind} | {p.backbone} | {p.dataset} | {p.num_classes} | {miou} | "
-            f"{p.params:.1f} | {source} |"
+            f"{p.params:.1f} | {4 * p.params:.0f} | {source} |"
         )
     return "\n".join(rows)
