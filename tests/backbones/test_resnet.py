@@ -167,7 +167,7 @@ def test_weight_file_errors(tmp_path, keras_resnet50):
         build_backbone("resnet50", weights=str(tmp_path / "junk.h5"))
     with pytest.raises(ValueError, match=r"missing.*resnet101_weights_tf_dim"):
         build_backbone("resnet101", weights=path)
-    with pytest.raises(ValueError, match="load_backbone_state"):
+    with pytest.raises(ValueError, match="load_imagenet_file"):
         build_backbone("resnet50s", weights=path)
     with pytest.raises(ValueError, match="Unknown backbone"):
         build_backbone("resnet18")
