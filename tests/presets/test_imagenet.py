@@ -75,16 +75,17 @@ def test_mmcv_v1c_layout_and_wrong_backbone(tmp_path):
 
 
 def test_a_backbone_preset_starts_a_training_run(tmp_path, monkeypatch):
-    """`model.backbone_weights: <preset>` downloads (from 127.0.0.1), verifies and loads."""
+    """`model.backbone_weights: <preset>` downloads (from 127.0.0.1) timm's safetensors file,
+    verifies and loads it."""
     reference = random_resnet("resnet50s", seed=5)
-    path = _save(reference.state_dict(), tmp_path / "gluon_resnet50_v1s-test.pth")
+    path = _save(reference.state_dict(), tmp_path / "model.safetensors")
     body = open(path, "rb").read()
     digest = hashlib.sha256(body).hexdigest()
     route = Route(body)
     monkeypatch.setenv("ENC_TF_HOME", str(tmp_path / "home"))
-    with serve({"/v0.1/gluon_resnet50_v1s-test.pth": route}) as base:
+    with serve({"/timm/resnet50s.gluon_in1k/model.safetensors": route}) as base:
         preset = registry.Preset(
-            "test_resnet50s", "backbone", (base + "/v0.1/gluon_resnet50_v1s-test.pth",),
+            "test_resnet50s", "backbone", (base + "/timm/resnet50s.gluon_in1k/model.safetensors",),
             "sha256:" + digest, "torch_state", "resnet50s", "a test",
         )  # fmt: skip
         monkeypatch.setitem(registry.PRESETS, preset.name, preset)
@@ -107,3 +108,38 @@ def test_a_file_that_is_no_imagenet_resnet_is_one_error(tmp_path):
     validate(config)
     with pytest.raises(ModelFileError, match="not a deep-stem ResNet ImageNet checkpoint"):
         build_model(config, make_class_info(["a", "b"]), sync_batch_norm=False)
+
+
+def test_a_keras_applications_preset_starts_a_mobilenet(tmp_path, monkeypatch):
+    """The keras.applications `.h5` layout, served and verified by its MD5 as Keras publishes."""
+    import keras
+
+    from tests.support.keras_applications import write_legacy_h5
+    from tests.support.tiny_models import randomise_batch_norms
+
+    reference = keras.applications.MobileNetV3Small(
+        weights=None, include_top=False, input_shape=(None, None, 3)
+    )
+    randomise_batch_norms(reference, seed=2)
+    name = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    write_legacy_h5(reference, tmp_path / name)
+    body = (tmp_path / name).read_bytes()
+    route = Route(body)
+    monkeypatch.setenv("ENC_TF_HOME", str(tmp_path / "home"))
+    with serve({f"/keras-applications/mobilenet_v3/{name}": route}) as base:
+        preset = registry.Preset(
+            "test_mobilenet", "backbone", (f"{base}/keras-applications/mobilenet_v3/{name}",),
+            "md5:" + hashlib.md5(body).hexdigest(), "keras_h5", "mobilenetv3_small", "a test",
+        )  # fmt: skip
+        monkeypatch.setitem(registry.PRESETS, preset.name, preset)
+        config = Config()
+        config.model.backbone = "mobilenetv3_small"
+        config.model.output_stride = 16
+        config.model.backbone_weights = "test_mobilenet"
+        validate(config)
+        model = build_model(config, make_class_info(["a", "b"]), sync_batch_norm=False)
+    ours = model.get_layer(BACKBONE_NAME).get_layer("expanded_conv_3_depthwise").weights
+    theirs = reference.get_layer("expanded_conv_3_depthwise").weights
+    for mine, want in zip(ours, theirs):
+        np.testing.assert_array_equal(mine.numpy(), want.numpy())
+    assert route.requests == 1
