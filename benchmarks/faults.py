@@ -4,8 +4,8 @@ restarted each time.
     python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 8] [--steps 4] [--keep DIR]
 
 The kill moments are drawn from: a random delay after the start (mostly mid-epoch),
-while a resume point is being written (`backup/.tmp-*`), while a checkpoint is being
-written (`checkpoints/.tmp-*`), and right after a `log.csv` row appears (before its
+while a resume point is being written (`backup/.enc_tf-tmp-*`), while a checkpoint is being
+written (`checkpoints/.enc_tf-tmp-*`), and right after a `log.csv` row appears (before its
 epoch is committed). After the last restart the run finishes, and the script checks
 it against an uninterrupted run of the same config (dropout 0, deterministic ops):
 
@@ -35,6 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), ROOT]  # this checkout's enc_tf
 from common import machine, table  # noqa: E402
 
+from enc_tf.files import TEMP_PREFIX  # noqa: E402
+
 MOMENTS = ("delay", "backup write", "checkpoint write", "log row")
 
 
@@ -62,7 +64,7 @@ def _command(work, run, epochs, steps):
 
 def _temporaries(directory):
     return (
-        [n for n in os.listdir(directory) if n.startswith(".tmp-")]
+        [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX)]
         if os.path.isdir(directory)
         else []
     )

@@ -1,11 +1,16 @@
 """Writing files and directories so that a crash never leaves a half-written one behind.
 
-Every writer goes through a temporary name next to its target (`.tmp-<id>-<name>`),
-fsyncs what it wrote, then renames. A process killed mid-write leaves only such a
-temporary, which `remove_stale_temporaries` deletes on the next start of the same
-command; the target is either the old complete file or the new complete file.
+Every writer goes through a temporary name next to its target
+(`.enc_tf-tmp-<pid>-<id>-<name>`: a name only enc_tf creates, with the writer's process
+id), fsyncs what it wrote, then renames. A directory that replaces another is swapped
+with the old one moved aside first (`.enc_tf-old-<pid>-<name>`), and the old one is
+deleted only once the new one is in place. A process killed mid-write leaves only such
+names; `remove_stale_temporaries` deletes the temporaries whose writer is dead and
+finishes or rolls back an interrupted swap, so the target is always either the old
+complete version or the new complete one. Files of any other name are never touched.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -14,9 +19,17 @@ import time
 import uuid
 from typing import Callable
 
+try:  # POSIX; elsewhere the locks below do nothing
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 logger = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".enc_tf-tmp-"
+ASIDE_PREFIX = ".enc_tf-old-"
+_TEMPORARY = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]{12}-(.+)$")
+_ASIDE = re.compile(re.escape(ASIDE_PREFIX) + r"(\d+)-(.+)$")
 
 
 def _fsync_path(path: str) -> None:
@@ -48,9 +61,28 @@ def _fsync_directory(directory: str) -> None:
 
 
 def temporary_path(path: str) -> str:
-    """A fresh temporary name next to `path` that ends with `path`'s name (keeps the extension)."""
+    """A fresh temporary name next to `path` that ends with `path`'s name (keeps the
+    extension) and carries this process's id."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+    return os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}")
+
+
+def _aside_path(path: str) -> str:
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f"{ASIDE_PREFIX}{os.getpid()}-{name}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (ours included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _remove(path: str) -> None:
@@ -79,9 +111,16 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
         write(tmp)
         _fsync_path(tmp)
         if os.path.isdir(tmp) and os.path.exists(path):
-            old = temporary_path(path)
+            old = _aside_path(path)
             os.replace(path, old)
-        os.replace(tmp, path)
+            _fsync_directory(directory)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old is not None:  # the new one is not in place: the old one goes back
+                os.replace(old, path)
+                old = None
+            raise
         _fsync_directory(directory)
     finally:
         for leftover in (tmp, old):
@@ -105,22 +144,38 @@ def write_text_atomic(text: str, path: str) -> str:
     return write_bytes_atomic(text.encode("utf-8"), path)
 
 
-def remove_stale_temporaries(
-    directory: str, min_age_seconds: float = 0.0, older_names: re.Pattern | None = None
-) -> list[str]:
-    """Deletes the temporaries that killed writes left in `directory` (not recursive).
+def remove_stale_temporaries(directory: str, min_age_seconds: float = 0.0) -> list[str]:
+    """Cleans up after writers that were killed in `directory` (not recursive).
 
-    Call it when a command starts, before it writes into `directory`: no other
-    writer of this command is running then. `min_age_seconds` spares temporaries
-    younger than that (another process may be writing them). `older_names` also
-    matches the temporaries of an earlier naming scheme. Returns what was removed.
+    An interrupted directory swap is finished (the new version is in place: the old one
+    is deleted) or rolled back (the new one is not: the old one returns to its name).
+    Temporaries whose writer is dead are deleted; so are none of another running
+    process's, and no file whose name enc_tf did not make. `min_age_seconds` also
+    spares temporaries younger than that (a writer on another machine sharing the
+    directory). Returns what was removed.
     """
     if not os.path.isdir(directory):
         return []
     removed = []
     now = time.time()
     for name in sorted(os.listdir(directory)):
-        if not (name.startswith(TEMP_PREFIX) or (older_names and older_names.match(name))):
+        aside = _ASIDE.match(name)
+        if aside and not process_alive(int(aside[1])):
+            path, target = os.path.join(directory, name), os.path.join(directory, aside[2])
+            try:
+                if os.path.exists(target):
+                    _remove(path)
+                    removed.append(path)
+                else:
+                    os.replace(path, target)
+                    logger.warning(
+                        "Restored %s, which an interrupted write had moved aside", target
+                    )
+            except OSError as err:
+                logger.warning("Could not recover the interrupted swap of %s: %s", target, err)
+    for name in sorted(os.listdir(directory)):
+        match = _TEMPORARY.match(name)
+        if not match or process_alive(int(match[1])):
             continue
         path = os.path.join(directory, name)
         try:
@@ -138,3 +193,29 @@ def remove_stale_temporaries(
             directory,
         )
     return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: str, wait: bool = True, holder: str = ""):
+    """An advisory lock on the file `path` (created if needed) for the block's duration; the
+    OS releases it when the process dies, so a killed holder never leaves a stale lock.
+
+    With `wait=False` a lock held by another process raises `BlockingIOError` at once,
+    whose message is what the holder wrote into the file (`holder`, e.g. its PID).
+    """
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            with open(path) as f:
+                raise BlockingIOError(f.read().strip() or "unknown holder") from None
+        if holder:
+            os.ftruncate(fd, 0)
+            os.write(fd, holder.encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

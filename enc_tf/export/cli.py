@@ -12,7 +12,8 @@ import sys
 from enc_tf.artifacts import export_classes, load_keras_model
 from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.errors import ConfigError
-from enc_tf.export.saved_model import export_saved_model, remove_stale_exports
+from enc_tf.export.saved_model import export_saved_model
+from enc_tf.files import remove_stale_temporaries
 from enc_tf.models.precision import add_precision_option
 from enc_tf.presets import MODEL_HELP, model_path
 
@@ -22,7 +23,7 @@ def run(args):
         raise ConfigError(f"--max-size must be >= 0 (0: never downscale), got {args.max_size}.")
     if args.version is not None and args.version < 1:
         raise ConfigError(f"--version must be a positive integer, got {args.version}.")
-    remove_stale_exports(os.path.join(args.base_dir, args.name))
+    remove_stale_temporaries(os.path.join(args.base_dir, args.name))
     loaded = load_keras_model(model_path(args.model, DownloadProgress())).with_precision(
         args.precision
     )

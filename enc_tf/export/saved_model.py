@@ -18,7 +18,6 @@ Models without an SE head return `se_probabilities` of shape `[B, 0]`.
 import json
 import logging
 import os
-import re
 
 import keras
 import numpy as np
@@ -28,7 +27,7 @@ from enc_tf.artifacts import CLASSES_ASSET, SERVING_SIGNATURES
 from enc_tf.contracts.images import PAD_VALUE, long_side_size_tf, normalize
 from enc_tf.data.classes import ClassInfo
 from enc_tf.errors import ConfigError
-from enc_tf.files import atomic_write, remove_stale_temporaries
+from enc_tf.files import atomic_write
 from enc_tf.layers.resize import resize_bilinear
 from enc_tf.models.logits import model_logits
 
@@ -166,19 +165,6 @@ class ServingModule(tf.Module):
 
     def signatures(self):
         return {name: getattr(self, name).get_concrete_function() for name in SERVING_SIGNATURES}
-
-
-# Temporaries of the exporter before it used enc_tf.files: `.<version>.tmp-<random>`.
-_OLD_TEMPORARY = re.compile(r"\.[0-9]+\.tmp-")
-
-
-def remove_stale_exports(model_dir):
-    """Deletes what killed exports left in `model_dir` (`.tmp-*`, and the older `.N.tmp-*`).
-
-    Call it when an export command starts, before anything writes into `model_dir`.
-    Returns what was removed.
-    """
-    return remove_stale_temporaries(model_dir, older_names=_OLD_TEMPORARY)
 
 
 def export_saved_model(

@@ -19,7 +19,6 @@ Every failure is one `DownloadError` line naming the URL and saying where to put
 the file by hand.
 """
 
-import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -35,12 +34,7 @@ import urllib.request
 from typing import Callable, Optional, Sequence
 
 from enc_tf.errors import EncTfError
-from enc_tf.files import TEMP_PREFIX, temporary_path
-
-try:  # POSIX; on other systems concurrent fetches of one file are not serialised
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from enc_tf.files import TEMP_PREFIX, file_lock, temporary_path
 
 logger = logging.getLogger(__name__)
 
@@ -163,21 +157,6 @@ def file_digest(path: str, algorithm: str) -> str:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path: str):
-    """An advisory lock on `path + '.lock'`, held while the block runs; the OS releases it
-    when the process dies, so a killed fetch never leaves a stale lock."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _by_hand(url: str, target: str) -> str:
@@ -305,7 +284,7 @@ def fetch(
         os.makedirs(directory, exist_ok=True)
     except OSError as err:
         raise DownloadError(f"Cannot create the cache directory {directory}: {err.strerror}.")
-    with file_lock(target):
+    with file_lock(target + ".lock"):
         if os.path.isfile(target) and _verified(target, digest):  # another process fetched it
             return target
         failures = []

@@ -15,7 +15,7 @@ from enc_tf.convert import mmseg, pytorch_encoding
 from enc_tf.convert.cli import DATASET_CLASSES, read_checkpoint
 from enc_tf.convert.torch_state import checkpoint_format
 from enc_tf.errors import ConfigError, ModelFileError
-from enc_tf.files import remove_stale_temporaries
+from enc_tf.files import file_lock, remove_stale_temporaries
 from enc_tf.models.saving import save_model_atomic
 from enc_tf.presets import download
 from enc_tf.presets.registry import BACKBONE, IMAGENET, MODEL, find, suggestions
@@ -118,7 +118,7 @@ def _converted(checkpoint, name, preset=None):
     directory = os.path.join(download.cache_home(), MODELS_DIR)
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, name + ".keras")
-    with download.file_lock(out):
+    with file_lock(out + ".lock"):
         if not os.path.isfile(out):
             remove_stale_temporaries(directory, min_age_seconds=3600)
             _convert(checkpoint, out, preset)

@@ -2,7 +2,9 @@
 
 Exit status: 0 when the run finished, 1 when it failed while training (a NaN/inf
 loss, a data error, a write error; the last good state is kept and a restart
-resumes from it), 2 for a configuration error found before anything ran.
+resumes from it), 2 for a configuration error found before anything ran (a run
+directory held by another training, or holding a run with another configuration,
+included).
 """
 
 from enc_tf.config import load_config
@@ -11,7 +13,7 @@ from enc_tf.training.trainer import train
 
 
 def _run(args):
-    train(load_config(args.config, args.set))
+    train(load_config(args.config, args.set), restart=args.restart)
 
 
 def main(argv=None):
@@ -23,5 +25,11 @@ def main(argv=None):
         default=[],
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="train.run_dir holds a run: move it aside (<run_dir>.replaced-<time>) and start "
+        "afresh instead of resuming it",
     )
     return run_cli(parser, _run, argv)

@@ -31,6 +31,7 @@ from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
 from enc_tf.presets import backbone_weights_path, model_path
 from enc_tf.training import callbacks as cb
 from enc_tf.training.multi_worker import fix_fit_for_multi_worker
+from enc_tf.training.run_dir import claim_run_directory
 from enc_tf.training.run_state import RunRecorder, restore_resume_point
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def make_deterministic():
     tf.config.experimental.enable_op_determinism()
 
 
-def train(config):
+def train(config, restart=False):
     """Runs a training job; returns `(model, history)`.
 
     The run directory receives the resolved `config.yaml`, `checkpoints/last.keras`
@@ -159,16 +160,26 @@ def train(config):
     started again with the same config continues where it stopped), `log.csv`,
     `tensorboard/` and the final `model.keras`. Under a multi-worker strategy
     the chief writes all of these; every other worker keeps only its resume
-    state, in `backup/worker-<task id>/`.
+    state, in `backup/worker-<task id>/`. The chief holds the directory for the
+    run's life (`enc_tf.training.run_dir`): a second training on it, or a changed
+    configuration, is refused; `restart=True` moves an existing run aside first.
     """
     t = config.train
-    run_dir = t.run_dir
     if t.deterministic:
         make_deterministic()
     keras.utils.set_random_seed(t.seed)
     strategy = make_strategy(t.strategy)
     chief, task_id = worker_role(strategy)
-    os.makedirs(run_dir, exist_ok=True)
+    if not chief:
+        os.makedirs(t.run_dir, exist_ok=True)
+        return _train(config, strategy, chief, task_id)
+    with claim_run_directory(t.run_dir, config, RUN_CONFIG, restart):
+        return _train(config, strategy, chief, task_id)
+
+
+def _train(config, strategy, chief, task_id):
+    t = config.train
+    run_dir = t.run_dir
     if chief:
         save_config(config, os.path.join(run_dir, RUN_CONFIG))
     replicas = strategy.num_replicas_in_sync

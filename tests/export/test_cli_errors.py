@@ -13,6 +13,7 @@ from enc_tf.export.onnx_cli import main as onnx_main
 from enc_tf.export.saved_model import check_request_images
 from enc_tf.export.tflite_cli import main as tflite_main
 from tests.inference.damaged_models import damaged_keras_files
+from tests.support.files import stale_temporary_name
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -88,19 +89,25 @@ def test_failed_onnx_check_is_one_line_exit_1(model_path, tmp_path, capsys):
 def test_leftovers_of_killed_exports_are_removed(model_path, tmp_path):
     models = tmp_path / "serving" / "encnet"
     models.mkdir(parents=True)
-    (models / ".tmp-0a1b-1").mkdir()  # enc_tf.files' temporary of a killed export
-    (models / ".tmp-0a1b-1" / "saved_model.pb").write_bytes(b"half")
-    (models / ".1.tmp-x7y8").mkdir()  # the exporter's own temporaries before it used enc_tf.files
-    (models / ".1.tmp-x7y8-replaced").mkdir()
+    killed = stale_temporary_name("1")  # enc_tf.files' temporary of a killed export
+    (models / killed).mkdir()
+    (models / killed / "saved_model.pb").write_bytes(b"half")
+    running = stale_temporary_name("2", pid=os.getpid())  # a running writer's: spared
+    (models / running).mkdir()
+    # The user's own files, whatever their names, are never touched.
     (models / ".hidden").write_text("not ours")
+    (models / ".tmp-my-notes").mkdir()
+    (models / ".tmp-draft.txt").write_text("two days of work")
     assert export_main([model_path, "--base-dir", str(tmp_path / "serving")]) == 0
-    assert sorted(os.listdir(models)) == [".hidden", "1"]
+    assert sorted(os.listdir(models)) == sorted(
+        [".hidden", ".tmp-draft.txt", ".tmp-my-notes", "1", running]
+    )
     out = tmp_path / "files"
     out.mkdir()
-    (out / ".tmp-9c8d-m.tflite").write_bytes(b"half")
+    (out / stale_temporary_name("m.tflite")).write_bytes(b"half")
     assert tflite_main([model_path, "--out", str(out / "m.tflite"), "--size", "16"]) == 0
     assert sorted(os.listdir(out)) == ["m.tflite"]
-    (out / ".tmp-9c8d-m.onnx").write_bytes(b"half")
+    (out / stale_temporary_name("m.onnx")).write_bytes(b"half")
     assert onnx_main([model_path, "--out", str(out / "m.onnx"), "--size", "16"]) == 0
     assert sorted(os.listdir(out)) == ["m.onnx", "m.tflite"]
 

@@ -14,6 +14,7 @@ from enc_tf.inference import Segmenter
 from enc_tf.inference.cli import main as predict_main
 from enc_tf.inference.cli import output_names, predict_files
 from tests.inference.damaged_models import damaged_keras_files
+from tests.support.files import stale_temporary_name
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -155,7 +156,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed(model_path, tmp_path):
     image = _image(tmp_path / "in" / "x.png", 8, 8)
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".tmp-0123abcd-x_labels.png").write_bytes(b"half a png")
+    (out / stale_temporary_name("x_labels.png")).write_bytes(b"half a png")
     assert predict_main([model_path, image, "--out", str(out), "--crop-size", "32"]) == 0
     assert sorted(os.listdir(out)) == ["predictions.json", "x_labels.png", "x_overlay.png"]
 

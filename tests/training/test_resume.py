@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from enc_tf.files import TEMP_PREFIX
 from enc_tf.training.run_state import non_finite_variables
 from tests.support.tiny_run import ROOT, tiny_overrides, train_command
 
@@ -27,7 +28,11 @@ def _rows(run):
 
 
 def _temporaries(directory):
-    return [n for n in os.listdir(directory) if n.startswith(".tmp-")] if directory.is_dir() else []
+    return (
+        [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX)]
+        if directory.is_dir()
+        else []
+    )
 
 
 def run_until_killed(command, env, log_path, moment, timeout=400):

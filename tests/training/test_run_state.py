@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from enc_tf.files import TEMP_PREFIX
 from enc_tf.training.run_state import (
     RunRecorder,
     non_finite_variables,
@@ -17,6 +18,7 @@ from enc_tf.training.run_state import (
     resume_point_arrays,
     resume_points,
 )
+from tests.support.files import stale_temporary_name
 
 STEPS = 3
 
@@ -100,7 +102,7 @@ def test_writes_log_resume_points_and_checkpoints(tmp_path):
         and index["best"]["value"] == 0.7
     )
     assert recorder.diverged is None
-    assert not [n for n in os.listdir(run / "checkpoints") if n.startswith(".tmp-")]
+    assert not [n for n in os.listdir(run / "checkpoints") if n.startswith(TEMP_PREFIX)]
     arrays = resume_point_arrays(resume_points(str(run / "backup"))[0][1])
     assert arrays["optimizer/vars/0"] == 3 * STEPS  # the step counter
     assert sum(k.startswith("layers/") for k in arrays) == 4  # 2 kernels, 2 biases
@@ -183,8 +185,8 @@ def test_a_restart_removes_temporaries_of_killed_writes(tmp_path):
     run = tmp_path / "run"
     _fit(tmp_path, 1, [0.1])
     stale = [
-        run / "checkpoints" / ".tmp-0123abcd-last.keras",
-        run / "backup" / ".tmp-4567-epoch-00002.weights.h5",
+        run / "checkpoints" / stale_temporary_name("last.keras"),
+        run / "backup" / stale_temporary_name("epoch-00002.weights.h5"),
     ]
     for path in stale:
         path.write_bytes(b"half")
