@@ -15,6 +15,10 @@ import yaml
 from enc_tf.errors import ConfigError  # noqa: F401  (raised here, imported from here by callers)
 from enc_tf.files import write_text_atomic
 
+# The smallest ContextShapes scene: objects and cues need room (enc_tf.data.context_shapes
+# checks its arguments against this too).
+CONTEXT_SHAPES_MIN_SIZE = 32
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -205,6 +209,11 @@ def validate(config):
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")
+    if d.context_shapes_size < CONTEXT_SHAPES_MIN_SIZE:
+        raise ConfigError(
+            f"data.context_shapes_size must be at least {CONTEXT_SHAPES_MIN_SIZE}, "
+            f"got {d.context_shapes_size}."
+        )
     non_negative = {
         "optimizer.momentum": o.momentum,
         "optimizer.weight_decay": o.weight_decay,

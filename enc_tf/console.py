@@ -15,10 +15,12 @@ Anything else is a bug in enc_tf and keeps its traceback.
 import argparse
 import gc
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
-from enc_tf.errors import EncTfError
+from enc_tf.errors import ConfigError, EncTfError
+from enc_tf.files import remove_stale_temporaries
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -42,6 +44,21 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
     add_verbose_flag(parser)
     return parser
+
+
+def check_out_file(path: str, suffixes: Sequence[str], flag: str = "--out") -> str:
+    """Refuses, before any work, an output file that cannot be written there (another
+    suffix, an existing directory, a missing parent that cannot be made), and removes the
+    temporaries that killed writes left next to it. Returns `path`."""
+    if not path.endswith(tuple(suffixes)):
+        raise ConfigError(f"{flag} must end in {' or '.join(suffixes)}, got {path!r}.")
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path} is an existing directory; name the file to write.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ConfigError(f"{flag} {path}: {parent} is a file, not a directory.")
+    remove_stale_temporaries(parent)
+    return path
 
 
 def error_line(err: BaseException) -> str:

@@ -11,10 +11,12 @@ complete version or the new complete one. Files of any other name are never touc
 """
 
 import contextlib
+import errno
 import logging
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from typing import Callable
@@ -108,8 +110,15 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
     tmp = temporary_path(path)
     old = None
     try:
-        write(tmp)
-        _fsync_path(tmp)
+        try:
+            write(tmp)
+            _fsync_path(tmp)
+        except BaseException as err:
+            _close_hdf5_files(tmp)
+            failure = _write_failure(err, tmp, path)
+            if failure is None:
+                raise
+            raise failure from err
         if os.path.isdir(tmp) and os.path.exists(path):
             old = _aside_path(path)
             os.replace(path, old)
@@ -127,6 +136,34 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
             if leftover is not None and os.path.lexists(leftover):
                 _remove(leftover)
     return path
+
+
+def _write_failure(err: BaseException, tmp: str, path: str) -> OSError | None:
+    """A failed write as one `OSError` naming `path` (not our temporary): a full disk
+    however the writer reports it (OSError, h5py, TensorFlow's ResourceExhaustedError),
+    or an OSError about the temporary. None: re-raise `err` as it is."""
+    if "No space left on device" in str(err) or getattr(err, "errno", None) == errno.ENOSPC:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    if isinstance(err, OSError) and tmp in f"{err} {err.filename}":
+        message = os.strerror(err.errno) if err.errno else str(err).replace(tmp, path)
+        return OSError(err.errno, " ".join(message.split()), path)
+    return None
+
+
+def _close_hdf5_files(prefix: str) -> None:
+    """Closes the HDF5 files under `prefix` that a failed writer left open (h5py, when
+    loaded). Left open, HDF5 retries their writes when it frees them later, and on a
+    full disk that ends the process in a native crash instead of the one-line error."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        name = os.fsdecode(fid.name)
+        if name.startswith(prefix):
+            try:
+                h5py.File(fid).close()
+            except Exception as err:  # the failed writes fail again; the file is closed anyway
+                logger.debug("Closing %s after a failed write: %s", name, err)
 
 
 def write_bytes_atomic(data: bytes, path: str) -> str:

@@ -17,12 +17,11 @@ import pickle
 import zipfile
 
 from enc_tf.artifacts import load_keras_model, read_class_file
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import check_out_file, command_parser, run_cli
 from enc_tf.convert import mmseg, pytorch_encoding
 from enc_tf.convert.torch_state import read_checkpoint_file, write_state_dict
 from enc_tf.data.classes import ADE20K, CITYSCAPES, VOC
 from enc_tf.errors import ConfigError, EncTfError, ModelFileError
-from enc_tf.files import remove_stale_temporaries
 from enc_tf.models.saving import save_model_atomic
 
 DATASET_CLASSES = {"ade20k": ADE20K, "cityscapes": CITYSCAPES, "voc": VOC}
@@ -141,9 +140,7 @@ def read_checkpoint(path):
 
 
 def _check_keras_out(path):
-    if not path.endswith(".keras"):
-        raise ConfigError(f"--out must end in .keras, got {path!r}.")
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
+    check_out_file(path, (".keras",))
 
 
 def _convert(path, out, kind, build):
@@ -206,9 +203,7 @@ def _from_mmseg(args):
 
 
 def _to_torch(args):
-    if not args.out.endswith((".npz", ".pth", ".pt")):
-        raise ConfigError(f"--out must end in .npz or .pth, got {args.out!r}.")
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
+    check_out_file(args.out, (".npz", ".pth", ".pt"))
     model = load_keras_model(args.model, fold=False).keras_model
     try:
         state = WAY_BACK[args.format](model, batches_tracked=True)

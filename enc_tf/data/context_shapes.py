@@ -24,6 +24,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from enc_tf.config import CONTEXT_SHAPES_MIN_SIZE
 from enc_tf.data.classes import ClassInfo, save_class_file
 from enc_tf.files import atomic_write, remove_stale_temporaries
 
@@ -186,9 +187,10 @@ def ensure_context_shapes(
         "image_size": image_size,
         "seed": seed,
     }
-    if min(num_train, num_val) < 1 or image_size < 32:
+    if min(num_train, num_val) < 1 or image_size < CONTEXT_SHAPES_MIN_SIZE:
         raise ValueError(
-            f"ContextShapes needs num_train, num_val >= 1 and image_size >= 32, got {params}."
+            f"ContextShapes needs num_train, num_val >= 1 and image_size >= "
+            f"{CONTEXT_SHAPES_MIN_SIZE}, got {params}."
         )
     cache_dir = cache_dir or default_cache_dir()
     name = f"context_shapes-v{VERSION}-{image_size}px-{num_train}-{num_val}-seed{seed}"

@@ -7,13 +7,12 @@ match Keras to `--tolerance` (relative to the largest logit); otherwise nothing 
 written and the command fails.
 """
 
-import os
 import sys
 
 import numpy as np
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import DownloadProgress, command_parser, run_cli
+from enc_tf.console import DownloadProgress, check_out_file, command_parser, run_cli
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.onnx import (
     DEFAULT_OPSET,
@@ -23,16 +22,13 @@ from enc_tf.export.onnx import (
     to_onnx,
     write_onnx,
 )
-from enc_tf.files import remove_stale_temporaries
 from enc_tf.presets import MODEL_HELP, model_path
 
 
 def run(args):
-    if not args.out.endswith(".onnx"):
-        raise ConfigError(f"--out must end in .onnx, got {args.out!r}.")
+    check_out_file(args.out, (".onnx",))
     if args.size is not None and args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}.")
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
     loaded = load_keras_model(model_path(args.model, DownloadProgress()))
     classes = export_classes(loaded, args.classes)
     proto = to_onnx(loaded.keras_model, classes, args.size, args.opset)

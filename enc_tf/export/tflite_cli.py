@@ -12,13 +12,12 @@ import sys
 import tensorflow as tf
 
 from enc_tf.artifacts import load_keras_model
-from enc_tf.console import DownloadProgress, command_parser, run_cli
+from enc_tf.console import DownloadProgress, check_out_file, command_parser, run_cli
 from enc_tf.contracts.images import normalize
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError
 from enc_tf.export.tflite import MODES, convert, write_tflite
-from enc_tf.files import remove_stale_temporaries
 from enc_tf.presets import MODEL_HELP, model_path
 
 
@@ -69,7 +68,7 @@ def run(args):
         raise ConfigError(
             f"--num-calibration must be a positive integer, got {args.num_calibration}."
         )
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(args.out)))
+    check_out_file(args.out, (".tflite",))
     loaded = load_keras_model(model_path(args.model, DownloadProgress()))
     representative = None
     if args.mode == "int8":

@@ -102,6 +102,7 @@ def test_every_recipe_in_configs_loads():
         ("data.rotate_degrees=-5", r"data.rotate_degrees must be >= 0, got -5.0"),
         ("data.context_shapes_train=0", r"data.context_shapes_train must be positive, got 0"),
         ("data.context_shapes_val=0", r"data.context_shapes_val must be positive"),
+        ("data.context_shapes_size=16", r"data.context_shapes_size must be at least 32, got 16"),
         ("train.run_dir=", r"train.run_dir must name a directory"),
         ("train.run_dir=' '", r"train.run_dir must name a directory"),
         ("train.deterministic=yes please", r"train.deterministic: expected bool"),
