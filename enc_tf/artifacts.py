@@ -158,6 +158,12 @@ def _load_keras_file(path):
         Exception
     ) as err:  # zip, HDF5, JSON and deserialisation errors alike: the file is unusable
         logger.debug("Loading %s failed", path, exc_info=True)
+        if "safe_mode" in str(err):
+            raise ModelFileError(
+                f"Refused to load {path}: it holds Python code (a Lambda layer's function), "
+                "which Keras's safe mode does not run; enc_tf loads only models that need no "
+                "code from the file. Rebuild the model without Lambda layers."
+            ) from err
         raise ModelFileError(
             f"Cannot load the Keras model {path}: the file is corrupt or truncated "
             f"({type(err).__name__}: {err})."

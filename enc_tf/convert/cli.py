@@ -123,14 +123,24 @@ def read_checkpoint(path):
         return read_checkpoint_file(path)
     except ImportError as err:
         raise EncTfError(str(err)) from err
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise ModelFileError(
+                f"Cannot read the checkpoint {path}: the file is corrupt or truncated "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+            ) from err
+        raise ModelFileError(
+            f"Refused to read {path}: it holds pickled Python objects besides tensors, which "
+            "torch.load(weights_only=True) does not run (they could run code). Save only the "
+            "state_dict's tensors (torch.save(model.state_dict(), path)) and convert that."
+        ) from err
     # np.load of a damaged .npz raises BadZipFile or EOFError, torch.load of a damaged .pth
-    # RuntimeError or UnpicklingError; none of them names the file.
+    # RuntimeError; none of them names the file.
     except (
         ValueError,
         OSError,
         EOFError,
         zipfile.BadZipFile,
-        pickle.UnpicklingError,
         RuntimeError,
     ) as err:
         raise ModelFileError(
