@@ -12,7 +12,7 @@ import sys
 from enc_tf.artifacts import export_classes, load_keras_model
 from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.errors import ConfigError
-from enc_tf.export.saved_model import export_saved_model
+from enc_tf.export.saved_model import DEFAULT_MAX_PIXELS, export_saved_model
 from enc_tf.files import remove_stale_temporaries
 from enc_tf.models.precision import add_precision_option
 from enc_tf.presets import MODEL_HELP, model_path
@@ -21,6 +21,8 @@ from enc_tf.presets import MODEL_HELP, model_path
 def run(args):
     if args.max_size < 0:
         raise ConfigError(f"--max-size must be >= 0 (0: never downscale), got {args.max_size}.")
+    if args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be a positive integer, got {args.max_pixels}.")
     if args.version is not None and args.version < 1:
         raise ConfigError(f"--version must be a positive integer, got {args.version}.")
     remove_stale_temporaries(os.path.join(args.base_dir, args.name))
@@ -37,6 +39,7 @@ def run(args):
             args.version,
             args.overwrite,
             max_size=args.max_size or None,
+            max_pixels=args.max_pixels,
         )
     except FileExistsError as err:
         raise ConfigError(str(err)) from err
@@ -58,6 +61,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--max-size", type=int, default=0, help="downscale inputs whose long side exceeds this"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse requests with images of more pixels (height x width; encoded images by "
+        f"their header, before decoding) (default {DEFAULT_MAX_PIXELS}, 4096 x 4096)",
     )
     return run_cli(parser, run, argv)
 

@@ -13,6 +13,12 @@ Inside the graph: ImageNet normalisation, padding to a multiple of the output st
 (bottom/right, black; the logits are cropped back), and, when `max_size` is set, a
 bilinear downscale of larger inputs whose outputs are resized back to the input size.
 Models without an SE head return `se_probabilities` of shape `[B, 0]`.
+
+Every signature refuses an image of more than `max_pixels` pixels (height x width; set
+at export, `DEFAULT_MAX_PIXELS` = 4096 x 4096) with an `InvalidArgumentError` that says
+so, before any work on it. `encoded` reads the size each file declares in its header
+(JPEG's frame header, PNG's IHDR, GIF's screen, BMP's info header) before decoding, so a
+small file that declares a huge image (a decompression bomb) costs nothing.
 """
 
 import json
@@ -32,6 +38,56 @@ from enc_tf.layers.resize import resize_bilinear
 from enc_tf.models.logits import model_logits
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+def _big_endian(data, offset, length):
+    """The unsigned big-endian integer in `data[offset:offset + length]` (int64)."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8), tf.int64)
+    weights = tf.constant([256 ** (length - 1 - i) for i in range(length)], tf.int64)
+    return tf.reduce_sum(raw * weights)
+
+
+def _little_endian(data, offset, length):
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8), tf.int64)
+    weights = tf.constant([256**i for i in range(length)], tf.int64)
+    return tf.reduce_sum(raw * weights)
+
+
+def declared_pixels(data):
+    """Height x width that an encoded image's header declares (int64), read without
+    decoding it; 0 for a file too short to have a header (decoding then fails)."""
+    length = tf.strings.length(data)
+    magic = tf.strings.substr(data, 0, 4)
+
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():  # IHDR: width, height as 4-byte big-endian at offsets 16 and 20
+        return _big_endian(data, 16, 4) * _big_endian(data, 20, 4)
+
+    def gif():  # logical screen: width, height as 2-byte little-endian at 6 and 8
+        return _little_endian(data, 6, 2) * _little_endian(data, 8, 2)
+
+    def bmp():  # BITMAPINFOHEADER: int32 width at 18, height at 22 (negative: top-down)
+        width = _little_endian(data, 18, 4)
+        height = _little_endian(data, 22, 4)
+        height = tf.where(height >= 2**31, 2**32 - height, height)
+        return width * height
+
+    return tf.case(
+        [
+            (length < 26, lambda: tf.constant(0, tf.int64)),
+            (tf.strings.substr(magic, 0, 2) == b"\xff\xd8", jpeg),
+            (magic == b"\x89PNG", png),
+            (tf.strings.substr(magic, 0, 3) == b"GIF", gif),
+            (tf.strings.substr(magic, 0, 2) == b"BM", bmp),
+        ],
+        default=lambda: tf.constant(0, tf.int64),
+        exclusive=False,
+    )
 
 
 def inference_view(model):
@@ -55,13 +111,19 @@ class ServingModule(tf.Module):
         classes: `ClassInfo`, written as the `classes.json` asset.
         multiple: pad inputs to a multiple of this (the output stride).
         max_size: downscale inputs whose long side exceeds this (None: never).
+        max_pixels: refuse images of more pixels than this (height x width).
     """
 
-    def __init__(self, model, classes: ClassInfo, multiple=8, max_size=None):
+    def __init__(
+        self, model, classes: ClassInfo, multiple=8, max_size=None, max_pixels=DEFAULT_MAX_PIXELS
+    ):
         super().__init__()
         self.model = inference_view(model)
         self.multiple = int(multiple)
         self.max_size = int(max_size) if max_size else 0
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}.")
+        self.max_pixels = max_pixels
         self.num_classes = int(model.output["seg"].shape[-1])
         if classes.num_classes != self.num_classes:
             raise ConfigError(
@@ -87,20 +149,30 @@ class ServingModule(tf.Module):
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
         )
 
-    @staticmethod
-    def _check(images, name="images"):
+    def _check(self, images, name="images"):
         # The restored signatures do not enforce the declared rank and channel count;
         # the checks run before anything else uses the images. An empty batch would
         # otherwise fail deep inside the model (or return empty outputs in some layers).
         images = tf.ensure_shape(images, [None, None, None, 3], name=name)
+        shape = tf.shape(images, out_type=tf.int64)
         batch = tf.debugging.assert_positive(
-            tf.shape(images)[:1], message=f"{name}: the batch holds no image (batch size 0)"
+            shape[:1], message=f"{name}: the batch holds no image (batch size 0)"
         )
         positive = tf.debugging.assert_positive(
-            tf.shape(images)[1:3], message=f"{name}: height and width must be positive"
+            shape[1:3], message=f"{name}: height and width must be positive"
         )
         with tf.control_dependencies([batch, positive]):
+            size = self._check_pixels(shape[1] * shape[2], name)
+        with tf.control_dependencies([size]):
             return tf.identity(images)
+
+    def _check_pixels(self, pixels, name):
+        return tf.debugging.assert_less_equal(
+            pixels,
+            tf.constant(self.max_pixels, tf.int64),
+            message=f"{name}: the image has more pixels (height x width, first value) than this "
+            f"export accepts ({self.max_pixels}; enc-export --max-pixels)",
+        )
 
     def _logits(self, images):
         images = self._check(images)
@@ -149,7 +221,8 @@ class ServingModule(tf.Module):
 
     def _serve_encoded(self, encoded_images):
         def decode(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            with tf.control_dependencies([self._check_pixels(declared_pixels(data), "encoded")]):
+                image = tf.io.decode_image(data, channels=3, expand_animations=False)
             return tf.ensure_shape(image, [None, None, 3])
 
         batch = tf.debugging.assert_positive(
@@ -176,6 +249,7 @@ def export_saved_model(
     overwrite=False,
     multiple=8,
     max_size=None,
+    max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Writes `<base_dir>/<model_name>/<version>/` (TF Serving's layout) and returns its path.
 
@@ -196,7 +270,7 @@ def export_saved_model(
         raise FileExistsError(
             f"{target} exists; pass overwrite=True (--overwrite) or another version."
         )
-    module = ServingModule(model, classes, multiple, max_size)
+    module = ServingModule(model, classes, multiple, max_size, max_pixels)
 
     def write(export_dir):
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
