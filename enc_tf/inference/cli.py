@@ -124,7 +124,7 @@ def _describe(err):
 def _predict_one(segmenter, path, stem, probabilities):
     classes = segmenter.classes
     image = read_image(path)
-    result = segmenter(image, name=path)
+    result = segmenter(image, name=path, probabilities=probabilities)
     _save(index_png(result.labels, classes), f"{stem}_labels.png")
     _save(overlay(image, result.labels, classes), f"{stem}_overlay.png")
     if probabilities:

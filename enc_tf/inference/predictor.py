@@ -24,13 +24,14 @@ class Prediction:
 
     Attributes:
         labels: `(H, W)` int32 class indices at the input's size.
-        probabilities: `(H, W, C)` float32 class probabilities (mean over the passes).
+        probabilities: `(H, W, C)` float32 class probabilities (mean over the passes),
+            when asked for (`Segmenter(image, probabilities=True)`), else None.
         presence: `(C,)` float32 image-level class presence from the SE head
             (sigmoid), or None when the model has no SE head.
     """
 
     labels: np.ndarray
-    probabilities: np.ndarray
+    probabilities: Optional[np.ndarray]
     presence: Optional[np.ndarray]
 
 
@@ -109,10 +110,11 @@ class Segmenter:
 
         self._presence = presence
 
-    def _presence_of(self, image):
-        # The SE head sees the whole image: long side resized to the crop, padded.
-        height, width = long_side_size(*image.shape[:2], self.crop_size)
-        resized = resize_bilinear(image[None], (height, width), align_corners=True)[0].numpy()
+    def _presence_of(self, rgb):
+        # The SE head sees the whole image: long side resized to the crop, normalised, padded.
+        height, width = long_side_size(*rgb.shape[:2], self.crop_size)
+        resized = resize_bilinear(rgb[None], (height, width), align_corners=True)[0]
+        resized = normalize(resized).numpy()
         value = self._presence(
             self.windows.pad(resized, self.crop_size, self.crop_size)[None]
         ).numpy()
@@ -133,22 +135,22 @@ class Segmenter:
             kwargs.setdefault("base_size", max(520, preset.crop_size))
         return cls(name, **kwargs)
 
-    def __call__(self, image, name="<image>"):
-        """A `Prediction` for one image (PIL image or array, any size and mode)."""
+    def __call__(self, image, name="<image>", probabilities=False):
+        """A `Prediction` for one image (PIL image or array, any size and mode). The
+        per-class probabilities (`H x W x C` float32) are kept only when `probabilities`."""
         rgb = to_rgb_array(image, name)
-        normalised = normalize(tf.constant(rgb)).numpy()
         base = None if self.multi_scale else max(rgb.shape[:2])
-        probabilities = self.windows.probabilities(normalised, base) / self.windows.num_passes
-        presence = self._presence_of(normalised)
-        if not np.all(np.isfinite(probabilities)) or (
-            presence is not None and not np.all(np.isfinite(presence))
-        ):
+        labels, scores, finite = self.windows.labels_and_probabilities(rgb, base, probabilities)
+        if scores is not None:
+            scores /= self.windows.num_passes
+        presence = self._presence_of(rgb)
+        if not finite or (presence is not None and not np.all(np.isfinite(presence))):
             raise ModelFileError(
                 f"The model {self.model.path} gave non-finite outputs (NaN or inf) for {name}; "
                 "its weights are broken for such inputs.",
                 exit_code=1,
             )
-        return Prediction(np.argmax(probabilities, -1).astype(np.int32), probabilities, presence)
+        return Prediction(labels, scores, presence)
 
     def predict(self, image):
         """The `(H, W)` int32 label map of one image."""

@@ -16,11 +16,15 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.contracts.images import PAD_VALUE, long_side_size, normalised_image
+from enc_tf.contracts.images import PAD_VALUE, long_side_size, normalised_image, normalize
 from enc_tf.errors import ConfigError
-from enc_tf.layers.resize import resize_bilinear
+from enc_tf.layers.resize import resize_bilinear, resize_rows_bilinear, source_rows
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# Output rows are made in bands of about this many float32 values (16 MB).
+BAND_VALUES = 1 << 22
+# A window batch holds at most about this many probabilities (128 MB).
+WINDOW_VALUES = 1 << 25
 CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
 
 
@@ -75,7 +79,8 @@ class MultiScalePredictor:
         num_classes: `C`.
         config: `MultiScaleConfig`.
 
-    Call `probabilities(image)` with one normalised `(H, W, 3)` image: it
+    Call `probabilities(image)` with one normalised `(H, W, 3)` image (or a uint8 RGB
+    one, normalised window by window, which saves a float copy of a large image): it
     returns the `(H, W, C)` sum over scales and flips of the class
     probabilities (the argmax is the prediction; divide by
     `num_passes` for a mean).
@@ -117,38 +122,100 @@ class MultiScalePredictor:
         out[:h, :w] = image
         return out
 
-    def _run(self, windows):
-        outputs = []
-        step = int(self.config.window_batch)
-        for i in range(0, len(windows), step):
-            outputs.append(self._windows(np.stack(windows[i : i + step])).numpy())
-        return np.concatenate(outputs, 0)
+    def _scale_rows(self, image, scale, base_size=None):
+        """The flip-summed probabilities at one scale, before resizing back, as row bands
+        in order: yields `(first_row, (rows, w_s, C) float32)`, plus the scale's size first.
 
-    def scale_probabilities(self, image, scale, base_size=None):
-        """`(h_s, w_s, C)` flip-summed probabilities at one scale, before resizing back."""
+        Windows run in batches of `window_batch`, a row of windows at a time, and add into
+        a band as tall as a window; rows that no later window covers are divided by their
+        window count and yielded. Memory holds one band, not the image's probabilities.
+        """
         c = self.config
         crop = int(c.crop_size)
         h, w = image.shape[:2]
         long_size = int(math.ceil((base_size or c.base_size) * scale))
         height, width = long_side_size(h, w, long_size)
-        resized = resize_bilinear(image[None], (height, width), align_corners=True)[0].numpy()
+        yield height, width
+        if (height, width) == (h, w):
+            resized = image  # uint8 stays uint8: windows are normalised one by one
+        else:
+            resized = _normalised(image)
+            resized = resize_bilinear(resized[None], (height, width), align_corners=True)[0]
+            resized = resized.numpy()
         if long_size <= crop:
-            return self._run([self.pad(resized, crop, crop)])[0, :height, :width]
-        padded = self.pad(resized, crop, crop)  # only the short side may be below the crop
-        ph, pw = padded.shape[:2]
+            window = self.pad(_normalised(resized), crop, crop)[None]
+            yield 0, self._windows(window).numpy()[0, :height, :width]
+            return
+        padded = resized  # only the short side may be below the crop: padded per window
+        ph, pw = max(height, crop), max(width, crop)
         stride = max(1, int(crop * c.stride_rate))
-        corners = [
-            (y, x) for y in window_starts(ph, crop, stride) for x in window_starts(pw, crop, stride)
-        ]
-        windows = [self.pad(padded[y : y + crop, x : x + crop], crop, crop) for y, x in corners]
-        probs = self._run(windows)
-        total = np.zeros((ph, pw, self.num_classes), np.float32)
-        count = np.zeros((ph, pw, 1), np.float32)
-        for (y, x), p in zip(corners, probs):
-            y1, x1 = min(y + crop, ph), min(x + crop, pw)
-            total[y:y1, x:x1] += p[: y1 - y, : x1 - x]
-            count[y:y1, x:x1] += 1
-        return (total / count)[:height, :width]
+        columns = window_starts(pw, crop, stride)
+        total = np.zeros((crop, pw, self.num_classes), np.float32)
+        count = np.zeros((crop, pw, 1), np.float32)
+        origin = 0  # the padded image's row that the band's first row holds
+        # Windows per call: the configured batch, fewer when one window's probabilities
+        # are large (150 classes at 480 x 480 is 138 MB a window).
+        step = max(1, min(int(c.window_batch), WINDOW_VALUES // (crop * crop * self.num_classes)))
+        for y in window_starts(ph, crop, stride):
+            if y > origin:  # rows origin..y-1 are complete: no later window covers them
+                yield from self._finish(total, count, origin, y, height, width)
+                kept = crop - (y - origin)
+                total[:kept] = total[y - origin :].copy()
+                count[:kept] = count[y - origin :].copy()
+                total[kept:] = 0
+                count[kept:] = 0
+                origin = y
+            for i in range(0, len(columns), step):
+                xs = columns[i : i + step]
+                windows = np.stack(
+                    [
+                        self.pad(_normalised(padded[y : y + crop, x : x + crop]), crop, crop)
+                        for x in xs
+                    ]
+                )
+                for x, p in zip(xs, self._windows(windows).numpy()):
+                    x1 = min(x + crop, pw)
+                    rows = min(crop, ph - y)
+                    total[:rows, x:x1] += p[:rows, : x1 - x]
+                    count[:rows, x:x1] += 1
+        yield from self._finish(total, count, origin, ph, height, width)
+
+    @staticmethod
+    def _finish(total, count, origin, stop, height, width):
+        stop = min(stop, height)
+        if stop > origin:
+            n = stop - origin
+            yield origin, total[:n, :width] / count[:n, :width]
+
+    def scale_probabilities(self, image, scale, base_size=None):
+        """`(h_s, w_s, C)` flip-summed probabilities at one scale, before resizing back."""
+        rows = self._scale_rows(image, scale, base_size)
+        next(rows)
+        return np.concatenate([band for _, band in rows], 0)
+
+    def _passes(self, image, base_size, want_probabilities):
+        """`(labels (H, W) int32, probabilities (H, W, C) float32 or None, finite)`, made
+        band by band: each scale streams its rows (`_scale_rows`), and output rows are resized
+        back from the rows they read (`resize_rows_bilinear`, the same rule as
+        `resize_bilinear`), summed over scales, and reduced to labels. Memory: the image,
+        the labels, and bands; the full probabilities only when asked for."""
+        image = _checked_image(image)
+        h, w = image.shape[:2]
+        streams = [_RowStream(self._scale_rows(image, s, base_size)) for s in self.config.scales]
+        labels = np.empty((h, w), np.int32)
+        scores = np.empty((h, w, self.num_classes), np.float32) if want_probabilities else None
+        band = max(1, BAND_VALUES // max(1, w * self.num_classes))
+        finite = True
+        for first in range(0, h, band):
+            stop = min(h, first + band)
+            total = np.zeros((stop - first, w, self.num_classes), np.float32)
+            for stream in streams:
+                total += stream.resized_rows(first, stop, (h, w))
+            labels[first:stop] = np.argmax(total, -1)
+            finite = finite and bool(np.isfinite(total).all())
+            if scores is not None:
+                scores[first:stop] = total
+        return labels, scores, finite
 
     def probabilities(self, image, base_size=None):
         """`(H, W, C)` float32: class probabilities summed over scales and flips.
@@ -156,14 +223,58 @@ class MultiScalePredictor:
         `base_size` overrides the configured one for this image (e.g. the
         image's own long side, for inference at its native resolution).
         """
-        image = normalised_image(image)
-        h, w = image.shape[:2]
-        scores = np.zeros((h, w, self.num_classes), np.float32)
-        for scale in self.config.scales:
-            probs = self.scale_probabilities(image, scale, base_size)
-            scores += resize_bilinear(probs[None], (h, w), align_corners=True)[0].numpy()
-        return scores
+        return self._passes(image, base_size, True)[1]
+
+    def labels_and_probabilities(self, image, base_size=None, probabilities=False):
+        """`(labels, probabilities or None, finite)`: the label map, the summed
+        probabilities only when `probabilities` (they take `H x W x C x 4` bytes), and
+        whether every probability was finite (a broken model gives NaN)."""
+        return self._passes(image, base_size, probabilities)
 
     def predict(self, image, base_size=None):
-        """`(H, W)` int32 label map."""
-        return np.argmax(self.probabilities(image, base_size), -1).astype(np.int32)
+        """`(H, W)` int32 label map (without keeping the image's probabilities)."""
+        return self._passes(image, base_size, False)[0]
+
+
+def _checked_image(image):
+    """A uint8 RGB image as it is (normalised window by window), else a normalised one."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"Expected one (H, W, 3) image, got shape {image.shape}.")
+        return image
+    return normalised_image(image)
+
+
+def _normalised(image):
+    """`image` normalised (`contracts.images.normalize`) when it is uint8 RGB."""
+    if image.dtype == np.uint8:
+        return normalize(tf.constant(image)).numpy()
+    return image
+
+
+class _RowStream:
+    """One scale's probability rows, read in order and kept only while output rows need
+    them (as the chunks the scale yields, never copied into one array)."""
+
+    def __init__(self, rows):
+        self._rows = rows
+        self.height, self.width = next(rows)
+        self._chunks = []  # (first row, rows) in order
+
+    def _read_to(self, stop):
+        while not self._chunks or self._chunks[-1][0] + len(self._chunks[-1][1]) < stop:
+            self._chunks.append(next(self._rows))
+
+    def resized_rows(self, first, stop, size):
+        """Output rows `[first, stop)` of this scale's probabilities resized to `size`."""
+        y0, y1 = source_rows(first, stop, self.height, size[0])
+        self._read_to(y1)
+        while self._chunks[0][0] + len(self._chunks[0][1]) <= y0:  # no later row reads it
+            self._chunks.pop(0)
+        parts = [
+            chunk[max(0, y0 - start) : y1 - start]
+            for start, chunk in self._chunks
+            if start < y1 and start + len(chunk) > y0
+        ]
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
+        return resize_rows_bilinear(rows, y0, first, stop, self.height, size)

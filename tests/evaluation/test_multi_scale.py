@@ -103,6 +103,25 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
     np.testing.assert_allclose(other.probabilities(image), ours, atol=1e-6)
 
 
+def test_bands_of_any_height_give_the_same_result(monkeypatch):
+    """Output rows are made in bands (bounded memory); one row or many, the same numbers."""
+    from enc_tf.prediction import paper
+
+    model = tiny_segmenter(3)
+    image = normalize(np.random.default_rng(3).integers(0, 256, (37, 23, 3))).numpy()
+    config = MultiScaleConfig(base_size=30, crop_size=16, scales=(0.75, 1.0, 1.5), flip=True)
+    predictor = MultiScalePredictor(model, 3, config)
+    whole = predictor.probabilities(image)
+    expected = reference(model, image, 30, 16, (0.75, 1.0, 1.5), True, predictor._pad_value)
+    np.testing.assert_allclose(whole, expected, atol=2e-5)
+    for values in (1, 3 * 23 * 4, 3 * 23 * 11):  # one row a band, 4 rows, 11 rows
+        monkeypatch.setattr(paper, "BAND_VALUES", values)
+        labels, scores, finite = predictor.labels_and_probabilities(image, probabilities=True)
+        np.testing.assert_array_equal(scores, whole)
+        np.testing.assert_array_equal(labels, np.argmax(whole, -1))
+        assert finite and predictor.labels_and_probabilities(image)[1] is None
+
+
 def test_label_confusion_by_hand():
     labels = np.array([[0, 0, 1], [2, 255, 1]])
     predictions = np.array([[0, 1, 1], [0, 2, 2]])

@@ -43,7 +43,9 @@ def test_segmenter_single_and_multi_scale(model_path):
     image = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
     # Native resolution through the sliding window (70 > crop 32).
     segmenter = Segmenter(loaded, crop_size=32)
-    result = segmenter(image)
+    assert segmenter(image).probabilities is None  # kept only when asked for
+    result = segmenter(image, probabilities=True)
+    np.testing.assert_array_equal(result.labels, segmenter(image).labels)
     assert result.labels.shape == (40, 70) and result.labels.dtype == np.int32
     np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, atol=1e-5)
     assert result.presence.shape == (3,) and np.all((result.presence > 0) & (result.presence < 1))
@@ -51,7 +53,7 @@ def test_segmenter_single_and_multi_scale(model_path):
     np.testing.assert_array_equal(result.labels, windows.predict(normalize(image).numpy()))
     # Multi-scale + flip: the mean over its 4 passes.
     multi = Segmenter(loaded, multi_scale=True, base_size=48, crop_size=32, scales=(0.75, 1.0))
-    out = multi(Image.fromarray(image))
+    out = multi(Image.fromarray(image), probabilities=True)
     np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, atol=1e-5)
     reference = MultiScalePredictor(
         loaded.logits_fn, 3, MultiScaleConfig(48, 32, (0.75, 1.0), True)
@@ -149,10 +151,10 @@ def test_to_rgb_array_scales_uint16_by_dtype_as_files_are(tmp_path):
 
 def test_segmenter_and_cli_in_bfloat16(model_path, tmp_path):
     image = np.random.default_rng(2).integers(0, 256, size=(30, 26, 3)).astype(np.uint8)
-    reference = Segmenter(model_path)(image)
+    reference = Segmenter(model_path)(image, probabilities=True)
     segmenter = Segmenter(model_path, precision="bfloat16")
     assert segmenter.model.precision == "bfloat16" and reference is not None
-    result = segmenter(image)
+    result = segmenter(image, probabilities=True)
     assert np.mean(result.labels == reference.labels) > 0.9
     assert 0 < np.abs(result.probabilities - reference.probabilities).max() < 0.05
     Image.fromarray(image).save(tmp_path / "a.png")
