@@ -46,10 +46,17 @@ def side_by_side(views, titles, scale=3):
 def overlay(image, labels, classes, alpha=0.5):
     """The `(H, W, 3)` uint8 image blended with the coloured label map, with a legend of
     the classes present."""
-    coloured = colorize(labels, classes.palette).astype(np.float32)
-    blended = (1 - alpha) * np.asarray(image, np.float32) + alpha * coloured
-    picture = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
-    return add_legend(picture, classes, np.unique(labels))
+    image, labels = np.asarray(image), np.asarray(labels)
+    blended = np.empty(image.shape, np.uint8)
+    shown = set()
+    rows = max(1, (1 << 20) // max(1, image.shape[1]))  # bands of about a megapixel
+    for first in range(0, image.shape[0], rows):
+        part = slice(first, first + rows)
+        coloured = colorize(labels[part], classes.palette).astype(np.float32)
+        mixed = (1 - alpha) * image[part].astype(np.float32) + alpha * coloured
+        blended[part] = np.clip(np.rint(mixed), 0, 255)
+        shown.update(np.unique(labels[part]).tolist())
+    return add_legend(Image.fromarray(blended), classes, np.array(sorted(shown)))
 
 
 def index_png(labels, classes):

@@ -8,9 +8,20 @@ from enc_tf.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _open(path, what):
+def check_pixels(width, height, max_pixels, name):
+    """A `DataError` naming `name` when a `width x height` image has more than `max_pixels`
+    pixels (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(
+            f"{name} is {width} x {height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (--max-pixels); downscale it or raise the limit if memory allows."
+        )
+
+
+def _open(path, what, max_pixels=None):
     try:
         image = Image.open(path)
+        check_pixels(*image.size, max_pixels, f"{what.capitalize()} {path}")  # before decoding
         image.load()
     except FileNotFoundError as err:
         raise DataError(f"{what} not found: {path}") from err
@@ -19,13 +30,14 @@ def _open(path, what):
     return image
 
 
-def read_image(path):
+def read_image(path, max_pixels=None):
     """Reads an image as `(H, W, 3)` uint8 RGB.
 
     EXIF orientation is applied; grayscale, RGBA (alpha dropped), palette,
-    CMYK and 16-bit images are converted to 8-bit RGB (see `rgb_uint8`).
+    CMYK and 16-bit images are converted to 8-bit RGB (see `rgb_uint8`). An image of
+    more than `max_pixels` pixels is refused from its header, before it is decoded.
     """
-    return image_to_rgb(_open(path, "image"), path)
+    return image_to_rgb(_open(path, "image", max_pixels), path)
 
 
 def rgb_uint8(array, name="<image>"):

@@ -31,7 +31,7 @@ from enc_tf.console import command_parser, error_line, run_cli
 from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
-from enc_tf.inference.predictor import Segmenter
+from enc_tf.inference.predictor import DEFAULT_MAX_PIXELS, Segmenter
 from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import PAPER_SCALES
 from enc_tf.presets import MODEL_HELP, find
@@ -123,13 +123,15 @@ def _describe(err):
 
 def _predict_one(segmenter, path, stem, probabilities):
     classes = segmenter.classes
-    image = read_image(path)
+    image = read_image(path, segmenter.max_pixels)
     result = segmenter(image, name=path, probabilities=probabilities)
     _save(index_png(result.labels, classes), f"{stem}_labels.png")
     _save(overlay(image, result.labels, classes), f"{stem}_overlay.png")
     if probabilities:
         _save(result.probabilities.astype(np.float32), f"{stem}_probabilities.npy")
-    ids, counts = np.unique(result.labels, return_counts=True)
+    counts = np.bincount(result.labels.ravel())
+    ids = np.flatnonzero(counts)
+    counts = counts[ids]
     entry = {
         "size": list(image.shape[:2]),
         "classes": {
@@ -182,6 +184,8 @@ def _window(args):
 
 
 def _check_arguments(args):
+    if args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be a positive integer, got {args.max_pixels}.")
     for flag, value in (("--base-size", args.base_size), ("--crop-size", args.crop_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
@@ -204,6 +208,7 @@ def run(args):
         crop_size,
         args.scales,
         precision=args.precision,
+        max_pixels=args.max_pixels,
     )
     summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
     print(
@@ -236,6 +241,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--probabilities", action="store_true", help="also write the class probabilities (.npy)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse larger images, read from the file's header before decoding "
+        f"(default {DEFAULT_MAX_PIXELS})",
     )
     return run_cli(parser, run, argv)
 

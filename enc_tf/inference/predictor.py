@@ -11,7 +11,7 @@ from enc_tf.artifacts import check_classes, load_model
 from enc_tf.console import DownloadProgress
 from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
-from enc_tf.data.io import image_to_rgb, rgb_uint8
+from enc_tf.data.io import check_pixels, image_to_rgb, rgb_uint8
 from enc_tf.errors import ModelFileError
 from enc_tf.layers.resize import resize_bilinear
 from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
@@ -35,12 +35,21 @@ class Prediction:
     presence: Optional[np.ndarray]
 
 
-def to_rgb_array(image, name="<image>"):
+# The largest image `Segmenter` and `enc-predict` take by default: 100 megapixels. A
+# 9000 x 9000 image with 8 classes peaks at 1.8 GB; see docs/inference.md.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def to_rgb_array(image, name="<image>", max_pixels=None):
     """`(H, W, 3)` uint8 from a PIL image or an array: `(H, W)` grey, `(H, W, 1|3|4)`,
     uint8 or uint16 (scaled to 8 bits by dtype, as `enc_tf.data.io.rgb_uint8`) or float in
-    [0, 1]."""
+    [0, 1]; more than `max_pixels` pixels is a `DataError` (before a PIL image is decoded)."""
     if isinstance(image, Image.Image):
+        check_pixels(*image.size, max_pixels, name)
         return image_to_rgb(image, name)
+    shape = np.shape(image)
+    if len(shape) >= 2:
+        check_pixels(shape[1], shape[0], max_pixels, name)
     return rgb_uint8(image, name)
 
 
@@ -58,6 +67,8 @@ class Segmenter:
             sliding window when it is larger than `crop_size`.
         base_size, crop_size, scales, flip, window_batch: see `MultiScaleConfig`.
         precision: `float32`, `bfloat16` or `auto` (see `enc_tf.models.precision`).
+        max_pixels: refuse larger images (None: no limit). Memory is bounded by bands of
+            rows, not by the image's per-class probabilities; see docs/inference.md.
 
     Example:
         >>> segmenter = Segmenter("runs/context_shapes_encnet")
@@ -76,6 +87,7 @@ class Segmenter:
         flip=True,
         window_batch=4,
         precision="float32",
+        max_pixels=DEFAULT_MAX_PIXELS,
     ):
         loaded = (
             load_model(model_path(model, DownloadProgress())) if isinstance(model, str) else model
@@ -87,6 +99,7 @@ class Segmenter:
             )
         self.classes = check_classes(self.model, classes, "the class list")
         self.multi_scale = bool(multi_scale)
+        self.max_pixels = max_pixels
         config = MultiScaleConfig(
             base_size,
             crop_size,
@@ -138,7 +151,7 @@ class Segmenter:
     def __call__(self, image, name="<image>", probabilities=False):
         """A `Prediction` for one image (PIL image or array, any size and mode). The
         per-class probabilities (`H x W x C` float32) are kept only when `probabilities`."""
-        rgb = to_rgb_array(image, name)
+        rgb = to_rgb_array(image, name, self.max_pixels)
         base = None if self.multi_scale else max(rgb.shape[:2])
         labels, scores, finite = self.windows.labels_and_probabilities(rgb, base, probabilities)
         if scores is not None:
