@@ -1,7 +1,10 @@
-"""Fault soak: a small training job killed with SIGKILL at seeded random moments,
-restarted each time.
+"""Fault soak: a small training job killed at seeded random moments, restarted each time.
 
-    python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 8] [--steps 4] [--keep DIR]
+    python benchmarks/faults.py [--kills 10] [--seed 0] [--epochs 8] [--steps 4]
+        [--signals KILL,TERM,INT] [--keep DIR]
+
+Each kill sends one of `--signals`, drawn with the moment: SIGKILL (no chance to clean up),
+SIGTERM (a scheduler's stop) or SIGINT (Ctrl-C); the process is then waited for.
 
 The kill moments are drawn from: a random delay after the start (mostly mid-epoch),
 while a resume point is being written (`backup/.enc_tf-tmp-*`), while a checkpoint is being
@@ -90,8 +93,9 @@ def _moment(kind, run, delay, started):
     return lambda: len(_rows(run)) > rows
 
 
-def _kill_at(command, env, log_path, moment, timeout=600):
-    """Runs `command` until `moment()` holds, then SIGKILLs it; False if it ended first."""
+def _kill_at(command, env, log_path, moment, sig=signal.SIGKILL, timeout=600):
+    """Runs `command` until `moment()` holds, then sends `sig` to it and waits (SIGKILL after
+    60 s if it has not ended); False if it ended first."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -102,7 +106,11 @@ def _kill_at(command, env, log_path, moment, timeout=600):
                 time.sleep(0.005)
             if process.poll() is not None:
                 return False
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
             return True
         finally:
             if process.poll() is None:
@@ -196,6 +204,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument(
+        "--signals", default="KILL,TERM,INT", help="signals to stop the run with (drawn per kill)"
+    )
+    parser.add_argument(
         "--keep", help="keep the runs in this directory (default: a temporary one, removed)"
     )
     args = parser.parse_args()
@@ -213,6 +224,10 @@ def main():
     print(f"uninterrupted run: {time.monotonic() - started:.0f} s")
 
     rng = random.Random(args.seed)
+    signals = [name.strip().upper() for name in args.signals.split(",") if name.strip()]
+    for name in signals:
+        if name not in ("KILL", "TERM", "INT"):
+            sys.exit(f"--signals takes KILL, TERM and INT, got {name!r}")
     command = _command(work, run, args.epochs, args.steps)
     kills, attempts = [], 0
     while len(kills) < args.kills and attempts < 3 * args.kills:
@@ -221,9 +236,10 @@ def main():
             MOMENTS[len(kills) % len(MOMENTS)] if len(kills) < len(MOMENTS) else rng.choice(MOMENTS)
         )
         delay = rng.uniform(8.0, 40.0)
+        sig = getattr(signal, "SIG" + rng.choice(signals))
         log_path = os.path.join(work, f"attempt-{attempts:02d}.log")
         t0 = time.monotonic()
-        if not _kill_at(command, env, log_path, _moment(kind, run, delay, t0)):
+        if not _kill_at(command, env, log_path, _moment(kind, run, delay, t0), sig):
             print(
                 f"  attempt {attempts}: the run finished before '{kind}'; "
                 "starting over is not needed"
@@ -232,6 +248,7 @@ def main():
         kills.append(
             (
                 len(kills) + 1,
+                sig.name,
                 kind + (f" ({delay:.1f} s)" if kind == "delay" else ""),
                 _resumed_from(log_path),
                 len(_rows(run)),
@@ -242,7 +259,14 @@ def main():
         finished = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     print(
         table(
-            ("kill", "moment", "that start resumed after epoch", "log.csv rows at the kill"), kills
+            (
+                "kill",
+                "signal",
+                "moment",
+                "that start resumed after epoch",
+                "log.csv rows at the kill",
+            ),
+            kills,
         )
     )
     if finished.returncode:
