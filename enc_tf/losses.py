@@ -83,7 +83,9 @@ def encnet_losses(
     ignore_index=IGNORE_INDEX,
     dtype=None,
 ):
-    """The losses and loss weights of SPEC §6 for `model.compile`.
+    """The losses and loss weights of EncNet for `model.compile`: cross-entropy, the
+    auxiliary head's and the SE-loss (the paper's Section 3.1), weighted 0.2 as the
+    original's training script does.
 
     Args:
         aux: bool, include the `aux` term.

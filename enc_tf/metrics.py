@@ -1,4 +1,4 @@
-"""Segmentation metrics from a streaming confusion matrix (SPEC §8).
+"""Segmentation metrics from a streaming confusion matrix (EncNet paper, Section 4.1).
 
 `pixAcc = correct labelled pixels / labelled pixels`; `IoU_c = TP_c / (TP_c +
 FP_c + FN_c)` accumulated over the whole dataset. Two mIoU conventions exist:

@@ -16,7 +16,7 @@ from enc_tf.contracts.images import long_side_size_tf, normalize, short_side_siz
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Training augmentation (SPEC §7).
+    """Training augmentation (EncNet paper, Section 4.1, implementation details).
 
     Attributes:
         scale_range: the long side is resized to `U(lo, hi) * base_size`.

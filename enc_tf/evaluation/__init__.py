@@ -1,4 +1,4 @@
-"""Evaluation with the paper's protocol (SPEC §8)."""
+"""Evaluation with the paper's protocol (EncNet paper, Section 4.1)."""
 
 from enc_tf.evaluation.multi_scale import evaluate_multi_scale
 from enc_tf.evaluation.report import confusion_picture, write_report

@@ -1,7 +1,7 @@
 """Whole-image prediction: the test-time protocols that turn a network into label maps.
 
 - `MultiScalePredictor` (`paper.py`): the paper's multi-scale + flip + sliding-window
-  protocol (SPEC §8), used by `enc-eval`, `Segmenter` and `enc-predict`.
+  protocol (EncNet paper, Section 4.1), used by `enc-eval`, `Segmenter` and `enc-predict`.
 - `MMSegPredictor` (`mmseg.py`): MMSegmentation's test-time protocol, to reproduce its
   published mIoU with converted checkpoints (`enc-eval --protocol mmseg`).
 

@@ -1,4 +1,4 @@
-"""The paper's multi-scale + flip + sliding-window inference (SPEC §8).
+"""The paper's multi-scale + flip + sliding-window inference (EncNet paper, Section 4.1).
 
 At each scale the image's long side is resized to `ceil(base_size * scale)`. If
 that fits in the crop, the image is padded to the crop and run once; otherwise a

@@ -28,7 +28,7 @@ def _bn(x, bn):
 
 
 def reference_enc_module(x, layer):
-    """Float64 NumPy EncModule in inference mode (SPEC §2)."""
+    """Float64 NumPy EncModule in inference mode (the paper's Section 3.1)."""
     x = np.asarray(x, np.float64)
     proj = np.einsum("bhwc,cd->bhwd", x, layer.project.conv.kernel.numpy()[0, 0].astype(np.float64))
     feats = np.maximum(_bn(proj, layer.project.bn), 0)

@@ -9,7 +9,7 @@ from tests.support.layer_test import run_layer_test
 
 
 def reference_encoding(x, codewords, scale):
-    """Float64 NumPy Encoding, in the straightforward broadcast form of SPEC §1."""
+    """Float64 NumPy Encoding, in the straightforward broadcast form of the paper's Section 3.1."""
     x = np.asarray(x, np.float64)
     b, d = x.shape[0], x.shape[-1]
     feats = x.reshape(b, -1, d)
