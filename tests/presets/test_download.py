@@ -183,3 +183,18 @@ def test_digests_from_urls_and_their_checks():
     for bad in ("sha1:abcdef12", "sha256:xyz", "md5:" + "a" * 40, "sha256:abc"):
         with pytest.raises(ValueError):
             Digest.parse(bad)
+
+
+def test_no_server_at_all_ends_in_seconds_naming_the_url_and_the_place(cache):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/w/f.bin"
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch([url], Digest("sha256", SHA))
+    assert time.monotonic() - start < 10  # refused at once, retried twice after 1 s and 2 s
+    message = str(err.value)
+    assert url in message and "Connection refused" in message and str(cache / "f.bin") in message
