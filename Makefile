@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VPY) -m enc_tf.demo
 
 test: $(STAMP) lint
-	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider --durations=15 tests
 
 # ruff: pyflakes, pycodestyle (line length 100) and isort order; the formatter's layout.
 lint: $(STAMP)
