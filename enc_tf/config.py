@@ -54,6 +54,8 @@ class ModelConfig:
     num_codes: int = 0  # Encoding codewords; 0: the backbone's default (ResNet 32, MobileNet 16)
     head_channels: int = 0  # EncHead width; 0: the backbone's (ResNet 512, MobileNetV3 128 / 64)
     dropout: float = 0.1
+    # the bilinear upsampling rule: true as the original; MMSegmentation's configs use false
+    align_corners: bool = True
     # ImageNet weights for the backbone: a preset name (`enc-presets list`), "imagenet" (the
     # backbone's usual preset), an http(s) URL, a local file, or "none" (from scratch)
     backbone_weights: str = "none"

@@ -121,6 +121,8 @@ def read_checkpoint(path):
         raise ModelFileError(f"Checkpoint {path} is empty (0 bytes): the file is truncated.")
     try:
         return read_checkpoint_file(path)
+    except EncTfError:
+        raise
     except ImportError as err:
         raise EncTfError(str(err)) from err
     except pickle.UnpicklingError as err:

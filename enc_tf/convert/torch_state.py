@@ -16,6 +16,7 @@ import re
 import keras
 import numpy as np
 
+from enc_tf.errors import ModelFileError
 from enc_tf.files import atomic_write
 from enc_tf.layers.encoding import Encoding
 
@@ -225,11 +226,11 @@ def _read_torch(path):
         if isinstance(raw, dict) and isinstance(raw.get(nested), dict):
             raw = raw[nested]
     if not isinstance(raw, dict):
-        raise ValueError(f"{path!r} holds a {type(raw).__name__}, not a state_dict of tensors.")
+        raise ModelFileError(f"{path} holds a {type(raw).__name__}, not a state_dict of tensors.")
     not_tensors = sorted(str(k) for k, v in raw.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ValueError(
-            f"{path!r} is not a state_dict: {len(not_tensors)} entries are not tensors "
+        raise ModelFileError(
+            f"{path} is not a state_dict: {len(not_tensors)} entries are not tensors "
             f"({not_tensors[:5]})."
         )
     state = {key: value.detach().cpu().numpy() for key, value in raw.items()}

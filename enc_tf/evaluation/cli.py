@@ -1,7 +1,7 @@
 """`enc-eval MODEL [options]`: the paper's or MMSegmentation's evaluation protocol on a dataset.
 
 MODEL is a `.keras` file, a training run directory (its config names the
-validation data) or a SavedModel from export/to_saved_model.py. Prints the per-class
+validation data), a preset name, a URL, or a SavedModel from enc-export. Prints the per-class
 IoU table and writes evaluation.json, confusion_matrix.npy and confusion_matrix.png.
 Under TF_CONFIG (several workers) each worker evaluates its shard and the
 confusion matrices are summed across workers.

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.files import atomic_write
+from enc_tf.files import atomic_write, remove_stale_temporaries
 
 
 def _json_safe(value):
@@ -52,6 +52,7 @@ def write_report(out_dir, scores, matrix, extra=None):
     """Writes `evaluation.json` (every number, plus `extra`), `confusion_matrix.npy` and
     `confusion_matrix.png` into `out_dir`, each atomically; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # of a killed earlier report
     paths = {
         name: os.path.join(out_dir, name)
         for name in ("evaluation.json", "confusion_matrix.npy", "confusion_matrix.png")

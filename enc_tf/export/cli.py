@@ -1,9 +1,9 @@
 """`enc-export MODEL --base-dir DIR [--name encnet] [--version N] [--overwrite]`:
 a SavedModel for TensorFlow Serving in `<base-dir>/<name>/<version>/`.
 
-MODEL is a `.keras` file or a training run directory. Class names and palette come
-from the run's dataset or `--classes`, and travel with the model as
-`assets/classes.json`.
+MODEL is a `.keras` file, a training run directory, a preset name or a URL. Class
+names and palette come from the model, the run's dataset or `--classes`, and travel
+with the model as `assets/classes.json`.
 """
 
 import os

@@ -1,6 +1,6 @@
 """`enc-export-onnx MODEL --out model.onnx [--size S] [--opset 17]`: an ONNX model.
 
-MODEL is a `.keras` file or a training run directory. The input is normalised
+MODEL is a `.keras` file, a training run directory, a preset name or a URL. The input is normalised
 float32 NHWC images of any size (or `--size`); the outputs are the `seg` and `se`
 logits. Before writing, the ONNX model runs in ONNX Runtime on test images and must
 match Keras to `--tolerance` (relative to the largest logit); otherwise nothing is

@@ -1,9 +1,9 @@
 """`enc-export-tflite MODEL --out model.tflite
 [--mode float32|float16|dynamic_int8|int8] [--size 480]`.
 
-MODEL is a `.keras` file or a training run directory. `int8` calibrates on training
-images: the run's training data (val-style resize + centre crop to the input size),
-or the images in `--calibration-dir`.
+MODEL is a `.keras` file, a training run directory, a preset name or a URL. `int8`
+calibrates on training images: the run's training data (val-style resize + centre crop
+to the input size), or the images in `--calibration-dir`.
 """
 
 import os

@@ -1,6 +1,7 @@
 """Segmenting users' images: NumPy arrays or PIL images in, label maps out."""
 
 import dataclasses
+import os
 from typing import Optional
 
 import numpy as np
@@ -11,7 +12,7 @@ from enc_tf.artifacts import check_classes, load_model
 from enc_tf.console import DownloadProgress
 from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
-from enc_tf.data.io import check_pixels, image_to_rgb, rgb_uint8
+from enc_tf.data.io import check_pixels, image_to_rgb, read_image, rgb_uint8
 from enc_tf.errors import ModelFileError
 from enc_tf.layers.resize import resize_bilinear
 from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
@@ -36,7 +37,8 @@ class Prediction:
 
 
 # The largest image `Segmenter` and `enc-predict` take by default: 100 megapixels. A
-# 9000 x 9000 image with 8 classes peaks at 1.8 GB; see docs/inference.md.
+# 9000 x 9000 image with 8 classes peaks at 2.1 GiB in enc-predict; see
+# docs/troubleshooting.md (memory on large images).
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
@@ -68,7 +70,7 @@ class Segmenter:
         base_size, crop_size, scales, flip, window_batch: see `MultiScaleConfig`.
         precision: `float32`, `bfloat16` or `auto` (see `enc_tf.models.precision`).
         max_pixels: refuse larger images (None: no limit). Memory is bounded by bands of
-            rows, not by the image's per-class probabilities; see docs/inference.md.
+            rows, not by the image's per-class probabilities; see docs/troubleshooting.md.
 
     Example:
         >>> segmenter = Segmenter("runs/context_shapes_encnet")
@@ -149,9 +151,13 @@ class Segmenter:
         return cls(name, **kwargs)
 
     def __call__(self, image, name="<image>", probabilities=False):
-        """A `Prediction` for one image (PIL image or array, any size and mode). The
+        """A `Prediction` for one image (a file path, PIL image or array, any size and mode). The
         per-class probabilities (`H x W x C` float32) are kept only when `probabilities`."""
-        rgb = to_rgb_array(image, name, self.max_pixels)
+        if isinstance(image, (str, os.PathLike)):  # a file: its size is checked before decoding
+            name = os.fspath(image)
+            rgb = read_image(name, self.max_pixels)
+        else:
+            rgb = to_rgb_array(image, name, self.max_pixels)
         base = None if self.multi_scale else max(rgb.shape[:2])
         labels, scores, finite = self.windows.labels_and_probabilities(rgb, base, probabilities)
         if scores is not None:

@@ -34,7 +34,7 @@ import urllib.request
 from typing import Callable, Optional, Sequence
 
 from enc_tf.errors import EncTfError
-from enc_tf.files import TEMP_PREFIX, file_lock, temporary_path
+from enc_tf.files import TEMP_PREFIX, file_lock, remove_stale_temporaries, temporary_path
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +142,16 @@ class Digest:
 
 def digest_from_url(url: str) -> Optional[Digest]:
     """The digest a URL states: a `#sha256=<hex>` fragment (pip's convention), else a
-    torch.hub-style `-<hex>` filename suffix (a SHA-256 prefix); None if neither."""
+    torch.hub-style `-<hex>` filename suffix (a SHA-256 prefix; one of only decimal digits
+    is taken for a date or version); None if neither."""
     fragment = urllib.parse.urlsplit(url).fragment
     for algorithm in DIGEST_LENGTHS:
         if fragment.startswith(algorithm + "="):
             return Digest(algorithm, fragment.split("=", 1)[1].lower())
     match = _HASH_SUFFIX.search(urllib.parse.urlsplit(url).path)
-    return Digest("sha256", match[1]) if match else None
+    if match is None or match[1].isdigit():  # all digits: a date or a version, not a digest
+        return None
+    return Digest("sha256", match[1])
 
 
 def file_digest(path: str, algorithm: str) -> str:
@@ -223,7 +226,7 @@ def _fetch_one(url: str, target: str, digest: Optional[Digest], progress, attemp
                 raise DownloadError(
                     f"{url}: the downloaded file's {digest.algorithm} is {actual}, expected "
                     f"{digest.value}; it was deleted (a corrupt transfer, a wrong mirror, or the "
-                    "publisher replaced the file)."
+                    f"publisher replaced the file); {_by_hand(url, target)}."
                 )
             os.replace(tmp, target)
             return
@@ -287,6 +290,7 @@ def fetch(
     with file_lock(target + ".lock"):
         if os.path.isfile(target) and _verified(target, digest):  # another process fetched it
             return target
+        remove_stale_temporaries(directory)  # of killed downloads
         failures = []
         for url in urls:
             url = mirrored(url)

@@ -64,10 +64,15 @@ def fetch_preset(preset, progress=None) -> str:
     )
 
 
+def _url_key(url):
+    """A name of its own for each URL (two URLs may share a file name)."""
+    return "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def _fetch_url(spec, progress):
-    """A user's URL, cached in a directory of its own (two URLs may share a file name)."""
+    """A user's URL, cached in a directory of its own."""
     url = spec.split("#", 1)[0]
-    subdir = os.path.join("downloads", "url-" + hashlib.sha256(url.encode()).hexdigest()[:16])
+    subdir = os.path.join("downloads", _url_key(url))
     return download.fetch([url], download.digest_from_url(spec), subdir=subdir, progress=progress)
 
 
@@ -95,8 +100,14 @@ def _convert(checkpoint, out, preset=None):
                 f"(first keys {sorted(state)[:3]})"
             )
     except (ValueError, KeyError, TypeError) as err:
+        hint = (
+            f"; convert it by hand (python -m enc_tf.convert mmseg {checkpoint} --align-corners "
+            "true|false --out MODEL.keras) and pass the .keras file"
+            if "align_corners" in str(err)
+            else ""
+        )
         raise ModelFileError(
-            f"{checkpoint} cannot be converted into a model: {' '.join(str(err).split())}"
+            f"{checkpoint} cannot be converted into a model: {' '.join(str(err).split())}{hint}"
         ) from err
     if preset is not None and int(model.output["seg"].shape[-1]) != preset.num_classes:
         raise ModelFileError(
@@ -113,14 +124,21 @@ def _convert(checkpoint, out, preset=None):
     return out
 
 
-def _converted(checkpoint, name, preset=None):
-    """The cached `.keras` conversion of `checkpoint`, made on first use."""
-    directory = os.path.join(download.cache_home(), MODELS_DIR)
-    os.makedirs(directory, exist_ok=True)
-    out = os.path.join(directory, name + ".keras")
+def _converted_path(name):
+    return os.path.join(download.cache_home(), MODELS_DIR, name + ".keras")
+
+
+def _converted(fetch_checkpoint, name, preset=None):
+    """The cached `.keras` conversion of the checkpoint `fetch_checkpoint()` gives, made
+    on first use; once made, the checkpoint is neither read nor needed again."""
+    out = _converted_path(name)
+    if os.path.isfile(out):
+        return out
+    checkpoint = fetch_checkpoint()
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     with file_lock(out + ".lock"):
         if not os.path.isfile(out):
-            remove_stale_temporaries(directory, min_age_seconds=3600)
+            remove_stale_temporaries(os.path.dirname(out))
             _convert(checkpoint, out, preset)
     return out
 
@@ -136,18 +154,17 @@ def model_path(spec: str, progress=None) -> str:
         return spec
     preset = _preset_of_kind(spec, MODEL, "The model")
     if preset is not None:
-        checkpoint = fetch_preset(preset, progress)
         name = f"{preset.name}-{preset.parsed_digest.value[:8]}"
-        return _converted(checkpoint, name, preset)
+        return _converted(lambda: fetch_preset(preset, progress), name, preset)
     if is_url(spec):
         path = urllib.parse.urlsplit(spec).path
         if not path.endswith(MODEL_SUFFIXES):
             raise ConfigError(f"The model URL {spec} must name a {', '.join(MODEL_SUFFIXES)} file.")
-        local = _fetch_url(spec, progress)
-        if local.endswith(".keras"):
-            return local
-        stem = os.path.splitext(os.path.basename(local))[0]
-        return _converted(local, stem)
+        if path.endswith(".keras"):
+            return _fetch_url(spec, progress)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name = f"{_url_key(spec.split('#', 1)[0])}-{stem}"
+        return _converted(lambda: _fetch_url(spec, progress), name)
     if spec.endswith(MODEL_SUFFIXES) or os.sep in spec:
         raise ModelFileError(f"Model not found: {spec}")
     raise _unknown(spec, MODEL, "The model")

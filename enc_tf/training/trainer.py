@@ -50,6 +50,7 @@ def build_model(config, classes, sync_batch_norm):
         output_stride=m.output_stride,
         aux=m.aux,
         dropout=m.dropout,
+        align_corners=m.align_corners,
         sync_batch_norm=sync_batch_norm,
         backbone_weights=keras_file,
         class_names=list(classes.names),

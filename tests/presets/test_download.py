@@ -55,6 +55,7 @@ def test_a_wrong_hash_deletes_the_file_and_names_url_expected_and_actual(cache):
             fetch([base + "/f.bin"], Digest("sha256", "0" * 64))
     message = str(err.value)
     assert base + "/f.bin" in message and "0" * 64 in message and SHA in message
+    assert f"put it at {cache / 'f.bin'}" in message
     assert _leftovers(cache) == []
 
 
@@ -180,6 +181,7 @@ def test_digests_from_urls_and_their_checks():
     )
     assert download.digest_from_url("https://h/x/m.keras#sha256=" + SHA) == Digest("sha256", SHA)
     assert download.digest_from_url("https://h/x/model.keras") is None
+    assert download.digest_from_url("https://h/x/model-20240101.pth") is None  # a date
     for bad in ("sha1:abcdef12", "sha256:xyz", "md5:" + "a" * 40, "sha256:abc"):
         with pytest.raises(ValueError):
             Digest.parse(bad)

@@ -82,6 +82,7 @@ def test_a_preset_downloads_converts_caches_and_predicts(checkpoint, monkeypatch
         assert labels.shape == (40, 70)
         image = tmp_path / "street.png"
         Image.fromarray(np.zeros((40, 70, 3), np.uint8)).save(image)
+        np.testing.assert_array_equal(segmenter(str(image)).labels, labels)  # a file path
         assert predict_main([preset.name, str(image), "--out", str(tmp_path / "out")]) == 0
         assert (tmp_path / "out" / "street_labels.png").is_file()
         # A file that is not what the preset says is refused (another class count).
@@ -90,6 +91,11 @@ def test_a_preset_downloads_converts_caches_and_predicts(checkpoint, monkeypatch
         monkeypatch.setitem(registry.PRESETS, liar.name, liar)
         with pytest.raises(ModelFileError, match="it is not the preset's file"):
             model_path(liar.name)
+        # The converted model is all a later use needs: the download may be gone.
+        for name in os.listdir(home / "downloads"):
+            os.remove(home / "downloads" / name)
+        monkeypatch.setenv("ENC_TF_OFFLINE", "1")
+        assert model_path(preset.name) == converted
     assert route.requests == 1 and os.stat(converted).st_mtime_ns == stamp
     assert sorted(os.listdir(home / "models")) == sorted(
         [os.path.basename(converted), os.path.basename(converted) + ".lock"]

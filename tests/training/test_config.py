@@ -77,6 +77,8 @@ def test_every_recipe_in_configs_loads():
         # Every real-data recipe starts from published weights of its own backbone, by
         # preset; the ContextShapes ones train from scratch (no download in the demo).
         m = config.model
+        if "finetune" in path:  # settings of the MMSegmentation checkpoint it starts from
+            assert not m.align_corners and m.backbone == "resnet50v1c"
         if "context_shapes" in path:
             assert m.backbone_weights == "none" and not m.init_from
         else:
