@@ -284,23 +284,61 @@ def _train(config, strategy, chief, task_id):
         base_lr,
         o.head_lr_multiplier,
     )
-    with _data_errors_as_one_line(train_source, val_source):
-        history = model.fit(
-            train_data,
-            epochs=t.epochs,
-            initial_epoch=epochs_done,
-            steps_per_epoch=steps,
-            validation_data=val_data,
-            validation_freq=t.val_every_epochs,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=1 if os.isatty(1) else 2,
-        )
+    history = keras.callbacks.History()
+    try:
+        with _data_errors_as_one_line(train_source, val_source):
+            model.fit(
+                train_data,
+                epochs=t.epochs,
+                initial_epoch=epochs_done,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                validation_freq=t.val_every_epochs,
+                callbacks=callbacks + [history],
+                shuffle=False,
+                verbose=1 if os.isatty(1) else 2,
+            )
+    except KeyboardInterrupt:  # Ctrl-C: a run with a scored epoch keeps its best model
+        if chief and recorder.best is not None and not is_multi_worker(strategy):
+            finish_run(model, recorder, run_dir, recorder.epoch, t.epochs, "interrupted")
+        raise
     if recorder.diverged is not None:
         raise TrainingDiverged(_divergence_message(recorder, config))
     if chief:
-        save_model_atomic(model, os.path.join(run_dir, RUN_MODEL))
+        epochs_run = epochs_done + len(history.history.get("loss", []))
+        reason = "stopped at the time limit" if epochs_run < t.epochs else None
+        if is_multi_worker(strategy):
+            reason = None  # the workers' models must stay the same: the last epoch's
+        finish_run(model, recorder, run_dir, epochs_run, t.epochs, reason)
     return model, history.history
+
+
+def finish_run(model, recorder, run_dir, epochs_run, epochs, early=None):
+    """Writes the run's `model.keras`. A run that ended normally keeps its last epoch's
+    weights. One that ended early (`early` says why: the time limit, Ctrl-C) has not
+    reached the end of its schedule, so its last epoch need not be its best: `model` takes
+    the weights of `checkpoints/best.keras` (the best monitored score) when there is one,
+    and the run says which epoch that is. Returns the epoch (0-based) `model.keras` holds.
+    """
+    last = epochs_run - 1
+    held = last
+    best_path = recorder.checkpoint_path("best")
+    if early and recorder.best is not None and os.path.isfile(best_path):
+        held, score = recorder.best
+        if held != last:
+            model.load_weights(best_path)
+        logger.info(
+            "Training %s after epoch %d of %d: model.keras holds the best epoch, %d "
+            "(%s %.4f), not the last.",
+            early,
+            epochs_run,
+            epochs,
+            held + 1,
+            recorder.monitor,
+            score,
+        )
+    save_model_atomic(model, os.path.join(run_dir, RUN_MODEL))
+    return held
 
 
 def _divergence_message(recorder, config):
