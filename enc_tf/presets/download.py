@@ -322,5 +322,8 @@ def _verified(path: str, digest: Optional[Digest]) -> bool:
     if digest.matches(actual):
         return True
     logger.warning("Deleting %s: its %s is %s, expected %s", path, digest.algorithm, actual, digest)
-    os.remove(path)
+    try:
+        os.remove(path)
+    except FileNotFoundError:  # another process deleted it first
+        pass
     return False
