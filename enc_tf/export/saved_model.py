@@ -42,17 +42,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-def _big_endian(data, offset, length):
-    """The unsigned big-endian integer in `data[offset:offset + length]` (int64)."""
+def _unsigned(data, offset, length, big_endian):
+    """The unsigned integer in the bytes `data[offset:offset + length]` (int64)."""
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8), tf.int64)
-    weights = tf.constant([256 ** (length - 1 - i) for i in range(length)], tf.int64)
-    return tf.reduce_sum(raw * weights)
-
-
-def _little_endian(data, offset, length):
-    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8), tf.int64)
-    weights = tf.constant([256**i for i in range(length)], tf.int64)
-    return tf.reduce_sum(raw * weights)
+    powers = range(length - 1, -1, -1) if big_endian else range(length)
+    return tf.reduce_sum(raw * tf.constant([256**i for i in powers], tf.int64))
 
 
 def declared_pixels(data):
@@ -66,14 +60,14 @@ def declared_pixels(data):
         return shape[0] * shape[1]
 
     def png():  # IHDR: width, height as 4-byte big-endian at offsets 16 and 20
-        return _big_endian(data, 16, 4) * _big_endian(data, 20, 4)
+        return _unsigned(data, 16, 4, True) * _unsigned(data, 20, 4, True)
 
     def gif():  # logical screen: width, height as 2-byte little-endian at 6 and 8
-        return _little_endian(data, 6, 2) * _little_endian(data, 8, 2)
+        return _unsigned(data, 6, 2, False) * _unsigned(data, 8, 2, False)
 
     def bmp():  # BITMAPINFOHEADER: int32 width at 18, height at 22 (negative: top-down)
-        width = _little_endian(data, 18, 4)
-        height = _little_endian(data, 22, 4)
+        width = _unsigned(data, 18, 4, False)
+        height = _unsigned(data, 22, 4, False)
         height = tf.where(height >= 2**31, 2**32 - height, height)
         return width * height
 

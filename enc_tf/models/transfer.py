@@ -109,11 +109,10 @@ def transfer_weights(source, target, source_name="the source model"):
         )
     for variable, value in copies:
         variable.assign(np.asarray(value.numpy(), variable.dtype))
-    layers = lambda places: sorted({_layer_of(p) for p in places})  # noqa: E731
-    copied_places = {place for place in ours if place in theirs}
+    shared = {_layer_of(p) for p in ours if p in theirs}
     return TransferReport(
-        copied=sorted(set(layers(copied_places)) - reset),
+        copied=sorted(shared - reset),
         reset=sorted(reset),
-        new=sorted(set(layers(set(ours) - set(theirs))) - set(layers(copied_places))),
-        unused=sorted(set(layers(set(theirs) - set(ours))) - set(layers(copied_places))),
+        new=sorted({_layer_of(p) for p in ours if p not in theirs} - shared),
+        unused=sorted({_layer_of(p) for p in theirs if p not in ours} - shared),
     )

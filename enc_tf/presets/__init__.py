@@ -4,13 +4,8 @@ preset, URL or path wherever a model or weights are taken."""
 from enc_tf.artifacts import load_keras_model
 from enc_tf.console import DownloadProgress
 from enc_tf.presets.download import DownloadError, cache_home, fetch
-from enc_tf.presets.registry import IMAGENET, PRESETS, Preset, find, table
+from enc_tf.presets.registry import IMAGENET, PRESETS, Preset, find, list_presets, table
 from enc_tf.presets.resolve import MODEL_HELP, backbone_weights_path, fetch_preset, model_path
-
-
-def list_presets(kind=None):
-    """The presets (`Preset`s), optionally only of `kind` (`backbone` or `model`)."""
-    return [p for p in PRESETS.values() if kind is None or p.kind == kind]
 
 
 def from_preset(spec, progress=True):

@@ -10,12 +10,12 @@ ENC_TF_MIRROR=http://host:port fetches from a mirror with the publishers' paths.
 """
 
 from enc_tf.console import DownloadProgress, command_parser, run_cli
-from enc_tf.presets.registry import BACKBONE, KINDS, PRESETS, find, table
+from enc_tf.presets.registry import BACKBONE, KINDS, find, list_presets, table
 from enc_tf.presets.resolve import backbone_weights_path, model_path
 
 
 def _list(args):
-    chosen = {n: p for n, p in PRESETS.items() if args.kind is None or p.kind == args.kind}
+    chosen = {p.name: p for p in list_presets(args.kind)}
     print(table(chosen))
     aliases = [f"{a} -> {p.name}" for p in chosen.values() for a in p.aliases]
     if aliases:

@@ -219,6 +219,11 @@ def _names(presets):
     return names
 
 
+def list_presets(kind: Optional[str] = None) -> list:
+    """The presets (`Preset`s), optionally only of `kind` (`backbone` or `model`)."""
+    return [p for p in PRESETS.values() if kind is None or p.kind == kind]
+
+
 def find(name: str, presets: Optional[dict] = None) -> Optional[Preset]:
     """The preset called `name` (or one of its aliases) in `presets` (default `PRESETS`),
     or None."""

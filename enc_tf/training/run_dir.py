@@ -18,13 +18,12 @@ directory (the chief). It refuses, in one line each:
 """
 
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import time
 
-from enc_tf.config import load_config
+from enc_tf.config import config_to_dict, load_config
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import file_lock
 
@@ -43,7 +42,7 @@ def shapes_the_run(key):
 def _flat(config):
     return {
         f"{section}.{key}": value
-        for section, values in dataclasses.asdict(config).items()
+        for section, values in config_to_dict(config).items()
         for key, value in values.items()
     }
 

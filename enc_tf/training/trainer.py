@@ -284,17 +284,16 @@ def _train(config, strategy, chief, task_id):
         base_lr,
         o.head_lr_multiplier,
     )
-    history = keras.callbacks.History()
     try:
         with _data_errors_as_one_line(train_source, val_source):
-            model.fit(
+            history = model.fit(
                 train_data,
                 epochs=t.epochs,
                 initial_epoch=epochs_done,
                 steps_per_epoch=steps,
                 validation_data=val_data,
                 validation_freq=t.val_every_epochs,
-                callbacks=callbacks + [history],
+                callbacks=callbacks,
                 shuffle=False,
                 verbose=1 if os.isatty(1) else 2,
             )
