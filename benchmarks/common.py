@@ -50,22 +50,10 @@ def emit(result):
 
 
 def machine():
-    """The CPU model, its core count and the flags that decide reduced-precision speed."""
-    from enc_tf.models.precision import cpu_flags  # the one reader of the CPU's flags
+    """The CPU model, its usable cores and the flags that decide reduced-precision speed."""
+    from enc_tf.machine import describe_machine  # the one reader of the CPU's facts
 
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
-    flags = cpu_flags()
-    relevant = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    shown = " ".join(f"{name}={'yes' if name in flags else 'no'}" for name in relevant)
-    return f"{model}, {os.cpu_count()} cores ({shown})"
+    return describe_machine()
 
 
 def table(header, rows):

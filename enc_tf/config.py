@@ -94,6 +94,9 @@ class TrainConfig:
     run_dir: str = "runs/default"
     image_log_every_epochs: int = 1
     time_limit_minutes: float = 0.0  # 0: no limit; else stop after the epoch that passes it
+    # 0: run the recipe's schedule; else measure this machine first and plan the epochs (at
+    # most train.epochs) and the schedule that fit this many minutes (training.budget)
+    time_budget_minutes: float = 0.0
     deterministic: bool = False  # deterministic TensorFlow ops (slower; same seed, same result)
 
 
@@ -227,6 +230,7 @@ def validate(config):
         "data.rotate_degrees": d.rotate_degrees,
         "train.steps_per_epoch": t.steps_per_epoch,
         "train.time_limit_minutes": t.time_limit_minutes,
+        "train.time_budget_minutes": t.time_budget_minutes,
         "model.num_codes": m.num_codes,
         "model.head_channels": m.head_channels,
     }

@@ -13,7 +13,7 @@ import enc_tf
 PACKAGE = os.path.dirname(os.path.abspath(enc_tf.__file__))
 
 TIERS = [
-    ["errors", "quiet"],
+    ["errors", "quiet", "machine"],
     ["files", "contracts"],
     ["console", "config", "distribute"],
     ["layers"],

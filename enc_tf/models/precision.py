@@ -5,12 +5,12 @@ AVX-512 BF16 or AMX instructions) and float32 elsewhere: on a CPU without them
 bfloat16 is emulated and slower than float32.
 """
 
-import functools
 import logging
 
 import tensorflow as tf
 
 from enc_tf.errors import ConfigError
+from enc_tf.machine import cpu_flags
 from enc_tf.models.transforms import copy_model
 
 logger = logging.getLogger(__name__)
@@ -18,19 +18,6 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICY = {"bfloat16": "mixed_bfloat16"}
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags():
-    """The CPU's feature flags (`/proc/cpuinfo`; empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def resolve_precision(precision):

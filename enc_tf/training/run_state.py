@@ -61,7 +61,7 @@ def resume_points(backup_dir: str) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def _read(variable):
+def read_variable(variable):
     """A variable's value as NumPy; under a distribution strategy, the first local copy."""
     value = variable.value
     if isinstance(value, tf.distribute.DistributedValues):
@@ -89,7 +89,7 @@ def non_finite_variables(variables) -> list[str]:
     """Paths of the variables holding a NaN or inf (model weights, optimizer slots)."""
     bad = []
     for variable in variables:
-        value = _read(variable)
+        value = read_variable(variable)
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             bad.append(variable.path)
     return bad
@@ -110,7 +110,7 @@ def restore_resume_point(model, backup_dir: str) -> int:
     """
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    initial = [_read(v) for v in _state_variables(model)]
+    initial = [read_variable(v) for v in _state_variables(model)]
     for epochs_done, path in resume_points(backup_dir):
         try:
             model.load_weights(path)

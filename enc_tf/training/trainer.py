@@ -3,7 +3,9 @@
 import contextlib
 import dataclasses
 import logging
+import math
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -24,12 +26,14 @@ from enc_tf.data import (
 from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
 from enc_tf.errors import EncTfError, ModelFileError, TrainingDiverged
 from enc_tf.losses import encnet_losses
+from enc_tf.machine import describe_machine
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
 from enc_tf.models.transfer import transfer_weights
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
 from enc_tf.presets import backbone_weights_path, model_path
 from enc_tf.training import callbacks as cb
+from enc_tf.training.budget import measure, plan_schedule, read_plan, write_plan
 from enc_tf.training.multi_worker import fix_fit_for_multi_worker
 from enc_tf.training.run_dir import claim_run_directory
 from enc_tf.training.run_state import RunRecorder, restore_resume_point
@@ -165,6 +169,7 @@ def train(config, restart=False):
     run's life (`enc_tf.training.run_dir`): a second training on it, or a changed
     configuration, is refused; `restart=True` moves an existing run aside first.
     """
+    started = time.monotonic()
     t = config.train
     if t.deterministic:
         make_deterministic()
@@ -173,12 +178,12 @@ def train(config, restart=False):
     chief, task_id = worker_role(strategy)
     if not chief:
         os.makedirs(t.run_dir, exist_ok=True)
-        return _train(config, strategy, chief, task_id)
+        return _train(config, strategy, chief, task_id, started)
     with claim_run_directory(t.run_dir, config, RUN_CONFIG, restart):
-        return _train(config, strategy, chief, task_id)
+        return _train(config, strategy, chief, task_id, started)
 
 
-def _train(config, strategy, chief, task_id):
+def _train(config, strategy, chief, task_id, started):
     t = config.train
     run_dir = t.run_dir
     if chief:
@@ -195,41 +200,16 @@ def _train(config, strategy, chief, task_id):
     pipeline = training_pipeline(config)
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
     steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
-    total_steps = steps * t.epochs
-
     o = config.optimizer
     base_lr = o.base_lr * t.batch_size / 16.0
-    schedule = PolyDecay(base_lr, total_steps, o.power, int(o.warmup_epochs * steps))
     backup = (
         os.path.join(run_dir, BACKUP)
         if chief
         else os.path.join(run_dir, BACKUP, f"worker-{task_id}")
     )
+    # A budgeted run that was started before keeps the plan it was started with.
+    plan = read_plan(backup) if t.time_budget_minutes else None
     recorder = RunRecorder(run_dir, backup, chief=chief)
-    with _dtype_policy(t.mixed_precision), strategy.scope():
-        model = build_model(config, train_source.classes, sync_batch_norm=replicas > 1)
-        optimizer = EncNetSGD(
-            schedule,
-            o.momentum,
-            l2=o.weight_decay if o.weight_decay_mode == "coupled" else 0.0,
-            decoupled_weight_decay=o.weight_decay if o.weight_decay_mode == "decoupled" else None,
-            lr_multipliers={p: o.head_lr_multiplier for p in HEAD_PREFIXES},
-        )
-        if t.mixed_precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        losses, weights = encnet_losses(
-            config.model.aux, se_loss, config.loss.aux_weight, config.loss.se_weight, ignore
-        )
-        model.compile(
-            optimizer=optimizer,
-            loss=losses,
-            loss_weights=weights,
-            jit_compile=t.xla,
-            metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
-        )
-        fix_fit_for_multi_worker(model)
-        epochs_done = agree_on_resume_point(strategy, restore_resume_point(model, backup))
-    recorder.prepare(model, epochs_done)
 
     def dataset(source, mode, repeat=False, start_batch=0):
         return lambda batch, shard: build_dataset(
@@ -243,6 +223,39 @@ def _train(config, strategy, chief, task_id):
             start=start_batch * batch,
         )
 
+    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
+    with _dtype_policy(t.mixed_precision), strategy.scope():
+        model = build_model(config, train_source.classes, sync_batch_norm=replicas > 1)
+        schedule = _schedule(config, plan, steps)
+        compile_model(model, config, schedule, num_classes, ignore)
+        epochs_done = agree_on_resume_point(strategy, restore_resume_point(model, backup))
+        if t.time_budget_minutes and plan is None:
+            probe_data = distribute_input(
+                strategy, dataset(train_source, "train", repeat=True), t.batch_size
+            )
+            val_batches = math.ceil(val_source.num_examples / t.batch_size)
+            with _data_errors_as_one_line(train_source, val_source):
+                plan = make_plan(
+                    config, model, strategy, probe_data, val_data, val_batches, steps, started
+                )
+            write_plan(plan, backup)
+            compile_model(model, config, _schedule(config, plan, steps), num_classes, ignore)
+    if plan is not None:
+        logger.info("Plan for a budget of %g min: %s.", t.time_budget_minutes, plan.summary())
+        if plan.total_steps < plan.recipe_steps / 2:
+            logger.warning(
+                "The budget of %g min fits only %d of the recipe's %d steps on this machine; "
+                "expect a weaker model than the recipe's (raise train.time_budget_minutes).",
+                t.time_budget_minutes,
+                plan.total_steps,
+                plan.recipe_steps,
+            )
+        epochs, steps, validation_freq = plan.epochs, plan.steps_per_epoch, plan.validation_epochs
+        validation_freq = list(validation_freq)
+    else:
+        epochs, validation_freq = t.epochs, t.val_every_epochs
+    recorder.prepare(model, epochs_done)
+
     # A resumed run continues the training stream where the committed epochs left it, so
     # every epoch sees the batches it would have seen in one uninterrupted run.
     train_data = distribute_input(
@@ -250,7 +263,6 @@ def _train(config, strategy, chief, task_id):
         dataset(train_source, "train", repeat=True, start_batch=epochs_done * steps),
         t.batch_size,
     )
-    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
 
     # The recorder comes after the callbacks that add to the epoch's logs.
     callbacks = [cb.LearningRateLogger()]
@@ -280,7 +292,7 @@ def _train(config, strategy, chief, task_id):
         config.data.dataset,
         num_classes,
         steps,
-        t.epochs,
+        epochs,
         base_lr,
         o.head_lr_multiplier,
     )
@@ -288,28 +300,90 @@ def _train(config, strategy, chief, task_id):
         with _data_errors_as_one_line(train_source, val_source):
             history = model.fit(
                 train_data,
-                epochs=t.epochs,
+                epochs=epochs,
                 initial_epoch=epochs_done,
                 steps_per_epoch=steps,
                 validation_data=val_data,
-                validation_freq=t.val_every_epochs,
+                validation_freq=validation_freq,
                 callbacks=callbacks,
                 shuffle=False,
                 verbose=1 if os.isatty(1) else 2,
             )
     except KeyboardInterrupt:  # Ctrl-C: a run with a scored epoch keeps its best model
         if chief and recorder.best is not None and not is_multi_worker(strategy):
-            finish_run(model, recorder, run_dir, recorder.epoch, t.epochs, "interrupted")
+            finish_run(model, recorder, run_dir, recorder.epoch, epochs, "interrupted")
         raise
     if recorder.diverged is not None:
         raise TrainingDiverged(_divergence_message(recorder, config))
     if chief:
         epochs_run = epochs_done + len(history.history.get("loss", []))
-        reason = "stopped at the time limit" if epochs_run < t.epochs else None
+        reason = "stopped at the time limit" if epochs_run < epochs else None
         if is_multi_worker(strategy):
             reason = None  # the workers' models must stay the same: the last epoch's
-        finish_run(model, recorder, run_dir, epochs_run, t.epochs, reason)
+        finish_run(model, recorder, run_dir, epochs_run, epochs, reason)
     return model, history.history
+
+
+def _schedule(config, plan, steps):
+    """The learning-rate schedule: the recipe's, or the budget plan's (the same decay and
+    warm-up share, over the planned steps)."""
+    o, t = config.optimizer, config.train
+    base_lr = o.base_lr * t.batch_size / 16.0
+    if plan is not None:
+        return PolyDecay(base_lr, plan.total_steps, o.power, plan.warmup_steps)
+    return PolyDecay(base_lr, steps * t.epochs, o.power, int(o.warmup_epochs * steps))
+
+
+def compile_model(model, config, schedule, num_classes, ignore):
+    """Compiles `model` for training with the recipe's optimizer (on `schedule`), losses and
+    metrics. Call it inside the strategy's scope and the run's dtype policy."""
+    o, t = config.optimizer, config.train
+    optimizer = EncNetSGD(
+        schedule,
+        o.momentum,
+        l2=o.weight_decay if o.weight_decay_mode == "coupled" else 0.0,
+        decoupled_weight_decay=o.weight_decay if o.weight_decay_mode == "decoupled" else None,
+        lr_multipliers={p: o.head_lr_multiplier for p in HEAD_PREFIXES},
+    )
+    if t.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    m, loss = config.model, config.loss
+    losses, weights = encnet_losses(m.aux, m.se_loss, loss.aux_weight, loss.se_weight, ignore)
+    model.compile(
+        optimizer=optimizer,
+        loss=losses,
+        loss_weights=weights,
+        jit_compile=t.xla,
+        metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
+    )
+    fix_fit_for_multi_worker(model)
+
+
+def make_plan(config, model, strategy, train_data, val_data, val_batches, steps, started):
+    """Measures this machine on the run's model and data (`budget.measure`) and plans the
+    schedule that fits what is left of `train.time_budget_minutes` (`budget.plan_schedule`).
+    `started` is the run's start (`time.monotonic()`): the budget counts from there. Under
+    several workers the measurements are averaged, so that every worker plans the same.
+    """
+    t, o = config.train, config.optimizer
+    measured = measure(model, train_data, val_data, val_batches, t.run_dir)
+    values = [*measured, time.monotonic() - started]
+    if is_multi_worker(strategy):  # every replica contributes its worker's measurements
+        local = strategy.run(lambda: tf.constant(values, tf.float32))
+        values = strategy.reduce("MEAN", local, axis=None).numpy()
+    step, validation, overhead, trace, elapsed = (float(x) for x in values)
+    # The planned optimizer traces the step functions again (`trace`).
+    return plan_schedule(
+        t.time_budget_minutes * 60.0 - elapsed - trace,
+        step,
+        validation,
+        overhead,
+        t.epochs,
+        steps,
+        int(o.warmup_epochs * steps),
+        t.val_every_epochs,
+        machine=describe_machine(),
+    )
 
 
 def finish_run(model, recorder, run_dir, epochs_run, epochs, early=None):

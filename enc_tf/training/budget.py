@@ -1,0 +1,261 @@
+"""Training to a time budget (`train.time_budget_minutes`): measure, then plan.
+
+A recipe fixes its schedule in steps (`train.epochs` x `train.steps_per_epoch`), and a
+slow machine that cannot run them all in the time it has would be stopped part-way, with
+the learning rate still high and the model unfinished. With a budget, the trainer first
+measures this machine: a few training steps (after the one that traces the step
+function), a few validation batches and one checkpoint write, on the run's own model and
+data, after which the model and optimizer are put back exactly as they were. `plan_schedule`
+then picks the number of epochs that fits the budget, at most the recipe's, and scales
+the whole schedule to it: the polynomial decay ends on the last planned step, the warm-up
+keeps its share of the steps, and validation keeps its points in proportion, with one
+always after the last epoch. The run ends where the recipe ends, only sooner.
+
+The plan is written to the run's `backup/plan.json` before training starts, and a run
+started again after a kill resumes with the same plan (not a new measurement), so its
+schedule does not change half-way.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+
+import keras
+
+from enc_tf.errors import EncTfError
+from enc_tf.files import temporary_path, write_text_atomic
+from enc_tf.training.run_state import read_variable
+
+PLAN_FILE = "plan.json"
+PROBE_STEPS = 6  # timed training steps, after the traced first ones
+PROBE_WARMUP_STEPS = 2  # the first traces the step function; the second settles caches
+PROBE_VALIDATION_BATCHES = 2
+SAFETY = 0.95  # the share of the remaining budget that is planned; the rest absorbs noise
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The schedule a run will follow. Epochs are counted from 1 in `validation_epochs`."""
+
+    epochs: int
+    steps_per_epoch: int
+    warmup_steps: int
+    validation_epochs: tuple
+    recipe_epochs: int
+    recipe_steps_per_epoch: int
+    step_seconds: float
+    validation_seconds: float
+    epoch_overhead_seconds: float
+    expected_seconds: float
+    budget_seconds: float
+    machine: str = ""
+
+    @property
+    def total_steps(self):
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def recipe_steps(self):
+        return self.recipe_epochs * self.recipe_steps_per_epoch
+
+    def summary(self):
+        share = self.total_steps / self.recipe_steps
+        return (
+            f"{self.epochs} epochs x {self.steps_per_epoch} steps = {self.total_steps} steps "
+            f"({share:.0%} of the recipe's {self.recipe_steps}), warm-up {self.warmup_steps} "
+            f"steps, validation after epoch(s) {', '.join(map(str, self.validation_epochs))}; "
+            f"measured {self.step_seconds:.2f} s/step and {self.validation_seconds:.1f} s per "
+            f"validation pass on {self.machine or 'this machine'}: expected "
+            f"{self.expected_seconds / 60:.1f} min of training in the "
+            f"{max(0.0, self.budget_seconds) / 60:.1f} min left of the budget"
+        )
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text):
+        data = json.loads(text)
+        data["validation_epochs"] = tuple(data["validation_epochs"])
+        return cls(**data)
+
+
+def recipe_validation_epochs(epochs, val_every_epochs):
+    """The epochs (from 1) after which a recipe validates: every `val_every_epochs`."""
+    return tuple(range(val_every_epochs, epochs + 1, val_every_epochs))
+
+
+def plan_schedule(
+    budget_seconds,
+    step_seconds,
+    validation_seconds,
+    epoch_overhead_seconds,
+    recipe_epochs,
+    steps_per_epoch,
+    recipe_warmup_steps,
+    val_every_epochs,
+    machine="",
+):
+    """The `Plan` that fits `budget_seconds` (the time left for training) on a machine that
+    takes `step_seconds` per training step, `validation_seconds` per validation pass and
+    `epoch_overhead_seconds` per epoch end (checkpoints), for a recipe of `recipe_epochs` x
+    `steps_per_epoch` steps with `recipe_warmup_steps` of warm-up that validates every
+    `val_every_epochs` epochs.
+
+    Keeps the recipe's epoch length and picks the number of epochs (the recipe's when they
+    fit); when not even one epoch fits, one shorter epoch is planned (one step when the
+    budget was spent before training began). The warm-up and the
+    validation points are scaled to the planned epochs, and the last epoch is always
+    validated (it is the one a schedule that ends on plan is judged by).
+    """
+    for name, value in {
+        "step_seconds": step_seconds,
+        "recipe_epochs": recipe_epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "val_every_epochs": val_every_epochs,
+    }.items():
+        if not value > 0:
+            raise ValueError(f"plan_schedule: {name} must be positive, got {value}.")
+    if validation_seconds < 0 or epoch_overhead_seconds < 0 or recipe_warmup_steps < 0:
+        raise ValueError(
+            "plan_schedule: validation_seconds, epoch_overhead_seconds and recipe_warmup_steps "
+            f"must be >= 0, got {validation_seconds}, {epoch_overhead_seconds}, "
+            f"{recipe_warmup_steps}."
+        )
+    recipe_validations = recipe_validation_epochs(recipe_epochs, val_every_epochs)
+    validations = len(set(recipe_validations) | {recipe_epochs})
+    available = max(0.0, budget_seconds) * SAFETY - validations * validation_seconds
+    per_epoch = steps_per_epoch * step_seconds + epoch_overhead_seconds
+    epochs = max(1, min(recipe_epochs, math.floor(available / per_epoch)))
+    steps = steps_per_epoch
+    if available < per_epoch:  # not one whole epoch: one shorter one
+        steps = max(1, min(steps, math.floor((available - epoch_overhead_seconds) / step_seconds)))
+    if epochs == recipe_epochs:
+        planned_validations = tuple(sorted(set(recipe_validations) | {epochs}))
+    else:
+        scale = epochs / recipe_epochs
+        planned_validations = tuple(
+            sorted({max(1, round(e * scale)) for e in recipe_validations} | {epochs})
+        )
+    share = epochs * steps / (recipe_epochs * steps_per_epoch)
+    warmup = round(recipe_warmup_steps * share)
+    if recipe_warmup_steps and not warmup:
+        warmup = 1
+    expected = (
+        epochs * (steps * step_seconds + epoch_overhead_seconds)
+        + len(planned_validations) * validation_seconds
+    )
+    return Plan(
+        epochs=epochs,
+        steps_per_epoch=steps,
+        warmup_steps=warmup,
+        validation_epochs=planned_validations,
+        recipe_epochs=recipe_epochs,
+        recipe_steps_per_epoch=steps_per_epoch,
+        step_seconds=float(step_seconds),
+        validation_seconds=float(validation_seconds),
+        epoch_overhead_seconds=float(epoch_overhead_seconds),
+        expected_seconds=float(expected),
+        budget_seconds=float(budget_seconds),
+        machine=machine,
+    )
+
+
+class _StepTimes(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times, self._start = [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def _timed_median(times, skip):
+    kept = times[skip:] or times[-1:]
+    return statistics.median(kept)
+
+
+def _state(model):
+    """Every variable whose value training changes: weights, BatchNorm statistics, the
+    dropout layers' seed states, the optimizer's slots and step counter."""
+    return list(model.variables) + list(model.optimizer.variables)
+
+
+def measure(model, train_data, val_data, validation_batches, scratch_dir):
+    """`(step_seconds, validation_seconds, epoch_overhead_seconds, trace_seconds)` for
+    `model` (compiled, inside its strategy's scope) on this machine, with `model` and its
+    optimizer left as they were. `validation_batches` is the number of batches of one
+    validation pass; `trace_seconds` is what tracing the training and validation steps cost
+    over a traced step (paid again when the model is compiled anew)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    saved = [read_variable(v) for v in _state(model)]
+    try:
+        timer = _StepTimes()
+        model.fit(
+            train_data,
+            epochs=1,
+            steps_per_epoch=PROBE_WARMUP_STEPS + PROBE_STEPS,
+            callbacks=[timer],
+            shuffle=False,
+            verbose=0,
+        )
+        step = _timed_median(timer.times, PROBE_WARMUP_STEPS)
+        trace = max(0.0, timer.times[0] - step)
+        validation = 0.0
+        if val_data is not None:
+            timer = _StepTimes()
+            batches = min(validation_batches, 1 + PROBE_VALIDATION_BATCHES)
+            model.evaluate(val_data, steps=batches, callbacks=[timer], verbose=0)
+            batch = _timed_median(timer.times, 1)
+            validation = batch * validation_batches
+            trace += max(0.0, timer.times[0] - batch)
+        overhead = _checkpoint_seconds(model, scratch_dir)
+    finally:
+        for variable, value in zip(_state(model), saved):
+            variable.assign(value)
+    return step, validation, overhead, trace
+
+
+def _checkpoint_seconds(model, scratch_dir):
+    """What an epoch end costs: the run writes a resume point and one or two checkpoints,
+    about three times the model's weights."""
+    path = temporary_path(os.path.join(scratch_dir, "plan-probe.weights.h5"))
+    start = time.perf_counter()
+    try:
+        model.save_weights(path)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return 3 * (time.perf_counter() - start)
+
+
+def read_plan(backup_dir):
+    """The plan a run was started with (None when it has none)."""
+    path = os.path.join(backup_dir, PLAN_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return Plan.from_json(f.read())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise EncTfError(
+            f"{path} cannot be read ({err}); start the run afresh with --restart.", exit_code=1
+        ) from err
+
+
+def write_plan(plan, backup_dir):
+    os.makedirs(backup_dir, exist_ok=True)
+    write_text_atomic(plan.to_json() + "\n", os.path.join(backup_dir, PLAN_FILE))
