@@ -10,13 +10,13 @@ DEMO_STAMP := $(VENV)/.enc_tf-demo-installed
 # (Re)install when the venv is missing or the package metadata changed. The demo needs only
 # the package and its exporters (the `demo` extra); the tests need the `dev` extra (torch,
 # timm, the serving API, ... for the reference comparisons).
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e ".[dev]"
 	@touch $@ $(DEMO_STAMP)
 
-$(DEMO_STAMP): setup.cfg pyproject.toml
+$(DEMO_STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e ".[demo]"

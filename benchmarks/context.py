@@ -9,7 +9,13 @@ FCN | EncNet.
 
     python benchmarks/context.py [--config configs/context_shapes.yaml] [--seeds 0 1 2]
         [--out runs/context_benchmark] [--figure docs/context_shapes_fcn_vs_encnet.png]
-        [--parallel 2] [--set key=value ...]
+        [--parallel 2] [--ablate] [--set key=value ...]
+
+It also reports where each model's object pixels go (right, labelled background, labelled
+another object), on the validation images and on "mixed scenes" that put both objects of a
+look-alike pair into one scene (does a model label an object by its look or by its scene?).
+`--ablate` adds EncNet variants with one part changed (no SE-loss, FCN's head width, more
+codewords), trained with the first seed.
 
 Each model trains in its own process, `--parallel` at a time (on two cores the six
 trainings took as long two at a time as one after the other would). The budget is the
@@ -35,12 +41,21 @@ ARCHS = {  # the overrides that make each model of the comparison
     "fcn": ["model.arch=fcn", "model.se_loss=false"],
     "encnet": ["model.arch=encnet", "model.se_loss=true"],
 }
+# EncNet with one part changed, for `--ablate`: what costs the objects their IoU?
+ABLATIONS = {
+    "encnet_no_se_loss": ["model.arch=encnet", "model.se_loss=false"],
+    # EncHead as wide as FCN's head (a quarter of the backbone's channels: 576 / 4)
+    "encnet_head_144": ["model.arch=encnet", "model.se_loss=true", "model.head_channels=144"],
+    "encnet_codes_32": ["model.arch=encnet", "model.se_loss=true", "model.num_codes=32"],
+}
+VARIANTS = {**ARCHS, **ABLATIONS}
+MIXED_IMAGES = 40  # per look-alike pair, for the mixed-scene probe
 
 
 def run_settings(arch, seed, out, sets):
     return [
         *sets,
-        *ARCHS[arch],
+        *VARIANTS[arch],
         f"train.seed={seed}",
         f"train.run_dir={os.path.join(out, f'{arch}_seed{seed}')}",
         "train.time_limit_minutes=0",
@@ -68,6 +83,38 @@ def distance_to_objects(label, backgrounds, step=4):
     return nearest.reshape(grid.shape)
 
 
+def object_errors(label, prediction, backgrounds):
+    """Counts over the object pixels of one image: `[right, labelled background, labelled
+    another object]`."""
+    import numpy as np
+
+    objects = ~np.isin(label, backgrounds)
+    right = objects & (prediction == label)
+    as_background = objects & np.isin(prediction, backgrounds)
+    return np.array([right.sum(), as_background.sum(), (objects & ~right & ~as_background).sum()])
+
+
+def mixed_scene_probe(model, size, count=MIXED_IMAGES, seed=1234):
+    """Object pixels labelled right, in %, on scenes that hold both objects of a look-alike
+    pair (an umbrella and a tractor on the grainy texture; a boat and a duck on the wavy
+    one), which the dataset never shows. A model that labels objects by their look keeps its
+    score; one that labels them by the scene paints both kinds as one."""
+    import numpy as np
+
+    from enc_tf.contracts.images import normalize
+    from enc_tf.data.context_shapes import BACKGROUNDS, SCENES, render_scene
+
+    rng = np.random.default_rng(seed)
+    pairs = {"beach": (4, 5), "farm": (4, 5), "coast": (6, 7), "pond": (6, 7)}
+    counts = np.zeros(3)
+    for i in range(count * 2):
+        scene = list(SCENES)[i % 4]
+        image, label = render_scene(scene, size, rng, objects=pairs[scene])
+        logits = model(normalize(image[None]), training=False)["seg"]
+        counts += object_errors(label, np.argmax(logits, -1)[0], BACKGROUNDS)
+    return 100 * counts / counts.sum()
+
+
 def worker(config_path, arch, seed, out, sets):
     """Trains (or finds) one model and evaluates it; emits its per-class IoU and its
     background accuracy by distance to the nearest object (`DISTANCE_BINS`)."""
@@ -87,9 +134,12 @@ def worker(config_path, arch, seed, out, sets):
     write_report(config.train.run_dir, scores, matrix)
     right = np.zeros(len(DISTANCE_BINS) - 1)
     total = np.zeros(len(DISTANCE_BINS) - 1)
+    objects = np.zeros(3)
     for images, targets in data:
-        predictions = np.argmax(model(images, training=False)["seg"], -1)[:, ::4, ::4]
-        for label, prediction in zip(targets["seg"].numpy(), predictions):
+        full = np.argmax(model(images, training=False)["seg"], -1)
+        for label, whole in zip(targets["seg"].numpy(), full):
+            objects += object_errors(label, whole, BACKGROUNDS)
+            prediction = whole[::4, ::4]
             distance = distance_to_objects(label, BACKGROUNDS)
             background = np.isin(label[::4, ::4], BACKGROUNDS)
             bins = np.digitize(distance, DISTANCE_BINS) - 1
@@ -105,6 +155,8 @@ def worker(config_path, arch, seed, out, sets):
             "iou": [100 * v for v in scores["per_class_iou"]],
             "by_distance": [100 * r / max(t, 1) for r, t in zip(right, total)],
             "distance_share": [100 * t / total.sum() for t in total],
+            "objects": list(100 * objects / objects.sum()),
+            "mixed": list(mixed_scene_probe(model, config.data.context_shapes_size)),
         }
     )
 
@@ -161,6 +213,32 @@ def distance_rows(outcomes):
             m, s = mean_std([o["by_distance"][b] for o in outcomes if o["arch"] == arch])
             cells.append(f"{m:5.1f} ± {s:4.1f}")
         rows.append([f"{lo}-{hi}" if hi < 10**6 else f">= {lo}", f"{share:4.1f}%", *cells])
+    return rows
+
+
+def object_rows(outcomes, backgrounds, num_classes):
+    """One row per model: its objects' IoU, where its object pixels went on the validation
+    images, and on the mixed scenes (`mixed_scene_probe`); mean ± std over its seeds."""
+
+    def cell(values):
+        m, s = mean_std(values)
+        return f"{m:5.1f} ± {s:4.1f}" if len(values) > 1 else f"{m:5.1f}"
+
+    object_classes = [c for c in range(num_classes) if c not in backgrounds]
+    rows = []
+    for arch in VARIANTS:
+        runs = [o for o in outcomes if o["arch"] == arch]
+        if not runs:
+            continue
+        rows.append(
+            [
+                arch,
+                str(len(runs)),
+                cell([statistics.mean(o["iou"][c] for c in object_classes) for o in runs]),
+                *(cell([o["objects"][k] for o in runs]) for k in range(3)),
+                *(cell([o["mixed"][k] for o in runs]) for k in range(3)),
+            ]
+        )
     return rows
 
 
@@ -221,6 +299,11 @@ def main():
         "--figure", default=os.path.join(ROOT, "docs", "context_shapes_fcn_vs_encnet.png")
     )
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help=f"also train the EncNet variants {', '.join(ABLATIONS)} (first seed only)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--worker", nargs=3, metavar=("ARCH", "SEED", "OUT"), help=argparse.SUPPRESS
@@ -245,6 +328,8 @@ def main():
         flush=True,
     )
     cases = [(arch, seed) for seed in args.seeds for arch in ARCHS]
+    if args.ablate:
+        cases += [(arch, args.seeds[0]) for arch in ABLATIONS]
     extra = [f"--set={s}" for s in args.set]
 
     def one(case):
@@ -278,6 +363,17 @@ def main():
         "(mean ± std over the seeds):"
     )
     print(table(["distance (px)", "share of background", "FCN", "EncNet"], distance_rows(outcomes)))
+    print(
+        "\nObject pixels (validation images; and mixed scenes, where both objects of a "
+        "look-alike pair share one scene), in %, mean ± std over the seeds run:"
+    )
+    print(
+        table(
+            ["model", "seeds", "objects IoU", "right", "as background", "as other object"]
+            + ["mixed: right", "as background", "as other object"],
+            object_rows(outcomes, BACKGROUNDS, classes.num_classes),
+        )
+    )
     differ = figure(args.config, args.out, args.seeds[0], args.set, args.figure)
     print(f"figure: {args.figure} (seed {args.seeds[0]}; pixels that differ: {differ})")
     return 0

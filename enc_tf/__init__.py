@@ -10,8 +10,7 @@ from enc_tf import backbones, layers, losses, metrics, models  # noqa: E402
 # so that `import enc_tf` is enough to `keras.models.load_model` any of them.
 from enc_tf import optimizers as _optimizers  # noqa: E402, F401
 from enc_tf.models import build_encnet, build_fcn  # noqa: E402
-
-__version__ = "0.1.0"
+from enc_tf.version import __version__  # noqa: E402, F401
 
 
 def from_preset(spec, progress=True):

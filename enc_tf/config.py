@@ -7,6 +7,7 @@ impossible value is a `ConfigError` that names the key.
 import dataclasses
 import difflib
 import math
+import os
 import re
 import typing
 
@@ -280,10 +281,37 @@ def parse_override(text):
     return key.strip().split("."), value
 
 
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def recipe_names():
+    """The names of the recipes shipped with the package (`enc_tf/configs/<name>.yaml`)."""
+    return sorted(n[: -len(".yaml")] for n in os.listdir(RECIPES_DIR) if n.endswith(".yaml"))
+
+
+def resolve_recipe(path):
+    """`path` itself when it names a file; a shipped recipe's file when `path` is its name
+    (`ade20k_encnet_resnet50s`, with or without `.yaml`); otherwise a ConfigError listing
+    the shipped names."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    name = os.path.basename(path)
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if os.sep not in path and "/" not in path and name in recipe_names():
+        return os.path.join(RECIPES_DIR, name + ".yaml")
+    raise ConfigError(
+        f"Config file not found: {path} (not a file, nor a shipped recipe: "
+        f"{', '.join(recipe_names())})"
+    )
+
+
 def load_config(path=None, overrides=()):
-    """Reads a YAML recipe (or the defaults), applies overrides, validates."""
+    """Reads a YAML recipe (a file, or a shipped recipe's name: `recipe_names()`; or the
+    defaults when `path` is None), applies overrides, validates."""
     data = {}
     if path:
+        path = resolve_recipe(path)
         try:
             with open(path) as f:
                 data = yaml.safe_load(f) or {}

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import remove_stale_temporaries
+from enc_tf.version import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -37,12 +38,33 @@ def add_verbose_flag(parser: argparse.ArgumentParser, default=False) -> None:
     )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and every option's default after its help (unless it
+    has none to show: None, False, an empty list, or a help that names it already)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "%(default)" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The argument parser of a command: its name, its module docstring as help, `--verbose`."""
+    """The argument parser of a command: its installed name, its module docstring as help,
+    `--verbose` and `--version`."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=description, formatter_class=HelpFormatter
     )
     add_verbose_flag(parser)
+    parser.add_argument("--version", action="version", version=f"{prog} (enc_tf) {__version__}")
     return parser
 
 

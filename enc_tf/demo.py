@@ -2,7 +2,7 @@
 (SavedModel, TFLite float32 and int8, ONNX) and score every export on the validation
 images next to the Keras model; the last thing printed is the model's per-class IoU.
 
-`python -m enc_tf.demo [--config configs/context_shapes.yaml] [--set key=value ...] [--skip-export]`
+`python -m enc_tf.demo [--config context_shapes] [--set key=value ...] [--skip-export]`
 """
 
 import os
@@ -31,9 +31,7 @@ from enc_tf.training import train
 from enc_tf.visualize import add_legend, colorize, side_by_side
 
 DEMO_EXPORTS = ("saved_model", "tflite_float32", "tflite_int8", "onnx")
-DEFAULT_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "context_shapes.yaml"
-)
+DEFAULT_CONFIG = "context_shapes"  # the shipped recipe (enc_tf/configs/context_shapes.yaml)
 
 
 def prediction_panel(image, label, prediction, classes):

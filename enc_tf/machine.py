@@ -51,4 +51,5 @@ def describe_machine():
     """One line: the CPU model, the usable cores and the ISA flags that decide speed."""
     flags = cpu_flags()
     shown = " ".join(f"{name}={'yes' if name in flags else 'no'}" for name in ISA_FLAGS)
-    return f"{cpu_model()}, {usable_cores()} cores ({shown})"
+    cores = usable_cores()
+    return f"{cpu_model()}, {cores} core{'s' if cores != 1 else ''} ({shown})"

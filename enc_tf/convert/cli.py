@@ -104,7 +104,7 @@ def _add_to_torch(sub):
 
 
 def make_parser():
-    parser = command_parser("python -m enc_tf.convert", __doc__)
+    parser = command_parser("enc-convert", __doc__)
     sub = parser.add_subparsers(dest="source", required=True)
     _add_pytorch_encoding(sub)
     _add_mmseg(sub)

@@ -66,7 +66,7 @@ def _run(args):
 
 
 def main(argv=None):
-    parser = command_parser("python -m enc_tf.data", __doc__)
+    parser = command_parser("enc-data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="read every sample and report all problems")
     _source_args(check)

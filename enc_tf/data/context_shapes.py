@@ -115,9 +115,17 @@ def _object_centres(side, count, size, half_extents, rng):
     return centres
 
 
-def render_scene(scene, size, rng):
-    """One `(size, size, 3)` uint8 image and its `(size, size)` uint8 label map."""
-    background, texture, objects = SCENES[scene]
+def render_scene(scene, size, rng, objects=None):
+    """One `(size, size, 3)` uint8 image and its `(size, size)` uint8 label map.
+
+    `objects` (class ids) replaces the scene's own kinds of object, each drawn at least once:
+    a probe for whether a model labels an object by its look or by the scene it stands in
+    (the dataset itself never mixes them).
+    """
+    background, texture, own = SCENES[scene]
+    objects = own if objects is None else tuple(int(k) for k in objects)
+    if not objects or any(k not in SHAPES for k in objects) or len(objects) > 3:
+        raise ValueError(f"objects: 1-3 object class ids of {sorted(SHAPES)}, got {objects}")
     image = Image.fromarray(np.clip(_texture(texture, size, rng), 0, 255).astype(np.uint8))
     mask = Image.new("L", (size, size), background)
     draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)

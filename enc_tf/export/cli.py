@@ -23,8 +23,8 @@ def run(args):
         raise ConfigError(f"--max-size must be >= 0 (0: never downscale), got {args.max_size}.")
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be a positive integer, got {args.max_pixels}.")
-    if args.version is not None and args.version < 1:
-        raise ConfigError(f"--version must be a positive integer, got {args.version}.")
+    if args.model_version is not None and args.model_version < 1:
+        raise ConfigError(f"--model-version must be a positive integer, got {args.model_version}.")
     remove_stale_temporaries(os.path.join(args.base_dir, args.name))
     loaded = load_keras_model(model_path(args.model, DownloadProgress())).with_precision(
         args.precision
@@ -36,7 +36,7 @@ def run(args):
             classes,
             args.base_dir,
             args.name,
-            args.version,
+            args.model_version,
             args.overwrite,
             max_size=args.max_size or None,
             max_pixels=args.max_pixels,
@@ -53,7 +53,10 @@ def main(argv=None):
     parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
     parser.add_argument("--name", default="encnet")
     parser.add_argument(
-        "--version", type=int, help="default: one more than the highest existing version"
+        "--model-version",
+        type=int,
+        help="the model version directory to write (TF Serving's <name>/<version>/); "
+        "default: one more than the highest existing version",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument(

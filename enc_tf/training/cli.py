@@ -17,8 +17,12 @@ def _run(args):
 
 
 def main(argv=None):
-    parser = command_parser("train.py", __doc__)
-    parser.add_argument("--config", help="YAML recipe (configs/*.yaml); defaults when omitted")
+    parser = command_parser("enc-train", __doc__)
+    parser.add_argument(
+        "--config",
+        help="a YAML recipe file, or a shipped recipe's name (e.g. ade20k_encnet_resnet50s; "
+        "enc_tf/configs/); the defaults when omitted",
+    )
     parser.add_argument(
         "--set",
         action="append",

@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from enc_tf.config import DataConfig
 from enc_tf.data import context_shapes, folder_source
@@ -166,3 +167,14 @@ def test_config_defaults_are_the_dataset_defaults():
         context_shapes.DEFAULT_VAL,
         context_shapes.DEFAULT_SIZE,
     )
+
+
+def test_a_probe_scene_holds_the_objects_asked_for_and_the_default_stream_is_unchanged():
+    image, label = render_scene("beach", 96, np.random.default_rng(5), objects=(4, 5))
+    assert {0, 4, 5} <= set(np.unique(label).tolist()) <= {0, 4, 5}
+    own = render_scene("beach", 96, np.random.default_rng(5))
+    again = render_scene("beach", 96, np.random.default_rng(5), objects=SCENES["beach"][2])
+    assert all(np.array_equal(a, b) for a, b in zip(own, again))
+    for bad in [(), (0,), (4, 5, 6, 7)]:
+        with pytest.raises(ValueError, match="objects"):
+            render_scene("beach", 96, np.random.default_rng(5), objects=bad)

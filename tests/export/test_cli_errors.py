@@ -69,8 +69,8 @@ def test_bad_sizes_name_the_option(model_path, tmp_path, capsys):
     assert "--calibration-dir" in _one_error_line(capsys)
     assert onnx_main([model_path, "--out", str(tmp_path / "m.onnx"), "--size", "-3"]) == 2
     assert "--size must be a positive integer, got -3" in _one_error_line(capsys)
-    assert export_main([model_path, "--base-dir", str(tmp_path), "--version", "0"]) == 2
-    assert "--version must be a positive integer, got 0" in _one_error_line(capsys)
+    assert export_main([model_path, "--base-dir", str(tmp_path), "--model-version", "0"]) == 2
+    assert "--model-version must be a positive integer, got 0" in _one_error_line(capsys)
     assert export_main([model_path, "--base-dir", str(tmp_path), "--max-size", "-1"]) == 2
     assert "--max-size must be >= 0" in _one_error_line(capsys)
     assert not os.listdir(tmp_path)

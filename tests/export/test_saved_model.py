@@ -149,7 +149,7 @@ def test_export_cli_and_client_checks(tmp_path):
         == 0
     )
     assert (
-        export_main([model_path, "--base-dir", str(tmp_path / "out"), "--version", "1"]) == 2
+        export_main([model_path, "--base-dir", str(tmp_path / "out"), "--model-version", "1"]) == 2
     )  # exists
     classes.write_text("names: [a, b]\n")
     assert (

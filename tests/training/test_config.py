@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import yaml
 
@@ -158,3 +160,22 @@ def test_deterministic_flag_and_valid_edge_values():
         and config.loss.aux_weight == 0.0
         and config.data.rotate_degrees == 10.0
     )
+
+
+def test_a_shipped_recipe_loads_by_name_and_an_unknown_name_lists_them(tmp_path, monkeypatch):
+    from enc_tf.config import RECIPES_DIR, recipe_names
+
+    names = recipe_names()
+    assert "ade20k_encnet_resnet50s" in names and "context_shapes" in names
+    monkeypatch.chdir(tmp_path)  # nowhere near the repository's configs/
+    by_name = load_config("ade20k_encnet_resnet50s", ["train.epochs=3"])
+    assert by_name == load_config(
+        os.path.join(RECIPES_DIR, "ade20k_encnet_resnet50s.yaml"), ["train.epochs=3"]
+    )
+    assert load_config("context_shapes.yaml") == load_config("context_shapes")
+    (tmp_path / "context_shapes.yaml").write_text("train: {epochs: 2}\n")
+    assert load_config("context_shapes.yaml").train.epochs == 2  # a file wins over a name
+    with pytest.raises(ConfigError, match="ade20k_typo.*not a file.*ade20k_encnet_resnet50s"):
+        load_config("ade20k_typo")
+    with pytest.raises(ConfigError, match="sub/ade20k_encnet_resnet50s"):
+        load_config("sub/ade20k_encnet_resnet50s")  # a path is never read as a name
