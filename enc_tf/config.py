@@ -110,16 +110,11 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
+# The datasets by name: the one list (enc_tf.data reads each; `data.sources.SOURCES` holds
+# the readers of the on-disk layouts among them).
+DATASETS = ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
 CHOICES = {
-    "data.dataset": (
-        "context_shapes",
-        "folder",
-        "ade20k",
-        "voc",
-        "pascal_context",
-        "cityscapes",
-        "tfrecord",
-    ),
+    "data.dataset": DATASETS,
     "data.label_mapping": ("identity", "reduce_zero"),
     "model.arch": ("encnet", "fcn"),
     # enc_tf.backbones.BACKBONES (a test keeps the two equal).

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 
+from enc_tf.config import DATASETS
 from enc_tf.data import classes as class_lists
 from enc_tf.data import context_shapes
 from enc_tf.data.context_shapes import ensure_context_shapes
@@ -16,8 +17,6 @@ from enc_tf.data.tfrecord import METADATA, read_tfrecord_source
 from enc_tf.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-DATASETS = ("context_shapes", "folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
 
 
 def resolve_source(

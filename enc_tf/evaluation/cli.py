@@ -15,6 +15,7 @@ import logging
 import sys
 
 from enc_tf.artifacts import check_classes, load_model
+from enc_tf.config import DATASETS
 from enc_tf.console import DownloadProgress, command_parser, run_cli
 from enc_tf.data import PipelineConfig, build_dataset, resolve_source, sources_from_config
 from enc_tf.data.pipeline import NumpyIterator
@@ -260,7 +261,9 @@ def main(argv=None):
     parser = command_parser("enc-eval", __doc__)
     parser.add_argument("model", help=MODEL_HELP + ", or SavedModel directory")
     parser.add_argument(
-        "--dataset", choices=("folder", "ade20k", "voc", "pascal_context", "cityscapes", "tfrecord")
+        "--dataset",
+        choices=[d for d in DATASETS if d != "context_shapes"],
+        help="the dataset's layout; when omitted, the validation split of MODEL's training run",
     )
     parser.add_argument("--root", help="dataset root")
     parser.add_argument(

@@ -170,3 +170,10 @@ def test_sources_can_collect_images_without_masks(tmp_path):
         f"{context / 'SegmentationClassContext'}.",
     )
     assert len(masks) == 4
+
+
+def test_the_readers_of_on_disk_layouts_are_the_named_datasets_that_are_not_generated():
+    from enc_tf.config import DATASETS
+    from enc_tf.data.sources import SOURCES
+
+    assert set(SOURCES) == set(DATASETS) - {"context_shapes", "tfrecord"}
