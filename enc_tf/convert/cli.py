@@ -99,7 +99,12 @@ def _add_to_torch(sub):
         "state_dict",
     )
     back.add_argument("model", help=".keras file or training run directory")
-    back.add_argument("--format", required=True, choices=sorted(WAY_BACK))
+    back.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(WAY_BACK),
+        help="whose state_dict layout to write",
+    )
     _add_out(back, "state_dict: .npz, or .pth (needs torch)")
 
 

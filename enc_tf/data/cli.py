@@ -24,7 +24,10 @@ def _positive_int(text):
 
 def _source_args(parser):
     parser.add_argument(
-        "--dataset", required=True, choices=[d for d in DATASETS if d != "tfrecord"]
+        "--dataset",
+        required=True,
+        choices=[d for d in DATASETS if d != "tfrecord"],
+        help="the dataset's layout",
     )
     parser.add_argument("--root", required=True, help="dataset directory")
     parser.add_argument("--split", default=None, help="split name (train, val, train_aug, ...)")
@@ -72,18 +75,38 @@ def main(argv=None):
     _source_args(check)
     convert = sub.add_parser("to-tfrecord", help="write sharded TFRecords of a checked split")
     _source_args(convert)
-    convert.add_argument("--out", required=True)
+    convert.add_argument(
+        "--out", required=True, help="the directory to write the shards and their metadata into"
+    )
     convert.add_argument(
         "--shards",
         type=_positive_int,
         default=None,
         help="number of shards (default: one per 256 examples)",
     )
-    convert.add_argument("--image-format", default="png", choices=("png", "jpeg"))
+    convert.add_argument(
+        "--image-format",
+        default="png",
+        choices=("png", "jpeg"),
+        help="how images are stored in the records (masks are always PNG)",
+    )
     shapes = sub.add_parser("context-shapes", help="generate (or find) the ContextShapes dataset")
-    shapes.add_argument("--cache-dir", default=None)
-    shapes.add_argument("--num-train", type=int, default=context_shapes.DEFAULT_TRAIN)
-    shapes.add_argument("--num-val", type=int, default=context_shapes.DEFAULT_VAL)
-    shapes.add_argument("--image-size", type=int, default=context_shapes.DEFAULT_SIZE)
-    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where to write it (default: $ENC_TF_CACHE or ~/.cache/enc_tf)",
+    )
+    shapes.add_argument(
+        "--num-train", type=int, default=context_shapes.DEFAULT_TRAIN, help="training images"
+    )
+    shapes.add_argument(
+        "--num-val", type=int, default=context_shapes.DEFAULT_VAL, help="validation images"
+    )
+    shapes.add_argument(
+        "--image-size",
+        type=int,
+        default=context_shapes.DEFAULT_SIZE,
+        help="side of the square images, in pixels",
+    )
+    shapes.add_argument("--seed", type=int, default=0, help="the generator's seed")
     return run_cli(parser, _run, argv)

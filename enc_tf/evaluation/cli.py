@@ -297,7 +297,9 @@ def main(argv=None):
         help="with --multi-scale: the paper's scales or MMSegmentation's ratios "
         f"(default {' '.join(map(str, MMSEG_RATIOS))})",
     )
-    parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument(
+        "--no-flip", action="store_true", help="leave out the horizontal flips of the protocol"
+    )
     parser.add_argument("--base-size", type=int, help="paper: the long side at scale 1 (520)")
     parser.add_argument(
         "--crop-size", type=int, help="paper: window size (480); mmseg slide: window size (769)"

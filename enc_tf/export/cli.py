@@ -51,7 +51,9 @@ def main(argv=None):
     add_precision_option(parser)
     parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--base-dir", required=True, help="TF Serving model base directory")
-    parser.add_argument("--name", default="encnet")
+    parser.add_argument(
+        "--name", default="encnet", help="the model's name: the directory under --base-dir"
+    )
     parser.add_argument(
         "--model-version",
         type=int,

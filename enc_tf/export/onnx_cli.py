@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument(
         "--size", type=int, help="fix the input to [batch, size, size, 3] (default: any size)"
     )
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="the ONNX opset to write")
     parser.add_argument(
         "--classes", help="class list (YAML/JSON) when the model's run does not name one"
     )

@@ -88,12 +88,19 @@ def main(argv=None):
     parser = command_parser("enc-export-tflite", __doc__)
     parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--out", required=True, help="output .tflite file")
-    parser.add_argument("--mode", choices=MODES, default="float32")
+    parser.add_argument(
+        "--mode", choices=MODES, default="float32", help="the precision of the weights and ops"
+    )
     parser.add_argument("--size", type=int, default=480, help="fixed input size")
     parser.add_argument(
         "--calibration-dir", help="images for int8 calibration (default: the run's training data)"
     )
-    parser.add_argument("--num-calibration", type=int, default=64)
+    parser.add_argument(
+        "--num-calibration",
+        type=int,
+        default=64,
+        help="training images that calibrate the int8 ranges (int8 mode)",
+    )
     parser.add_argument(
         "--quantize-encoding",
         action="store_true",

@@ -223,14 +223,22 @@ def main(argv=None):
     add_precision_option(parser)
     parser.add_argument("model", help=MODEL_HELP + ", or SavedModel directory")
     parser.add_argument("inputs", nargs="+", help="image files, directories or glob patterns")
-    parser.add_argument("--out", default="predictions")
+    parser.add_argument(
+        "--out", default="predictions", help="the directory to write label maps and overlays into"
+    )
     parser.add_argument(
         "--classes", help="class list (YAML/JSON) when the model does not carry one"
     )
     parser.add_argument(
         "--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol"
     )
-    parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=list(PAPER_SCALES),
+        help="the scales of --multi-scale",
+    )
     parser.add_argument(
         "--base-size", type=int, help="multi-scale base size (default: max(520, crop size))"
     )

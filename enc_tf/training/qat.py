@@ -343,7 +343,9 @@ def main(argv=None):
     parser = command_parser("enc-qat", __doc__)
     parser.add_argument("run", help="a training run directory")
     parser.add_argument("--out", required=True, help="the new run directory")
-    parser.add_argument("--epochs", type=int, default=QATConfig.epochs)
+    parser.add_argument(
+        "--epochs", type=int, default=QATConfig.epochs, help="quantization-aware epochs"
+    )
     parser.add_argument(
         "--steps-per-epoch", type=int, default=0, help="0: the run's (or one pass over its data)"
     )
