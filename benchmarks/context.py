@@ -14,8 +14,8 @@ FCN | EncNet.
 It also reports where each model's object pixels go (right, labelled background, labelled
 another object), on the validation images and on "mixed scenes" that put both objects of a
 look-alike pair into one scene (does a model label an object by its look or by its scene?).
-`--ablate` adds EncNet variants with one part changed (no SE-loss, the narrower head of
-MobileNetV3's defaults, more codewords), trained with the first seed.
+`--ablate` adds EncNet variants with one part changed (no SE-loss, FCN's head width, more
+codewords), trained with the first seed.
 
 Each model trains in its own process, `--parallel` at a time (on two cores the six
 trainings took as long two at a time as one after the other would). The budget is the
@@ -44,8 +44,8 @@ ARCHS = {  # the overrides that make each model of the comparison
 # EncNet with one part changed, for `--ablate`: what costs the objects their IoU?
 ABLATIONS = {
     "encnet_no_se_loss": ["model.arch=encnet", "model.se_loss=false"],
-    # EncHead at the width MobileNetV3's defaults give it (64), under FCN's head (576 / 4)
-    "encnet_head_64": ["model.arch=encnet", "model.se_loss=true", "model.head_channels=64"],
+    # EncHead as wide as FCN's head (576 / 4); MobileNetV3-Small's default gives it 64
+    "encnet_head_144": ["model.arch=encnet", "model.se_loss=true", "model.head_channels=144"],
     "encnet_codes_32": ["model.arch=encnet", "model.se_loss=true", "model.num_codes=32"],
 }
 VARIANTS = {**ARCHS, **ABLATIONS}

@@ -40,3 +40,38 @@ def test_verdict_says_no_when_the_gap_is_within_the_noise():
     _, verdict, gap, spread = summarize(results, CLASSES, BACKGROUNDS)
     assert gap == 6.0 and spread == 4.0
     assert "gap > 2 x std: NO" in verdict and "gap >= 5: yes" in verdict
+
+
+def test_object_errors_split_object_pixels_into_right_background_and_other_object():
+    from benchmarks.context import object_errors
+
+    label = np.zeros((4, 4), np.uint8)
+    label[0, :] = 4  # four umbrella pixels
+    prediction = label.copy()
+    prediction[0, 1] = 0  # one labelled sand
+    prediction[0, 2] = 5  # one labelled tractor
+    assert object_errors(label, prediction, BACKGROUNDS).tolist() == [2, 1, 1]
+
+
+def test_object_rows_average_each_model_over_its_seeds():
+    from benchmarks.context import object_rows
+
+    objects = [c for c in range(CLASSES.num_classes) if c not in BACKGROUNDS]
+    runs = [
+        {
+            "arch": "encnet",
+            "iou": [60.0 + s if c in objects else 99.0 for c in range(8)],
+            "objects": [80.0 + s, 15.0, 5.0 - s],
+            "mixed": [50.0, 10.0, 40.0],
+        }
+        for s in (0.0, 2.0)
+    ] + [
+        {"arch": "encnet_no_se_loss", "iou": [70.0] * 8, "objects": [90, 5, 5], "mixed": [9, 1, 90]}
+    ]
+    rows = {r[0]: r for r in object_rows(runs, BACKGROUNDS, CLASSES.num_classes)}
+    assert set(rows) == {"encnet", "encnet_no_se_loss"}  # no row for a model not run
+    assert rows["encnet"][1:4] == ["2", " 61.0 ±  1.4", " 81.0 ±  1.4"]
+    assert (
+        rows["encnet_no_se_loss"][1:3] == ["1", " 70.0"]
+        and rows["encnet_no_se_loss"][-1] == " 90.0"
+    )
