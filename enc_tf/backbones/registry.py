@@ -6,7 +6,7 @@ from enc_tf.backbones.resnet import RESNETS, build_resnet
 
 BACKBONES = (*RESNETS, *MOBILENETS)
 # EncHead's (width, codewords): the paper's 512 / 32 for the ResNets; for MobileNetV3, a
-# head that costs less than its backbone (README "Mobile": the FLOP split at 512x512).
+# head that costs less than its backbone (docs/mobile.md: the FLOP split at 512x512).
 HEAD_SIZES = {
     **{name: (512, 32) for name in RESNETS},
     "mobilenetv3_large": (128, 16),

@@ -9,7 +9,7 @@ ops fails to convert instead of producing a file that phones cannot run.
 Full int8 quantises the backbone and heads with a representative dataset but keeps
 the Encoding / EncModule path in float (selective quantization: TF's quantizer with a
 denylist of op names and types): quantizing it as a whole breaks the SE logits (see
-README).
+docs/export.md).
 """
 
 import contextlib

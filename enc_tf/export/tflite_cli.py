@@ -104,7 +104,7 @@ def main(argv=None):
     parser.add_argument(
         "--quantize-encoding",
         action="store_true",
-        help="int8: quantize the Encoding/SE path too (smaller, less accurate; see README)",
+        help="int8: quantize the Encoding/SE path too (smaller, less accurate; see docs/export.md)",
     )
     return run_cli(parser, run, argv)
 
