@@ -19,7 +19,7 @@ codewords), trained with the first seed.
 
 Each model trains in its own process, `--parallel` at a time (on two cores the six
 trainings took as long two at a time as one after the other would). The budget is the
-config's epochs x steps, so the time limit is turned off. A finished run directory is
+config's epochs x steps, so the time limit and the time budget are turned off. A finished run directory is
 evaluated again, not retrained (the trainer resumes after its last epoch), so an
 interrupted benchmark resumes; after changing the config, use a new `--out`.
 """
@@ -59,6 +59,7 @@ def run_settings(arch, seed, out, sets):
         f"train.seed={seed}",
         f"train.run_dir={os.path.join(out, f'{arch}_seed{seed}')}",
         "train.time_limit_minutes=0",
+        "train.time_budget_minutes=0",  # every model runs the whole recipe, however slow
     ]
 
 
