@@ -18,9 +18,9 @@ look-alike pair into one scene (does a model label an object by its look or by i
 codewords), trained with the first seed.
 
 Each model trains in its own process, `--parallel` at a time (on two cores the six
-trainings took as long two at a time as one after the other would). The budget is the
-config's epochs x steps, so the time limit and the time budget are turned off. A finished run directory is
-evaluated again, not retrained (the trainer resumes after its last epoch), so an
+trainings took as long two at a time as one after the other would). Every model runs the
+config's epochs x steps: the time limit and the time budget are turned off. A finished run
+directory is evaluated again, not retrained (the trainer resumes after its last epoch), so an
 interrupted benchmark resumes; after changing the config, use a new `--out`.
 """
 
