@@ -201,7 +201,6 @@ def _train(config, strategy, chief, task_id, started):
     se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
     steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
     o = config.optimizer
-    base_lr = o.base_lr * t.batch_size / 16.0
     backup = (
         os.path.join(run_dir, BACKUP)
         if chief
@@ -293,7 +292,7 @@ def _train(config, strategy, chief, task_id, started):
         num_classes,
         steps,
         epochs,
-        base_lr,
+        _base_lr(config),
         o.head_lr_multiplier,
     )
     try:
@@ -324,11 +323,16 @@ def _train(config, strategy, chief, task_id, started):
     return model, history.history
 
 
+def _base_lr(config):
+    """The recipe's learning rate at its batch size (`optimizer.base_lr` is per 16 images)."""
+    return config.optimizer.base_lr * config.train.batch_size / 16.0
+
+
 def _schedule(config, plan, steps):
     """The learning-rate schedule: the recipe's, or the budget plan's (the same decay and
     warm-up share, over the planned steps)."""
     o, t = config.optimizer, config.train
-    base_lr = o.base_lr * t.batch_size / 16.0
+    base_lr = _base_lr(config)
     if plan is not None:
         return PolyDecay(base_lr, plan.total_steps, o.power, plan.warmup_steps)
     return PolyDecay(base_lr, steps * t.epochs, o.power, int(o.warmup_epochs * steps))
