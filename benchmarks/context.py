@@ -106,10 +106,14 @@ def mixed_scene_probe(model, size, count=MIXED_IMAGES, seed=1234):
     from enc_tf.data.context_shapes import BACKGROUNDS, SCENES, render_scene
 
     rng = np.random.default_rng(seed)
-    pairs = {"beach": (4, 5), "farm": (4, 5), "coast": (6, 7), "pond": (6, 7)}
+    # every scene with the objects of all the scenes that share its texture (its pair)
+    pairs = {
+        scene: tuple(k for _, other, kinds in SCENES.values() if other == texture for k in kinds)
+        for scene, (_, texture, _) in SCENES.items()
+    }
     counts = np.zeros(3)
     for i in range(count * 2):
-        scene = list(SCENES)[i % 4]
+        scene = list(SCENES)[i % len(SCENES)]
         image, label = render_scene(scene, size, rng, objects=pairs[scene])
         logits = model(normalize(image[None]), training=False)["seg"]
         counts += object_errors(label, np.argmax(logits, -1)[0], BACKGROUNDS)
