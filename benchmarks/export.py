@@ -35,6 +35,7 @@ def main():
     from benchmarks.common import machine
     from enc_tf.artifacts import load_keras_model
     from enc_tf.data import sources_from_config
+    from enc_tf.export.calibration import calibration_images
     from enc_tf.export.compare import (
         VARIANTS,
         Variant,
@@ -44,7 +45,6 @@ def main():
         score_variants,
         validation_examples,
     )
-    from enc_tf.export.tflite_cli import calibration_images
 
     loaded = load_keras_model(args.run)
     model = loaded.keras_model

@@ -31,9 +31,9 @@ def main():
     from benchmarks.common import machine, table
     from enc_tf.artifacts import load_keras_model
     from enc_tf.data import sources_from_config
+    from enc_tf.export.calibration import calibration_images
     from enc_tf.export.compare import Variant, keras_runner, score_variants, validation_examples
     from enc_tf.export.tflite import TFLiteRunner, convert
-    from enc_tf.export.tflite_cli import calibration_images
     from enc_tf.models.transforms import fold_batch_norms
     from enc_tf.training.qat import finetune_run
 

@@ -32,7 +32,7 @@ def add_verbose_flag(parser: argparse.ArgumentParser, default=False) -> None:
     before the sub-command."""
     parser.add_argument(
         "--verbose",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=default,
         help="debug logging, including TensorFlow's own messages",
     )

@@ -5,6 +5,7 @@ images next to the Keras model; the last thing printed is the model's per-class 
 `python -m enc_tf.demo [--config context_shapes] [--set key=value ...] [--skip-export]`
 """
 
+import argparse
 import os
 import sys
 
@@ -49,7 +50,7 @@ def prediction_panel(image, label, prediction, classes):
 def compare_exports(model, config, val_source, export_dir, names, calibration=32):
     """Exports `model` as `names` and returns a table scoring each on the full validation
     images (which must share one square size: the TFLite input size) next to Keras."""
-    from enc_tf.export.tflite_cli import training_images
+    from enc_tf.export.calibration import training_images
 
     examples, size = validation_examples(val_source)
     classes = val_source.classes
@@ -74,7 +75,10 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--num-images", type=int, default=6)
     parser.add_argument(
-        "--skip-export", action="store_true", help="stop after evaluation and predictions"
+        "--skip-export",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="stop after evaluation and predictions",
     )
     parser.add_argument(
         "--export",

@@ -31,15 +31,8 @@ WAY_BACK = {
 }
 
 
-def _bool(text):
-    value = text.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value in ("true", "1", "yes")
-
-
 def _add_out(parser, what):
-    parser.add_argument("--out", required=True, help=f"output {what} (written atomically)")
+    parser.add_argument("--out", required=True, help=f"the {what} to write (atomically)")
 
 
 def _add_pytorch_encoding(sub):
@@ -50,7 +43,7 @@ def _add_pytorch_encoding(sub):
     pe.add_argument(
         "state", help="state_dict file: .npz of arrays keyed by torch names, or .pth (needs torch)"
     )
-    _add_out(pe, ".keras path")
+    _add_out(pe, ".keras file")
     pe.add_argument(
         "--output-stride",
         type=int,
@@ -62,9 +55,16 @@ def _add_pytorch_encoding(sub):
     pe.add_argument(
         "--backbone", choices=("resnet50s", "resnet101s"), help="override the inferred backbone"
     )
-    pe.add_argument("--lateral", type=_bool, help="override: true/false")
-    pe.add_argument("--aux", type=_bool, help="override: true/false")
-    pe.add_argument("--se-loss", type=_bool, help="override: true/false")
+    for flag, what in (
+        ("--lateral", "the lateral (JPU-style) connections"),
+        ("--aux", "the auxiliary FCN head"),
+        ("--se-loss", "the SE head"),
+    ):
+        pe.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            help=f"whether the model has {what} (default: inferred from the weights)",
+        )
 
 
 def _add_mmseg(sub):
@@ -73,10 +73,10 @@ def _add_mmseg(sub):
         help="convert an MMSegmentation EncNet checkpoint (.pth or .npz) into a .keras model",
     )
     mm.add_argument("checkpoint", help=".pth (needs torch) or .npz of the state_dict")
-    _add_out(mm, ".keras path")
+    _add_out(mm, ".keras file")
     mm.add_argument(
         "--align-corners",
-        type=_bool,
+        action=argparse.BooleanOptionalAction,
         help="the config's align_corners (needed when the checkpoint has no stored config)",
     )
     mm.add_argument(
@@ -105,7 +105,7 @@ def _add_to_torch(sub):
         choices=sorted(WAY_BACK),
         help="whose state_dict layout to write",
     )
-    _add_out(back, "state_dict: .npz, or .pth (needs torch)")
+    _add_out(back, "state_dict file, .npz or .pth (needs torch),")
 
 
 def make_parser():

@@ -12,6 +12,7 @@ import math
 import tensorflow as tf
 
 from enc_tf.contracts.images import long_side_size_tf, normalize, short_side_size_tf
+from enc_tf.layers.resize import resize_bilinear, resize_nearest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,8 @@ class AugmentConfig:
 def resize_pair(image, label, height, width):
     """Image bilinear (float32 out), label nearest-neighbour."""
     size = tf.stack([height, width])
-    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
-    label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
+    image = resize_bilinear(tf.cast(image, tf.float32)[None], size, align_corners=False)[0]
+    label = resize_nearest(label[None, ..., None], size)[0, ..., 0]
     return image, label
 
 

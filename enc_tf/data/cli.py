@@ -48,7 +48,7 @@ def _run(args):
     if args.command == "context-shapes":
         print(
             ensure_context_shapes(
-                args.cache_dir, args.num_train, args.num_val, args.image_size, args.seed
+                args.cache_dir, args.num_train, args.num_val, args.size, args.seed
             )
         )
         return 0
@@ -103,7 +103,7 @@ def main(argv=None):
         "--num-val", type=int, default=context_shapes.DEFAULT_VAL, help="validation images"
     )
     shapes.add_argument(
-        "--image-size",
+        "--size",
         type=int,
         default=context_shapes.DEFAULT_SIZE,
         help="side of the square images, in pixels",

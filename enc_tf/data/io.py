@@ -1,11 +1,29 @@
 """Reading images and label maps with Pillow, with errors that name the file."""
 
+import os
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from enc_tf.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(directory, what="directory"):
+    """The image files (by `IMAGE_EXTENSIONS`, any case) in `directory`, sorted.
+
+    Raises:
+        DataError: naming `what` and `directory` when it holds no image.
+    """
+    found = sorted(
+        os.path.join(directory, f)
+        for f in os.listdir(directory)
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not found:
+        raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {what} {directory}.")
+    return found
 
 
 def check_pixels(width, height, max_pixels, name):

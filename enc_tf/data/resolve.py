@@ -1,6 +1,6 @@
 """One way from a dataset's description (a `DataConfig` or command-line flags) to its sources.
 
-Used by training, `enc-eval`, `enc-export-tflite` (calibration images) and
+Used by training, `enc-eval`, `enc-export --format tflite` (calibration images) and
 `python -m enc_tf.data`.
 """
 

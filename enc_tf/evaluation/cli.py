@@ -11,6 +11,7 @@ confusion matrices are summed across workers.
 mIoU (mean_iou_present), e.g. `--protocol mmseg --mmseg-preset ade20k [--multi-scale]`.
 """
 
+import argparse
 import logging
 import sys
 
@@ -107,7 +108,7 @@ def paper_config(args):
         raise ConfigError(f"{_option(other)} applies to --protocol mmseg only.")
     base_size, crop_size = _first(args.base_size, 520), _first(args.crop_size, 480)
     scales = tuple(args.scales or PAPER_SCALES) if args.multi_scale else (1.0,)
-    flip = args.multi_scale and not args.no_flip
+    flip = args.multi_scale and args.flip
     config = MultiScaleConfig(base_size, crop_size, scales, flip, window_batch=args.window_batch)
     protocol = {
         "protocol": "paper",
@@ -146,7 +147,7 @@ def mmseg_settings(args):
         "crop_size": _first(args.crop_size, preset.get("crop_size"), default.crop_size),
         "stride": _first(args.slide_stride, preset.get("stride"), default.stride),
         "ratios": tuple(args.scales or MMSEG_RATIOS) if args.multi_scale else (1.0,),
-        "flip": args.multi_scale and not args.no_flip,
+        "flip": args.multi_scale and args.flip,
         "ratios_of": _first(args.mmseg_ratios_of, default.ratios_of),
         "window_batch": args.window_batch,
     }
@@ -160,7 +161,7 @@ def mmseg_align_corners(args, loaded):
     from_model = model_align_corners(loaded.keras_model)
     preset = MMSEG_PRESETS.get(args.mmseg_preset, {})
     if args.align_corners is not None:
-        value = args.align_corners == "true"
+        value = args.align_corners
         if from_model is not None and from_model != value:
             logger.warning(
                 "--align-corners %s overrides the model's align_corners=%s.",
@@ -180,9 +181,9 @@ def mmseg_align_corners(args, loaded):
     if preset:
         return preset["align_corners"], "--mmseg-preset"
     raise ConfigError(
-        f"--align-corners true|false is needed: {loaded.path} does not record how it upsamples "
-        "its logits (MMSegmentation's decode_head.align_corners: false for EncNet on ADE20K "
-        "and Cityscapes 512x1024, true for Cityscapes 769x769)."
+        f"--align-corners or --no-align-corners is needed: {loaded.path} does not record how "
+        "it upsamples its logits (MMSegmentation's decode_head.align_corners: false for "
+        "EncNet on ADE20K and Cityscapes 512x1024, true for Cityscapes 769x769)."
     )
 
 
@@ -286,7 +287,8 @@ def main(argv=None):
     )
     parser.add_argument(
         "--multi-scale",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="multi-scale + flip: the paper's scales of --base-size, or MMSegmentation's "
         "ratios of --mmseg-scale",
     )
@@ -298,7 +300,10 @@ def main(argv=None):
         f"(default {' '.join(map(str, MMSEG_RATIOS))})",
     )
     parser.add_argument(
-        "--no-flip", action="store_true", help="leave out the horizontal flips of the protocol"
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --multi-scale: add the horizontal flips of the protocol",
     )
     parser.add_argument("--base-size", type=int, help="paper: the long side at scale 1 (520)")
     parser.add_argument(
@@ -325,7 +330,7 @@ def main(argv=None):
     mmseg.add_argument("--slide-stride", type=int, help="slide window stride (default 513)")
     mmseg.add_argument(
         "--align-corners",
-        choices=("true", "false"),
+        action=argparse.BooleanOptionalAction,
         help="how logits are resized to the original size; default: the model's "
         "(required for a SavedModel without --mmseg-preset)",
     )
@@ -336,7 +341,11 @@ def main(argv=None):
         "published figures; default) or the image's own size (image: 1.x's tta_pipeline)",
     )
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
-    parser.add_argument("--out", default="evaluation", help="output directory")
+    parser.add_argument(
+        "--out",
+        default="evaluation",
+        help="the directory to write evaluation.json and the confusion matrix into",
+    )
     return run_cli(parser, _command, argv)
 
 

@@ -16,6 +16,7 @@ An image that cannot be read or segmented is reported and skipped; the others ar
 still written, `predictions.json` always lists both (exit status 1 then).
 """
 
+import argparse
 import glob
 import json
 import logging
@@ -28,7 +29,7 @@ import tensorflow as tf
 
 from enc_tf.artifacts import read_class_file
 from enc_tf.console import command_parser, error_line, run_cli
-from enc_tf.data.io import IMAGE_EXTENSIONS, read_image
+from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
 from enc_tf.inference.predictor import DEFAULT_MAX_PIXELS, Segmenter
@@ -48,14 +49,7 @@ def expand_inputs(inputs):
     paths = []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, f)
-                for f in os.listdir(item)
-                if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in directory {item}.")
-            paths += found
+            paths += list_images(item)
         elif any(ch in item for ch in "*?["):
             found = sorted(glob.glob(item))
             if not found:
@@ -230,7 +224,10 @@ def main(argv=None):
         "--classes", help="class list (YAML/JSON) when the model does not carry one"
     )
     parser.add_argument(
-        "--multi-scale", action="store_true", help="the paper's multi-scale + flip protocol"
+        "--multi-scale",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the paper's multi-scale + flip protocol",
     )
     parser.add_argument(
         "--scales",
@@ -248,7 +245,10 @@ def main(argv=None):
         help="sliding-window side (default: a preset's training crop, else 480)",
     )
     parser.add_argument(
-        "--probabilities", action="store_true", help="also write the class probabilities (.npy)"
+        "--probabilities",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also write the class probabilities (.npy)",
     )
     parser.add_argument(
         "--max-pixels",

@@ -23,6 +23,14 @@ def resize_bilinear(images, size, align_corners=True):
     )
 
 
+def resize_nearest(labels, size):
+    """Nearest-neighbour resize of `(B, H, W, C)` label maps to `size = (height, width)`, with
+    half-pixel centres (as `tf.image.resize(..., method="nearest")`); keeps the dtype."""
+    return tf.raw_ops.ResizeNearestNeighbor(
+        images=labels, size=tf.cast(size, tf.int32), align_corners=False, half_pixel_centers=True
+    )
+
+
 @keras.saving.register_keras_serializable(package="enc_tf")
 class BilinearResize(keras.layers.Layer):
     """Resizes `x` bilinearly to the height and width of `reference`.

@@ -7,6 +7,8 @@ directory held by another training, or holding a run with another configuration,
 included).
 """
 
+import argparse
+
 from enc_tf.config import load_config
 from enc_tf.console import command_parser, run_cli
 from enc_tf.training.trainer import train
@@ -32,7 +34,8 @@ def main(argv=None):
     )
     parser.add_argument(
         "--restart",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="train.run_dir holds a run: move it aside (<run_dir>.replaced-<time>) and start "
         "afresh instead of resuming it",
     )

@@ -20,7 +20,7 @@ itself, on a copy of the model:
   Encoding path that the int8 export keeps in float (`FLOAT_KEPT_SUBLAYERS`).
 
 The fine-tuned model is the same float model with adapted weights (a normal model: it
-trains, evaluates and exports as any); `enc-export-tflite --mode int8` then converts it
+trains, evaluates and exports as any); `enc-export --format tflite --mode int8` then converts it
 (folding its BatchNorms and calibrating its ranges on training images).
 
     python -m enc_tf.training.qat RUN_DIR --out RUN_DIR_qat [--epochs 3] [--lr 0.001]
@@ -335,7 +335,7 @@ def run(args):
     print(
         f"{os.path.join(args.out, RUN_MODEL)}: fine-tuned under int8 rounding for "
         f"{config.epochs} x {config.steps_per_epoch} steps. Export it with "
-        f"enc-export-tflite {args.out} --mode int8 --out model_int8.tflite"
+        f"enc-export {args.out} --format tflite --mode int8 --out model_int8.tflite"
     )
 
 

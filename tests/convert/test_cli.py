@@ -150,7 +150,7 @@ def test_mmseg_needs_align_corners_when_the_checkpoint_has_no_config(mmseg_pth, 
     err = _one_error_line(capsys)
     assert str(npz) in err and "give --align-corners" in err
     assert not out.exists()
-    assert convert_main(["mmseg", str(path), "--out", str(out), "--align-corners", "true"]) == 2
+    assert convert_main(["mmseg", str(path), "--out", str(out), "--align-corners"]) == 2
     assert "align_corners=True contradicts the checkpoint's config" in _one_error_line(capsys)
 
 
@@ -164,14 +164,14 @@ def test_mmseg_npz_with_options_and_dataset_classes(mmseg_pth, tmp_path, capsys)
     npz = tmp_path / "bare.npz"
     np.savez(npz, **state)
     out = tmp_path / "m.keras"
-    argv = ["mmseg", str(npz), "--out", str(out), "--align-corners", "false", "--dataset", "ade20k"]
+    argv = ["mmseg", str(npz), "--out", str(out), "--no-align-corners", "--dataset", "ade20k"]
     assert convert_main(argv) == 0
     assert '"align_corners": "given"' in capsys.readouterr().out
     model = keras.saving.load_model(str(out))
     assert model.class_names == list(ADE20K.names)
     # The Cityscapes class list (19) does not fit 150 classes: one line, nothing written.
     other = tmp_path / "c.keras"
-    argv = ["mmseg", str(npz), "--out", str(other), "--align-corners", "false"]
+    argv = ["mmseg", str(npz), "--out", str(other), "--no-align-corners"]
     assert convert_main([*argv, "--dataset", "cityscapes"]) == 2
     assert "class_names has 19 names for 150 classes" in _one_error_line(capsys)
     assert not other.exists()
@@ -184,7 +184,7 @@ def test_each_converter_names_the_other_format(mmseg_pth, tmp_path, capsys):
     assert "looks like a mmseg checkpoint" in _one_error_line(capsys)
     pe = tmp_path / "pe.npz"
     np.savez(pe, **{"pretrained.conv1.0.weight": np.zeros((64, 3, 3, 3), np.float32)})
-    assert convert_main(["mmseg", str(pe), "--out", out, "--align-corners", "false"]) == 2
+    assert convert_main(["mmseg", str(pe), "--out", out, "--no-align-corners"]) == 2
     assert "looks like a pytorch-encoding checkpoint" in _one_error_line(capsys)
 
 

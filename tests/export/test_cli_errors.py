@@ -68,12 +68,55 @@ def test_bad_sizes_name_the_option(model_path, tmp_path, capsys):
     )
     assert "--calibration-dir" in _one_error_line(capsys)
     assert onnx_main([model_path, "--out", str(tmp_path / "m.onnx"), "--size", "-3"]) == 2
-    assert "--size must be a positive integer, got -3" in _one_error_line(capsys)
+    assert "--size must be a positive integer (the input's height and width), got -3" in (
+        _one_error_line(capsys)
+    )
     assert export_main([model_path, "--base-dir", str(tmp_path), "--model-version", "0"]) == 2
     assert "--model-version must be a positive integer, got 0" in _one_error_line(capsys)
     assert export_main([model_path, "--base-dir", str(tmp_path), "--max-size", "-1"]) == 2
     assert "--max-size must be >= 0" in _one_error_line(capsys)
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--format", "onnx", "--out", "m.onnx", "--mode", "int8"],
+            "--mode is an option of --format tflite, not of --format onnx",
+        ),
+        (
+            ["--format", "tflite", "--out", "m.tflite", "--base-dir", "s"],
+            "--base-dir is an option of --format saved_model, not of --format tflite",
+        ),
+        (
+            ["--format", "tflite", "--out", "m.tflite", "--no-check"],
+            "--check is an option of --format onnx",
+        ),
+        (["--base-dir", "s", "--size", "64"], "--size is an option of --format tflite / onnx"),
+        (["--base-dir", "s", "--out", "m.onnx"], "writes into --base-dir"),
+        (["--format", "saved_model"], "needs --base-dir"),
+        (["--format", "tflite"], "--format tflite needs --out, the file to write"),
+        (["--format", "onnx", "--out", "m.tflite"], "--out must end in .onnx"),
+    ],
+)
+def test_one_export_command_refuses_options_of_other_formats(
+    model_path, tmp_path, capsys, monkeypatch, argv, message
+):
+    monkeypatch.chdir(tmp_path)
+    assert export_main([model_path, *argv]) == 2
+    assert message in _one_error_line(capsys)
+    assert not os.listdir(tmp_path)  # refused before any work
+
+
+def test_the_aliases_are_the_one_command_with_another_default_format(model_path, tmp_path):
+    out = tmp_path / "m.tflite"
+    assert tflite_main([model_path, "--out", str(out), "--size", "16"]) == 0
+    first = out.read_bytes()
+    assert export_main([model_path, "--format", "tflite", "--out", str(out), "--size", "16"]) == 0
+    assert out.read_bytes() == first
+    assert onnx_main([model_path, "--out", str(tmp_path / "m.onnx"), "--size", "16"]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 0
 
 
 def test_failed_onnx_check_is_one_line_exit_1(model_path, tmp_path, capsys):

@@ -123,7 +123,7 @@ def test_command_line_fine_tunes_a_run_into_a_new_run(tmp_path, capfd):
     out = str(tmp_path / "qat")
     assert qat_main([run, "--out", out, "--epochs", "1", "--steps-per-epoch", "2"]) == 0
     assert sorted(os.listdir(out)) == ["config.yaml", "model.keras"]
-    assert "enc-export-tflite" in capfd.readouterr().out
+    assert "enc-export" in capfd.readouterr().out
     from enc_tf.artifacts import load_keras_model
 
     tuned = load_keras_model(out, fold=False).keras_model
