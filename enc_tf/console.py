@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from typing import Callable, Sequence
 
 from enc_tf.errors import ConfigError, EncTfError
@@ -24,6 +25,8 @@ from enc_tf.files import remove_stale_temporaries
 from enc_tf.version import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+logger = logging.getLogger(__name__)
 
 
 def add_verbose_flag(parser: argparse.ArgumentParser, default=False) -> None:
@@ -134,25 +137,78 @@ def run_cli(
     return 0 if status is None else int(status)
 
 
-class DownloadProgress:
-    """`progress(done, total)` for downloads: a bar redrawn in place on stderr when it is a
-    terminal; elsewhere (logs, CI) silent, since the download is logged when it starts."""
+class ProgressBar:
+    """`progress(done, total)` for work over many items: on a terminal, a bar redrawn in place on
+    stderr with the rate and the time left; elsewhere (logs, CI), an INFO log line at every
+    tenth of the work, so a log shows progress without a line per item.
 
-    def __init__(self, stream=None, width=30):
+    Args:
+        what: what is counted, e.g. "images"; it ends the line (`120/500 images`).
+        label: what is being done, e.g. "checking"; it starts the line.
+        stream: where the bar is drawn (default stderr); the bar is drawn only when it is a
+            terminal.
+        width: the bar's width in characters.
+        interval: the least number of seconds between two redraws of the bar.
+    """
+
+    def __init__(self, what="images", label="", stream=None, width=30, interval=0.2):
+        self.what = what
+        self.label = label
         self.stream = stream or sys.stderr
         self.width = width
+        self.interval = interval
         self.active = self.stream.isatty()
+        self.start = time.monotonic()
+        self.last_draw = -float("inf")
+        self.last_tenth = 0
+
+    def _amount(self, count):
+        return str(count)
+
+    def _line(self, done, total):
+        head = f"{self.label} " if self.label else ""
+        if not total:
+            return f"{head}{self._amount(done)} {self.what}"
+        filled = int(self.width * min(done, total) / total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.monotonic() - self.start
+        left = ""
+        if 0 < done < total and elapsed > 0:
+            left = f", {_duration(elapsed * (total - done) / done)} left"
+        return f"{head}[{bar}] {self._amount(done)}/{self._amount(total)} {self.what}{left}"
 
     def __call__(self, done: int, total: int | None) -> None:
+        finished = bool(total) and done >= total
         if not self.active:
+            if total:
+                tenth = min(10, 10 * done // total)
+                if tenth > self.last_tenth:
+                    self.last_tenth = tenth
+                    logger.info("%s", self._line(done, total).replace("#", "=").replace(".", " "))
             return
-        if total:
-            filled = int(self.width * done / total)
-            bar = "#" * filled + "." * (self.width - filled)
-            line = f"\r[{bar}] {done / 1e6:7.1f} / {total / 1e6:.1f} MB"
-        else:
-            line = f"\r{done / 1e6:7.1f} MB"
-        self.stream.write(line)
-        if total and done >= total:
-            self.stream.write("\n")
+        now = time.monotonic()
+        if not finished and now - self.last_draw < self.interval:
+            return
+        self.last_draw = now
+        self.stream.write("\r" + self._line(done, total) + ("\n" if finished else ""))
         self.stream.flush()
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class DownloadProgress(ProgressBar):
+    """`progress(done, total)` for downloads, in MB: a bar on a terminal; elsewhere silent,
+    since the download is logged when it starts."""
+
+    def __init__(self, stream=None, width=30):
+        super().__init__("MB", "", stream, width)
+
+    def _amount(self, count):
+        return f"{count / 1e6:.1f}"
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.active:
+            super().__call__(done, total)

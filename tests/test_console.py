@@ -1,13 +1,15 @@
 """The one command-line frame: one line per expected failure, its exit status, quiet TensorFlow."""
 
 import argparse
+import io
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
-from enc_tf.console import run_cli
+from enc_tf.console import DownloadProgress, ProgressBar, run_cli
 from enc_tf.errors import ConfigError, DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,3 +74,39 @@ def test_tensorflow_start_up_noise_is_hidden_unless_verbose():
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
     code, verbose = _stderr_lines("--verbose")
     assert code == 2 and len(verbose) > 1 and verbose[-1] == lines[0], verbose
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal_and_ends_the_line():
+    stream = _Terminal()
+    bar = ProgressBar("images", "segmenting", stream=stream, width=10, interval=0)
+    for done in range(1, 5):
+        bar(done, 4)
+    text = stream.getvalue()
+    assert text.count("\r") == 4 and text.endswith("[##########] 4/4 images\n"), text
+    assert "segmenting [#####.....] 2/4 images" in text and " left" in text
+
+
+def test_progress_bar_logs_each_tenth_off_a_terminal(caplog):
+    stream = io.StringIO()
+    bar = ProgressBar("samples", "checking", stream=stream)
+    with caplog.at_level(logging.INFO, logger="enc_tf.console"):
+        for done in range(1, 101):
+            bar(done, 100)
+    lines = [r.getMessage() for r in caplog.records]
+    assert stream.getvalue() == "" and len(lines) == 10, lines
+    assert lines[0].startswith("checking [===") and "10/100 samples" in lines[0]
+    assert "100/100 samples" in lines[-1]
+
+
+def test_download_progress_is_silent_off_a_terminal_and_counts_megabytes_on_one(caplog):
+    with caplog.at_level(logging.INFO):
+        DownloadProgress(stream=io.StringIO())(5_000_000, 10_000_000)
+    assert not caplog.records
+    stream = _Terminal()
+    DownloadProgress(stream=stream)(10_000_000, 10_000_000)
+    assert "10.0/10.0 MB" in stream.getvalue()

@@ -3,7 +3,7 @@ or generate ContextShapes."""
 
 import argparse
 
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import ProgressBar, command_parser, run_cli
 from enc_tf.data import context_shapes
 from enc_tf.data.context_shapes import ensure_context_shapes
 from enc_tf.data.resolve import DATASETS, resolve_source
@@ -54,7 +54,7 @@ def _run(args):
         return 0
     if args.command == "check":
         source = _source(args, strict=False)  # images without masks are reported with the rest
-        problems, counts = check_source(source)
+        problems, counts = check_source(source, ProgressBar("samples", "checking"))
         print(
             f"{source.name} {source.split}: {len(source.samples)} samples, "
             f"{len(problems)} problem(s)"
@@ -63,7 +63,9 @@ def _run(args):
             print(f"  - {problem}")
         print(summarize(source, counts))
         return 1 if problems else 0
-    converted = write_tfrecords(_source(args), args.out, args.shards, args.image_format)
+    converted = write_tfrecords(
+        _source(args), args.out, args.shards, args.image_format, ProgressBar("examples", "writing")
+    )
     print(f"wrote {converted.num_examples} examples in {len(converted.files)} shards to {args.out}")
     return 0
 

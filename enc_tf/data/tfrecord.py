@@ -76,7 +76,7 @@ def _example(image, label, filename, image_format):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
+def write_tfrecords(source, out_dir, num_shards=None, image_format="png", progress=None):
     """Converts a `SegmentationSource` into `out_dir/<split>-00000-of-00008.tfrecord` shards.
 
     Every sample is read and checked first (errors name the file); shards are
@@ -88,6 +88,7 @@ def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
         num_shards: number of shards (a positive integer, at most one per
             example); default one per 256 examples.
         image_format: `png` (lossless) or `jpeg` (quality 95, smaller).
+        progress: called as `progress(done, total)` after each example written.
 
     Returns:
         The `TFRecordSource` of the written files.
@@ -106,7 +107,7 @@ def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
     remove_stale_temporaries(out_dir)
     n = len(source.samples)
     num_shards = min(num_shards or max(1, math.ceil(n / 256)), n)
-    files, counts = [], []
+    files, counts, done = [], [], [0]
     for shard in range(num_shards):
         samples = source.samples[shard::num_shards]
 
@@ -117,6 +118,9 @@ def write_tfrecords(source, out_dir, num_shards=None, image_format="png"):
                         image_path, label_path, source.lookup, source.ignore_index
                     )
                     writer.write(_example(image, label, os.path.basename(image_path), image_format))
+                    done[0] += 1
+                    if progress is not None:
+                        progress(done[0], n)
 
         name = f"{source.split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
         files.append(atomic_write(os.path.join(out_dir, name), write))

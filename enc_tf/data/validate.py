@@ -5,8 +5,9 @@ import numpy as np
 from enc_tf.data.io import DataError, read_pair
 
 
-def check_source(source):
-    """Reads every sample of a `SegmentationSource` and collects the problems.
+def check_source(source, progress=None):
+    """Reads every sample of a `SegmentationSource` and collects the problems; calls
+    `progress(done, total)` after each sample when given.
 
     Returns:
         `(problems, class_pixels)`: a list of messages naming files and values
@@ -15,14 +16,16 @@ def check_source(source):
     """
     problems = list(source.problems)  # images without a mask (a source made with strict=False)
     counts = np.zeros(source.num_classes + 1, np.int64)
-    for image_path, label_path in source.samples:
+    for done, (image_path, label_path) in enumerate(source.samples, 1):
         try:
             _, label = read_pair(image_path, label_path, source.lookup, source.ignore_index)
         except DataError as err:
             problems.append(str(err))
-            continue
-        values = np.where(label == source.ignore_index, source.num_classes, label)
-        counts += np.bincount(values.ravel(), minlength=source.num_classes + 1)
+        else:
+            values = np.where(label == source.ignore_index, source.num_classes, label)
+            counts += np.bincount(values.ravel(), minlength=source.num_classes + 1)
+        if progress is not None:
+            progress(done, len(source.samples))
     return problems, counts
 
 

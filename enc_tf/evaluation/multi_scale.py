@@ -1,9 +1,9 @@
 """Scores over a dataset with the whole-image predictor (`enc_tf.prediction`): `enc-eval`."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from enc_tf.console import ProgressBar
 from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.metrics import label_confusion, segmentation_scores
 
@@ -29,7 +29,8 @@ def evaluate_multi_scale(
             mapped to `(image, targets["seg"])`.
         strategy: a multi-worker strategy whose workers each evaluated their
             own shard: the confusion matrices are summed across workers.
-        progress: show a Keras progress bar.
+        progress: True for a progress bar (`enc_tf.console.ProgressBar`), or a callable
+            `progress(done, total)`, or False.
         native_resolution: use each image's own long side as the base size
             (`MultiScalePredictor` single-scale evaluation without resizing).
         total: the number of examples, for the progress bar.
@@ -39,7 +40,7 @@ def evaluate_multi_scale(
     """
     c = predictor.num_classes
     matrix = np.zeros((c, c), np.int64)
-    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    bar = ProgressBar("images", "evaluating") if progress is True else (progress or None)
     seen = 0
     for seen, (image, label) in enumerate(examples, 1):
         image = np.asarray(image)
@@ -49,9 +50,7 @@ def evaluate_multi_scale(
             prediction = predictor.predict(image)
         matrix += label_confusion(np.asarray(label), prediction, c, ignore_index)
         if bar is not None:
-            bar.update(seen)
-    if bar is not None:
-        bar.update(seen, finalize=True)
+            bar(seen, total)
     if strategy is not None and strategy.num_replicas_in_sync > 1:
         matrix = strategy.reduce("SUM", tf.constant(matrix), axis=None).numpy()
     return segmentation_scores(matrix, class_names), matrix

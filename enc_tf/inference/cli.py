@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.artifacts import read_class_file
-from enc_tf.console import command_parser, error_line, run_cli
+from enc_tf.console import ProgressBar, command_parser, error_line, run_cli
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
@@ -139,9 +139,9 @@ def _predict_one(segmenter, path, stem, probabilities):
     return entry
 
 
-def predict_files(segmenter, paths, out_dir, probabilities=False):
+def predict_files(segmenter, paths, out_dir, probabilities=False, progress=None):
     """Segments each file into `out_dir` and writes `predictions.json`; returns
-    `(summary, failures)`.
+    `(summary, failures)`. Calls `progress(done, total)` after each file when given.
 
     Any failure of one image (unreadable, too large, a model error) is logged and
     recorded in `failures`; the other images are still processed.
@@ -153,7 +153,7 @@ def predict_files(segmenter, paths, out_dir, probabilities=False):
     ):
         remove_stale_temporaries(directory)
     summary, failures = {}, {}
-    for path in paths:
+    for done, path in enumerate(paths, 1):
         stem = os.path.join(out_dir, names[path])
         try:
             entry = _predict_one(segmenter, path, stem, probabilities)
@@ -161,9 +161,11 @@ def predict_files(segmenter, paths, out_dir, probabilities=False):
             logger.debug("Segmenting %s failed", path, exc_info=True)
             failures[path] = _describe(err)
             logger.error("Skipped %s: %s", path, failures[path])
-            continue
-        summary[path] = {"output": names[path], **entry}
-        logger.info("%s -> %s_labels.png", path, stem)
+        else:
+            summary[path] = {"output": names[path], **entry}
+            logger.debug("%s -> %s_labels.png", path, stem)
+        if progress is not None:
+            progress(done, len(paths))
     text = json.dumps({"images": summary, "failed": failures}, indent=1, allow_nan=False)
     write_text_atomic(text, os.path.join(out_dir, PREDICTIONS_FILE))
     return summary, failures
@@ -204,7 +206,9 @@ def run(args):
         precision=args.precision,
         max_pixels=args.max_pixels,
     )
-    summary, failures = predict_files(segmenter, paths, args.out, args.probabilities)
+    summary, failures = predict_files(
+        segmenter, paths, args.out, args.probabilities, ProgressBar("images", "segmenting")
+    )
     print(
         f"{len(summary)} image(s) written to {args.out}"
         + (f"; {len(failures)} failed (see predictions.json)" if failures else "")

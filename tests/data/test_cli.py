@@ -38,6 +38,8 @@ def test_check_reports_every_problem_at_once(tmp_path):
     layouts.write_folder(str(tmp_path / "good"), np.random.default_rng(1), n=2, with_split=False)
     ok = _run("check", "--dataset", "folder", "--root", str(tmp_path / "good"))
     assert ok.returncode == 0 and "0 problem(s)" in ok.stdout and "road" in ok.stdout
+    # progress in a log (stderr is not a terminal): a line per tenth of the work, the last 2/2
+    assert "checking [" in ok.stderr and "2/2 samples" in ok.stderr, ok.stderr
 
 
 def test_errors_and_conversion(tmp_path):
@@ -63,6 +65,7 @@ def test_errors_and_conversion(tmp_path):
     )
     assert converted.returncode == 0, converted.stderr
     assert "wrote 3 examples in 2 shards" in converted.stdout
+    assert "writing [" in converted.stderr and "3/3 examples" in converted.stderr
 
 
 def test_check_lists_images_without_masks_with_every_other_problem(tmp_path):
