@@ -52,6 +52,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
         "data.context_shapes_size=64",
         "data.base_size=64",
         "data.crop_size=48",
+        "model.backbone=mobilenetv3_small_minimalistic",
         "model.output_stride=16",
         "train.batch_size=4",
         "train.steps_per_epoch=2",
@@ -92,7 +93,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
         assert (run / name).is_file(), name
     chief = _weights(run / "backup" / "epoch-00003.weights.h5")
     other = _weights(run / "backup" / "worker-1" / "epoch-00003.weights.h5")
-    assert chief.keys() == other.keys() and len(chief) > 300
+    assert chief.keys() == other.keys() and len(chief) > 150
     for name in chief:  # weights, BatchNorm statistics and optimizer state
         # Equal up to float rounding: the ring all-reduce sums in a different order
         # on each worker (measured: 1.3% of one kernel's elements differ, by <= 4e-9).
