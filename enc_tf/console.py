@@ -139,7 +139,7 @@ def run_cli(
 
 class ProgressBar:
     """`progress(done, total)` for work over many items: on a terminal, a bar redrawn in place on
-    stderr with the rate and the time left; elsewhere (logs, CI), an INFO log line at every
+    stderr with the time left; elsewhere (logs, CI), an INFO log line at every
     tenth of the work, so a log shows progress without a line per item.
 
     Args:
@@ -165,12 +165,12 @@ class ProgressBar:
     def _amount(self, count):
         return str(count)
 
-    def _line(self, done, total):
+    def _line(self, done, total, fill="#", empty="."):
         head = f"{self.label} " if self.label else ""
         if not total:
             return f"{head}{self._amount(done)} {self.what}"
         filled = int(self.width * min(done, total) / total)
-        bar = "#" * filled + "." * (self.width - filled)
+        bar = fill * filled + empty * (self.width - filled)
         elapsed = time.monotonic() - self.start
         left = ""
         if 0 < done < total and elapsed > 0:
@@ -184,7 +184,7 @@ class ProgressBar:
                 tenth = min(10, 10 * done // total)
                 if tenth > self.last_tenth:
                     self.last_tenth = tenth
-                    logger.info("%s", self._line(done, total).replace("#", "=").replace(".", " "))
+                    logger.info("%s", self._line(done, total, "=", " "))
             return
         now = time.monotonic()
         if not finished and now - self.last_draw < self.interval:
