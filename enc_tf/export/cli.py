@@ -163,8 +163,7 @@ def build_parser(prog="enc-export", default_format="saved_model"):
         "input to [batch, size, size, 3] (default: any size)",
     )
     serving = parser.add_argument_group("--format saved_model")
-    add_precision_option(serving)
-    serving._group_actions[-1].formats = ("saved_model",)
+    add_precision_option(serving).formats = ("saved_model",)
     _option(serving, ("saved_model",), "--base-dir", help="TF Serving model base directory")
     _option(
         serving,

@@ -32,8 +32,9 @@ def resolve_precision(precision):
 
 
 def add_precision_option(parser, default="float32"):
-    """`--precision auto|float32|bfloat16` of every command that runs a model."""
-    parser.add_argument(
+    """`--precision auto|float32|bfloat16` of every command that runs a model; returns the
+    argparse action."""
+    return parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=default,
