@@ -2,11 +2,12 @@
 
 import os
 
+import tensorflow as tf
+
 from enc_tf.contracts.images import normalize
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError
-from enc_tf.layers.resize import resize_bilinear
 
 
 def calibration_images(loaded, size, count, directory=None):
@@ -19,7 +20,9 @@ def calibration_images(loaded, size, count, directory=None):
 
         def from_files():
             for path in files[:count]:
-                image = resize_bilinear(read_image(path)[None], (size, size), align_corners=False)
+                # a photo shrunk to the input size, antialiased as an image viewer would (not
+                # the model's own feature resize, layers.resize, which has no antialias)
+                image = tf.image.resize(read_image(path)[None], (size, size), antialias=True)
                 yield normalize(image[0]).numpy()
 
         return from_files
