@@ -42,6 +42,80 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
+class RetargetedPolyDecay(PolyDecay):
+    """A `PolyDecay` whose end can be moved during training (the time budget's re-plan after
+    the first epoch, `enc_tf.training.budget`).
+
+    `retarget(step, total_steps)` keeps the schedule up to `step` and from there decays the
+    learning rate reached at `step` to zero at the new `total_steps`:
+    `lr(t) = base * (1 - step / T0) ** power * (1 - (t - step) / (total_steps - step)) ** power`
+    for `t >= step` (`T0` the schedule's first end), the warm-up unchanged. Retargeted to its
+    own end, it is the plain schedule. The step and end are variables, so a traced training
+    step follows a retarget without being traced again; build the schedule where the
+    optimizer's variables are built (inside the distribution strategy's scope).
+    """
+
+    def __init__(
+        self,
+        base_learning_rate,
+        total_steps,
+        power=0.9,
+        warmup_steps=0,
+        retarget_step=None,
+        retarget_total_steps=None,
+    ):
+        super().__init__(base_learning_rate, total_steps, power, warmup_steps)
+        self._step = keras.Variable(
+            float(total_steps), trainable=False, dtype="float32", name="retarget_step"
+        )
+        self._total = keras.Variable(
+            float(total_steps), trainable=False, dtype="float32", name="retarget_total_steps"
+        )
+        if retarget_step is not None:
+            self.retarget(retarget_step, retarget_total_steps)
+
+    @property
+    def retarget_step(self):
+        return int(keras.ops.convert_to_numpy(self._step))
+
+    @property
+    def retarget_total_steps(self):
+        return int(keras.ops.convert_to_numpy(self._total))
+
+    def retarget(self, step, total_steps):
+        """From `step` on, decay to zero at `total_steps` (`0 <= step < total_steps`, `step`
+        within the first schedule)."""
+        step, total_steps = int(step), int(total_steps)
+        if total_steps == self.total_steps:  # its own end: the plain schedule, exactly
+            step = total_steps
+        elif not 0 <= step < total_steps or step > self.total_steps:
+            raise ValueError(
+                "RetargetedPolyDecay.retarget needs 0 <= step < total_steps and step <= "
+                f"{self.total_steps} (the first end); got {step}, {total_steps}."
+            )
+        self._step.assign(float(step))
+        self._total.assign(float(total_steps))
+
+    def __call__(self, step):
+        t = ops.cast(step, "float32")
+        s = ops.minimum(t, self._step)
+        lr = self.base_learning_rate * ops.power(1.0 - s / self.total_steps, self.power)
+        span = ops.maximum(self._total - self._step, 1.0)
+        rest = ops.clip((t - self._step) / span, 0.0, 1.0)
+        lr = lr * ops.power(1.0 - rest, self.power)
+        if self.warmup_steps:
+            lr = lr * ops.minimum((t + 1.0) / self.warmup_steps, 1.0)
+        return lr
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "retarget_step": self.retarget_step,
+            "retarget_total_steps": self.retarget_total_steps,
+        }
+
+
+@keras.saving.register_keras_serializable(package="enc_tf")
 class EncNetSGD(keras.optimizers.Optimizer):
     """SGD as PyTorch does it, with per-layer learning-rate multipliers.
 

@@ -7,13 +7,20 @@ measures this machine: a few training steps (after the one that traces the step
 function), a few validation batches and one checkpoint write, on the run's own model and
 data, after which the model and optimizer are put back exactly as they were. `plan_schedule`
 then picks the number of epochs that fits the budget, at most the recipe's, and scales
-the whole schedule to it: the polynomial decay ends on the last planned step, the warm-up
-keeps its share of the steps, and validation keeps its points in proportion, with one
-always after the last epoch. The run ends where the recipe ends, only sooner.
+the whole schedule to it: the first epoch follows the recipe's learning rate (its warm-up
+included), after which the polynomial decay ends on the last planned step, and validation
+keeps its points in proportion, with one always after the last epoch. The run ends where the
+recipe ends, only sooner.
 
-The plan is written to the run's `backup/plan.json` before training starts, and a run
-started again after a kill resumes with the same plan (not a new measurement), so its
-schedule does not change half-way.
+A few probe steps can misjudge a machine (another job finishing, caches still cold), so the
+first epoch is timed as well and `replan` fits the epochs after it to the budget left, from
+that measurement: the schedule's end moves (`RetargetedPolyDecay`), its first epoch does not.
+As the first epoch is the recipe's whatever the plan, two runs that end with the same plan
+train the same model (with `train.deterministic`, bit for bit).
+
+The plan is written to the run's `backup/plan.json` before training starts and again when it
+is revised, and a run started again after a kill resumes with the plan it had (not a new
+measurement), so its schedule does not change half-way.
 """
 
 import dataclasses
@@ -52,6 +59,7 @@ class Plan:
     expected_seconds: float
     budget_seconds: float
     machine: str = ""
+    replanned_after_epoch: int = 0  # 0: as first planned; else revised after this epoch
 
     @property
     def total_steps(self):
@@ -60,6 +68,13 @@ class Plan:
     @property
     def recipe_steps(self):
         return self.recipe_epochs * self.recipe_steps_per_epoch
+
+    @property
+    def decay_start_step(self):
+        """The step from which the learning rate decays to the plan's end; before it the
+        recipe's schedule runs (None: the plan's own schedule from the start, for a run of
+        one epoch)."""
+        return self.steps_per_epoch if self.epochs > 1 else None
 
     def summary(self):
         share = self.total_steps / self.recipe_steps
@@ -76,6 +91,17 @@ class Plan:
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=1)
 
+    def replanned_summary(self):
+        """One line on a revised plan: the epochs, and what the measured first epoch said."""
+        return (
+            f"{self.epochs} epochs x {self.steps_per_epoch} steps = {self.total_steps} steps "
+            f"({self.total_steps / self.recipe_steps:.0%} of the recipe's {self.recipe_steps}), "
+            f"validation after epoch(s) {', '.join(map(str, self.validation_epochs))}; epoch "
+            f"{self.replanned_after_epoch} ran at {self.step_seconds:.2f} s/step: expected "
+            f"{self.expected_seconds / 60:.1f} min for the rest in the "
+            f"{max(0.0, self.budget_seconds) / 60:.1f} min left of the budget"
+        )
+
     @classmethod
     def from_json(cls, text):
         data = json.loads(text)
@@ -86,6 +112,14 @@ class Plan:
 def recipe_validation_epochs(epochs, val_every_epochs):
     """The epochs (from 1) after which a recipe validates: every `val_every_epochs`."""
     return tuple(range(val_every_epochs, epochs + 1, val_every_epochs))
+
+
+def _validation_points(recipe_epochs, val_every_epochs, epochs):
+    """The validation epochs of a plan of `epochs`: the recipe's points scaled in proportion,
+    and always the last epoch."""
+    recipe_validations = recipe_validation_epochs(recipe_epochs, val_every_epochs)
+    scale = epochs / recipe_epochs
+    return tuple(sorted({max(1, round(e * scale)) for e in recipe_validations} | {epochs}))
 
 
 def plan_schedule(
@@ -107,9 +141,10 @@ def plan_schedule(
 
     Keeps the recipe's epoch length and picks the number of epochs (the recipe's when they
     fit); when not even one epoch fits, one shorter epoch is planned (one step when the
-    budget was spent before training began). The warm-up and the
-    validation points are scaled to the planned epochs, and the last epoch is always
-    validated (it is the one a schedule that ends on plan is judged by).
+    budget was spent before training began). The validation points are scaled to the planned
+    epochs, and the last epoch is always validated (it is the one a schedule that ends on plan
+    is judged by). A plan of several epochs keeps the recipe's warm-up (its first epoch is the
+    recipe's); a single epoch scales the warm-up with its share of the recipe.
     """
     for name, value in {
         "step_seconds": step_seconds,
@@ -125,25 +160,18 @@ def plan_schedule(
             f"must be >= 0, got {validation_seconds}, {epoch_overhead_seconds}, "
             f"{recipe_warmup_steps}."
         )
-    recipe_validations = recipe_validation_epochs(recipe_epochs, val_every_epochs)
-    validations = len(set(recipe_validations) | {recipe_epochs})
+    validations = len(_validation_points(recipe_epochs, val_every_epochs, recipe_epochs))
     available = max(0.0, budget_seconds) * SAFETY - validations * validation_seconds
     per_epoch = steps_per_epoch * step_seconds + epoch_overhead_seconds
     epochs = max(1, min(recipe_epochs, math.floor(available / per_epoch)))
     steps = steps_per_epoch
     if available < per_epoch:  # not one whole epoch: one shorter one
         steps = max(1, min(steps, math.floor((available - epoch_overhead_seconds) / step_seconds)))
-    if epochs == recipe_epochs:
-        planned_validations = tuple(sorted(set(recipe_validations) | {epochs}))
-    else:
-        scale = epochs / recipe_epochs
-        planned_validations = tuple(
-            sorted({max(1, round(e * scale)) for e in recipe_validations} | {epochs})
-        )
-    share = epochs * steps / (recipe_epochs * steps_per_epoch)
-    warmup = round(recipe_warmup_steps * share)
-    if recipe_warmup_steps and not warmup:
-        warmup = 1
+    planned_validations = _validation_points(recipe_epochs, val_every_epochs, epochs)
+    warmup = recipe_warmup_steps
+    if epochs == 1:
+        share = steps / (recipe_epochs * steps_per_epoch)
+        warmup = max(1, round(recipe_warmup_steps * share)) if recipe_warmup_steps else 0
     expected = (
         epochs * (steps * step_seconds + epoch_overhead_seconds)
         + len(planned_validations) * validation_seconds
@@ -162,6 +190,78 @@ def plan_schedule(
         budget_seconds=float(budget_seconds),
         machine=machine,
     )
+
+
+def replan(plan, seconds_left, step_seconds, epoch_overhead_seconds, val_every_epochs, done=1):
+    """`plan` revised after its first `done` epochs ran at `step_seconds` per step and
+    `epoch_overhead_seconds` per epoch end, with `seconds_left` of the budget: the epochs that
+    fit (at least one more, at most the recipe's), the same epoch length and warm-up, the
+    validation points scaled to the new length (those already passed kept), and
+    `replanned_after_epoch=done`. Only a plan of several epochs is revised."""
+    if plan.epochs < 2 or not 1 <= done < plan.epochs:
+        raise ValueError(
+            f"replan: a plan of {plan.epochs} epoch(s) cannot be revised after {done}."
+        )
+    if not step_seconds > 0 or epoch_overhead_seconds < 0:
+        raise ValueError(
+            f"replan: step_seconds must be positive and epoch_overhead_seconds >= 0, got "
+            f"{step_seconds}, {epoch_overhead_seconds}."
+        )
+    per_epoch = plan.steps_per_epoch * step_seconds + epoch_overhead_seconds
+    later = [e for e in plan.validation_epochs if e > done]
+    available = max(0.0, seconds_left) * SAFETY - len(later) * plan.validation_seconds
+    epochs = done + math.floor(max(0.0, available) / per_epoch)
+    epochs = max(done + 1, min(plan.recipe_epochs, epochs))
+    points = _validation_points(plan.recipe_epochs, val_every_epochs, epochs)
+    validations = tuple(
+        sorted({e for e in plan.validation_epochs if e <= done} | {e for e in points if e > done})
+    )
+    expected = (epochs - done) * per_epoch + sum(e > done for e in validations) * (
+        plan.validation_seconds
+    )
+    return dataclasses.replace(
+        plan,
+        epochs=epochs,
+        validation_epochs=validations,
+        step_seconds=float(step_seconds),
+        epoch_overhead_seconds=float(epoch_overhead_seconds),
+        expected_seconds=float(expected),
+        budget_seconds=float(seconds_left),
+        replanned_after_epoch=done,
+    )
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Times one `fit` call for `replan`: `step_seconds` from the second training step to the
+    last (the first traces the step function), `overhead_seconds` from the last step to the
+    end of `fit` without the validation pass (the epoch end's checkpoints and logs). Call
+    `finish()` when `fit` returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends, self.validation, self._test_start, self.finished = [], 0.0, None, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation += time.perf_counter() - self._test_start
+
+    def finish(self):
+        self.finished = time.perf_counter()
+
+    @property
+    def step_seconds(self):
+        if len(self.ends) < 2:
+            raise ValueError("EpochTimes needs two training steps or more.")
+        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+
+    @property
+    def overhead_seconds(self):
+        return max(0.0, self.finished - self.ends[-1] - self.validation)
 
 
 class _StepTimes(keras.callbacks.Callback):

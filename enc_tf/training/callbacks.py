@@ -27,8 +27,9 @@ class TimeLimit(keras.callbacks.Callback):
         self.seconds = minutes * 60.0
         self.start = None
 
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
+    def on_train_begin(self, logs=None):  # the first of the run's fit calls starts the clock
+        if self.start is None:
+            self.start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         over = time.monotonic() - self.start > self.seconds

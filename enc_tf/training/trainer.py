@@ -30,10 +30,17 @@ from enc_tf.machine import describe_machine
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
 from enc_tf.models.transfer import transfer_weights
-from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay
+from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay, RetargetedPolyDecay
 from enc_tf.presets import backbone_weights_path, model_path
 from enc_tf.training import callbacks as cb
-from enc_tf.training.budget import measure, plan_schedule, read_plan, write_plan
+from enc_tf.training.budget import (
+    EpochTimes,
+    measure,
+    plan_schedule,
+    read_plan,
+    replan,
+    write_plan,
+)
 from enc_tf.training.multi_worker import fix_fit_for_multi_worker
 from enc_tf.training.run_dir import claim_run_directory
 from enc_tf.training.run_state import RunRecorder, restore_resume_point
@@ -238,7 +245,8 @@ def _train(config, strategy, chief, task_id, started):
                     config, model, strategy, probe_data, val_data, val_batches, steps, started
                 )
             write_plan(plan, backup)
-            compile_model(model, config, _schedule(config, plan, steps), num_classes, ignore)
+            schedule = _schedule(config, plan, steps)
+            compile_model(model, config, schedule, num_classes, ignore)
     if plan is not None:
         logger.info("Plan for a budget of %g min: %s.", t.time_budget_minutes, plan.summary())
         if plan.total_steps < plan.recipe_steps / 2:
@@ -295,32 +303,72 @@ def _train(config, strategy, chief, task_id, started):
         _base_lr(config),
         o.head_lr_multiplier,
     )
+    # A plan of several epochs is revised after the first, from its measured time.
+    revise = (
+        plan is not None and plan.epochs > 1 and not plan.replanned_after_epoch and not epochs_done
+    )
+
+    def fit(data, first, last, validation, extra=()):
+        return model.fit(
+            data,
+            epochs=last,
+            initial_epoch=first,
+            steps_per_epoch=steps,
+            validation_data=val_data if validation else None,
+            validation_freq=validation or 1,
+            callbacks=callbacks + list(extra),
+            shuffle=False,
+            verbose=1 if os.isatty(1) else 2,
+        )
+
+    histories = []
     try:
         with _data_errors_as_one_line(train_source, val_source):
-            history = model.fit(
-                train_data,
-                epochs=epochs,
-                initial_epoch=epochs_done,
-                steps_per_epoch=steps,
-                validation_data=val_data,
-                validation_freq=validation_freq,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=1 if os.isatty(1) else 2,
-            )
+            if revise:
+                logger.info("Epoch 1/%d, timed to revise the plan:", epochs)
+                timer = EpochTimes()
+                histories.append(
+                    fit(train_data, 0, 1, [1] if 1 in validation_freq else [], [timer])
+                )
+                timer.finish()
+                if not model.stop_training:
+                    plan = revise_plan(config, plan, strategy, timer, backup, started)
+                    schedule.retarget(plan.decay_start_step, plan.total_steps)
+                    epochs, validation_freq, epochs_done = (
+                        plan.epochs,
+                        list(plan.validation_epochs),
+                        1,
+                    )
+                    train_data = distribute_input(
+                        strategy,
+                        dataset(train_source, "train", repeat=True, start_batch=steps),
+                        t.batch_size,
+                    )
+            if not histories or not model.stop_training:
+                histories.append(fit(train_data, epochs_done, epochs, validation_freq))
     except KeyboardInterrupt:  # Ctrl-C: a run with a scored epoch keeps its best model
         if chief and recorder.best is not None and not is_multi_worker(strategy):
             finish_run(model, recorder, run_dir, recorder.epoch, epochs, "interrupted")
         raise
+    history = _joined(histories)
     if recorder.diverged is not None:
         raise TrainingDiverged(_divergence_message(recorder, config))
     if chief:
-        epochs_run = epochs_done + len(history.history.get("loss", []))
+        epochs_run = (epochs_done if not revise else 0) + len(history.get("loss", []))
         reason = "stopped at the time limit" if epochs_run < epochs else None
         if is_multi_worker(strategy):
             reason = None  # the workers' models must stay the same: the last epoch's
         finish_run(model, recorder, run_dir, epochs_run, epochs, reason)
-    return model, history.history
+    return model, history
+
+
+def _joined(histories):
+    """One `History.history` of several `fit` calls, in order."""
+    joined = {}
+    for history in histories:
+        for key, values in history.history.items():
+            joined.setdefault(key, []).extend(values)
+    return joined
 
 
 def _base_lr(config):
@@ -329,13 +377,24 @@ def _base_lr(config):
 
 
 def _schedule(config, plan, steps):
-    """The learning-rate schedule: the recipe's, or the budget plan's (the same decay and
-    warm-up share, over the planned steps)."""
+    """The learning-rate schedule: the recipe's, or the budget plan's: the recipe's first
+    epoch, then the same decay ending on the last planned step (`RetargetedPolyDecay`, so that
+    a revised plan moves the end); a plan of one epoch has its own schedule."""
     o, t = config.optimizer, config.train
     base_lr = _base_lr(config)
-    if plan is not None:
+    recipe_warmup = int(o.warmup_epochs * steps)
+    if plan is None:
+        return PolyDecay(base_lr, steps * t.epochs, o.power, recipe_warmup)
+    if plan.decay_start_step is None:
         return PolyDecay(base_lr, plan.total_steps, o.power, plan.warmup_steps)
-    return PolyDecay(base_lr, steps * t.epochs, o.power, int(o.warmup_epochs * steps))
+    return RetargetedPolyDecay(
+        base_lr,
+        plan.recipe_steps,
+        o.power,
+        plan.warmup_steps,
+        plan.decay_start_step,
+        plan.total_steps,
+    )
 
 
 def compile_model(model, config, schedule, num_classes, ignore):
@@ -388,6 +447,24 @@ def make_plan(config, model, strategy, train_data, val_data, val_batches, steps,
         t.val_every_epochs,
         machine=describe_machine(),
     )
+
+
+def revise_plan(config, plan, strategy, timer, backup, started):
+    """`plan` revised after its first epoch (`budget.replan`) from `timer` (`EpochTimes` of
+    that epoch) and the budget left since `started`, written to `backup`, and logged. Under
+    several workers the measurements are averaged, so that every worker plans the same."""
+    t = config.train
+    values = [timer.step_seconds, timer.overhead_seconds, time.monotonic() - started]
+    if is_multi_worker(strategy):
+        local = strategy.run(lambda: tf.constant(values, tf.float32))
+        values = strategy.reduce("MEAN", local, axis=None).numpy()
+    step, overhead, elapsed = (float(x) for x in values)
+    revised = replan(
+        plan, t.time_budget_minutes * 60.0 - elapsed, step, overhead, t.val_every_epochs
+    )
+    write_plan(revised, backup)
+    logger.info("Plan revised after epoch 1: %s.", revised.replanned_summary())
+    return revised
 
 
 def finish_run(model, recorder, run_dir, epochs_run, epochs, early=None):

@@ -2,7 +2,9 @@
 was, and a short budgeted run that ends on its plan and resumes with the same plan."""
 
 import csv
+import dataclasses
 import json
+import math
 import time
 
 import keras
@@ -19,6 +21,7 @@ from enc_tf.training.budget import (
     measure,
     plan_schedule,
     read_plan,
+    replan,
     write_plan,
 )
 from tests.support.tiny_run import tiny_overrides
@@ -38,7 +41,8 @@ def test_a_short_budget_scales_the_whole_schedule_to_the_epochs_that_fit():
     # 400 s * SAFETY = 380; two validations cost 10, an epoch 51 -> 7 epochs.
     plan = plan_schedule(400.0, 1.0, 5.0, 1.0, **RECIPE)
     assert plan.epochs == 7 and plan.steps_per_epoch == 50
-    assert plan.warmup_steps == round(25 * 7 / 14)  # the warm-up keeps its share
+    assert plan.warmup_steps == 25  # the first epoch is the recipe's, warm-up included
+    assert plan.decay_start_step == 50
     assert plan.validation_epochs == (4, 7)  # in proportion, and the last epoch always
     assert plan.expected_seconds <= 400.0 * SAFETY
     # One epoch more would not have fitted.
@@ -49,7 +53,8 @@ def test_a_budget_below_one_epoch_plans_one_shorter_epoch():
     plan = plan_schedule(20.0, 1.0, 2.0, 1.0, **RECIPE)
     # (20 s * SAFETY - two validations of 2 s - 1 s of epoch end) / 1 s per step
     assert plan.epochs == 1 and plan.steps_per_epoch == 14
-    assert plan.validation_epochs == (1,) and plan.warmup_steps == 1
+    assert plan.validation_epochs == (1,) and plan.warmup_steps == 1  # its share of 25
+    assert plan.decay_start_step is None  # one epoch: its own schedule from the start
     spent = plan_schedule(-5.0, 1.0, 2.0, 1.0, **RECIPE)  # spent before training began
     assert (spent.epochs, spent.steps_per_epoch) == (1, 1)
 
@@ -57,6 +62,36 @@ def test_a_budget_below_one_epoch_plans_one_shorter_epoch():
 def test_a_recipe_whose_last_epoch_is_not_a_validation_point_gets_one():
     plan = plan_schedule(10_000.0, 0.1, 1.0, 0.0, 10, 5, 0, 4)
     assert plan.validation_epochs == (4, 8, 10) and plan.warmup_steps == 0
+
+
+def test_the_first_epoch_revises_the_plan_to_the_budget_left():
+    plan = plan_schedule(400.0, 1.0, 5.0, 1.0, **RECIPE)  # 7 epochs, validations (4, 7)
+    # The machine turned out twice as fast: 400 s left, epochs of 26 s -> all 13 that remain.
+    faster = replan(plan, 400.0, 0.5, 1.0, 7)
+    assert (faster.epochs, faster.validation_epochs) == (14, (7, 14))
+    assert faster.replanned_after_epoch == 1 and faster.steps_per_epoch == 50
+    assert faster.warmup_steps == plan.warmup_steps and faster.step_seconds == 0.5
+    # 330 s * SAFETY - 2 validations of 5 s = 303.5 s, epochs of 26 s -> 11 more, 12 in all.
+    assert replan(plan, 330.0, 0.5, 1.0, 7).epochs == 12
+    middle = replan(plan, 200.0, 0.5, 1.0, 7)
+    assert middle.epochs == 1 + math.floor((200.0 * SAFETY - 10.0) / 26.0) == 7
+    assert middle.validation_epochs == (4, 7)
+    assert middle.expected_seconds == pytest.approx(6 * 26.0 + 2 * 5.0)
+    # Slower than probed: fewer epochs, but never none after the first.
+    slower = replan(plan, 300.0, 2.0, 1.0, 7)
+    assert slower.epochs == 1 + math.floor((300.0 * SAFETY - 10.0) / 101.0) == 3
+    assert slower.validation_epochs == (2, 3)
+    assert replan(plan, -10.0, 2.0, 1.0, 7).epochs == 2
+    # A validation the first epoch already ran is kept.
+    short = plan_schedule(130.0, 1.0, 5.0, 1.0, **RECIPE)
+    assert (short.epochs, short.validation_epochs) == (2, (1, 2))
+    assert 1 in replan(short, 1000.0, 1.0, 1.0, 1).validation_epochs
+    # A read-back revised plan is revised no more, and one epoch is not revised at all.
+    assert Plan.from_json(faster.to_json()) == faster
+    with pytest.raises(ValueError, match="replan"):
+        replan(plan_schedule(20.0, 1.0, 2.0, 1.0, **RECIPE), 100.0, 1.0, 1.0, 7)
+    with pytest.raises(ValueError, match="replan"):
+        replan(plan, 100.0, 0.0, 1.0, 7)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +159,7 @@ def test_a_budgeted_run_ends_on_its_plan_and_resumes_with_it(tmp_path, caplog):
     seconds = time.monotonic() - start
     plan = Plan.from_json((run / "backup" / PLAN_FILE).read_text())
     assert 1 <= plan.epochs < 1000 and plan.steps_per_epoch == 2
-    assert plan.warmup_steps == round(4 * plan.epochs / 1000) or plan.warmup_steps == 1
+    assert plan.warmup_steps == (4 if plan.epochs > 1 else 1)  # the recipe's: 2 epochs of 2
     # It ran exactly the planned epochs, validated at the planned points, and the learning
     # rate decayed to zero on the last planned step: the schedule ended where the recipe's ends.
     assert len(history["loss"]) == plan.epochs
@@ -140,3 +175,34 @@ def test_a_budgeted_run_ends_on_its_plan_and_resumes_with_it(tmp_path, caplog):
     assert (run / "backup" / PLAN_FILE).stat().st_mtime_ns == written
     assert again.get("loss", []) == []
     assert json.loads((run / "backup" / PLAN_FILE).read_text())["epochs"] == plan.epochs
+
+
+def test_two_runs_that_end_on_the_same_plan_train_the_same_model(tmp_path, monkeypatch):
+    # Two runs start from different plans (2 and 6 epochs) and are both revised to 3 after the
+    # first epoch: the first epoch follows the recipe's schedule whatever the plan, so both
+    # learn at the same rates throughout and end with the same weights.
+    import enc_tf.training.trainer as trainer
+
+    revised = []
+
+    def to_three_epochs(plan, *args):
+        revised.append(plan.epochs)
+        return dataclasses.replace(plan, epochs=3, validation_epochs=(3,), replanned_after_epoch=1)
+
+    monkeypatch.setattr(trainer, "replan", to_three_epochs)
+    recipe = plan_schedule(1000.0, 0.01, 0.0, 0.0, 6, 2, 2, 6)
+    weights, rates = [], []
+    for epochs in (2, 6):
+        run = tmp_path / f"run{epochs}"
+        write_plan(dataclasses.replace(recipe, epochs=epochs), str(run / "backup"))
+        overrides = tiny_overrides(
+            tmp_path, run, 2, "train.epochs=6", "train.time_budget_minutes=5"
+        )
+        model, history = train(load_config(None, overrides))
+        assert len(history["loss"]) == 3 and read_plan(str(run / "backup")).epochs == 3
+        weights.append([np.array(w) for w in model.weights])
+        rates.append(history["learning_rate"])
+    assert revised == [2, 6]
+    assert rates[0] == rates[1] and rates[0][-1] == pytest.approx(0.0, abs=1e-9)
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from enc_tf.optimizers import EncNetSGD, PolyDecay
+import tensorflow as tf
+
+from enc_tf.optimizers import EncNetSGD, PolyDecay, RetargetedPolyDecay
 
 
 def test_poly_schedule_with_warmup():
@@ -26,6 +28,35 @@ def _reference(weights, grads, lrs, multiplier, momentum=0.9, l2=1e-4):
         buf = momentum * buf + d
         w = w - lr * multiplier * buf
     return w
+
+
+def _values(schedule, steps):
+    return np.array([float(schedule(t)) for t in steps], np.float64)
+
+
+def test_a_retargeted_schedule_keeps_its_start_and_decays_to_the_new_end():
+    base, power, warmup, steps = 0.01, 0.9, 25, np.arange(0, 760, 7)
+    plain = _values(PolyDecay(base, 700, power, warmup), steps)
+    schedule = RetargetedPolyDecay(base, 700, power, warmup)
+    np.testing.assert_array_equal(_values(schedule, steps), plain)  # not retargeted: the same
+    # A traced step follows a retarget without being traced again (the step is a variable).
+    traced = tf.function(lambda t: schedule(t))
+    assert float(traced(300)) == pytest.approx(float(PolyDecay(base, 700, power, warmup)(300)))
+    schedule.retarget(50, 500)
+    t = np.arange(0, 520, dtype=np.float64)
+    recipe = base * (1 - np.minimum(t, 50) / 700) ** power
+    want = recipe * (1 - np.clip((t - 50) / 450, 0, 1)) ** power * np.minimum((t + 1) / warmup, 1)
+    np.testing.assert_allclose(_values(schedule, t), want, rtol=1e-5, atol=1e-9)
+    assert float(traced(300)) == pytest.approx(want[300], rel=1e-5)
+    assert float(schedule(499)) > 0 and float(schedule(500)) == 0.0 == float(schedule(900))
+    # The configuration carries the retarget; the own end is the plain schedule, exactly.
+    again = RetargetedPolyDecay.from_config(schedule.get_config())
+    np.testing.assert_array_equal(_values(again, t), _values(schedule, t))
+    schedule.retarget(50, 700)
+    np.testing.assert_array_equal(_values(schedule, steps), plain)
+    for bad in [(0, 0), (60, 50), (701, 900), (-1, 100)]:
+        with pytest.raises(ValueError, match="retarget needs"):
+            schedule.retarget(*bad)
 
 
 def test_matches_torch_sgd_with_coupled_l2_and_head_multiplier():
