@@ -28,10 +28,17 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
+HOME_VARIABLE = "ENC_TF_HOME"  # the one cache: downloads, generated datasets, time-budget plans
+DEFAULT_HOME = os.path.join("~", ".cache", "enc_tf")
 TEMP_PREFIX = ".enc_tf-tmp-"
 ASIDE_PREFIX = ".enc_tf-old-"
 _TEMPORARY = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]{12}-(.+)$")
 _ASIDE = re.compile(re.escape(ASIDE_PREFIX) + r"(\d+)-(.+)$")
+
+
+def cache_home() -> str:
+    """enc_tf's cache directory: `$ENC_TF_HOME`, or `~/.cache/enc_tf`."""
+    return os.path.abspath(os.path.expanduser(os.environ.get(HOME_VARIABLE) or DEFAULT_HOME))
 
 
 def _fsync_path(path: str) -> None:

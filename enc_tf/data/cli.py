@@ -96,7 +96,7 @@ def main(argv=None):
     shapes.add_argument(
         "--cache-dir",
         default=None,
-        help="where to write it (default: $ENC_TF_CACHE or ~/.cache/enc_tf)",
+        help="where to write it (default: $ENC_TF_HOME or ~/.cache/enc_tf)",
     )
     shapes.add_argument(
         "--num-train", type=int, default=context_shapes.DEFAULT_TRAIN, help="training images"

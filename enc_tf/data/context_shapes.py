@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from enc_tf.config import CONTEXT_SHAPES_MIN_SIZE
 from enc_tf.data.classes import ClassInfo, save_class_file
-from enc_tf.files import atomic_write, remove_stale_temporaries
+from enc_tf.files import atomic_write, cache_home, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 VERSION = 2
@@ -176,10 +176,6 @@ def write_context_shapes(
     return root
 
 
-def default_cache_dir():
-    return os.environ.get("ENC_TF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "enc_tf"))
-
-
 def ensure_context_shapes(
     cache_dir=None, num_train=DEFAULT_TRAIN, num_val=DEFAULT_VAL, image_size=DEFAULT_SIZE, seed=0
 ):
@@ -200,7 +196,7 @@ def ensure_context_shapes(
             f"ContextShapes needs num_train, num_val >= 1 and image_size >= "
             f"{CONTEXT_SHAPES_MIN_SIZE}, got {params}."
         )
-    cache_dir = cache_dir or default_cache_dir()
+    cache_dir = cache_dir or cache_home()
     name = f"context_shapes-v{VERSION}-{image_size}px-{num_train}-{num_val}-seed{seed}"
     root = os.path.join(cache_dir, name)
     marker = os.path.join(root, "context_shapes.json")

@@ -34,15 +34,20 @@ import urllib.request
 from typing import Callable, Optional, Sequence
 
 from enc_tf.errors import EncTfError
-from enc_tf.files import TEMP_PREFIX, file_lock, remove_stale_temporaries, temporary_path
+from enc_tf.files import (
+    HOME_VARIABLE,
+    TEMP_PREFIX,
+    cache_home,
+    file_lock,
+    remove_stale_temporaries,
+    temporary_path,
+)
 
 logger = logging.getLogger(__name__)
 
-HOME_VARIABLE = "ENC_TF_HOME"
 OFFLINE_VARIABLE = "ENC_TF_OFFLINE"
 MIRROR_VARIABLE = "ENC_TF_MIRROR"
 TIMEOUT_VARIABLE = "ENC_TF_TIMEOUT"
-DEFAULT_HOME = os.path.join("~", ".cache", "enc_tf")
 DEFAULT_TIMEOUT = 15.0  # seconds, for the connection and for each read
 ATTEMPTS = 3  # per URL, for transient failures
 CHUNK = 1 << 20
@@ -60,11 +65,6 @@ class DownloadError(EncTfError):
 
 class _Transient(Exception):
     """A failure worth retrying (connection, timeout, 5xx, truncated body)."""
-
-
-def cache_home() -> str:
-    """`$ENC_TF_HOME`, or `~/.cache/enc_tf`."""
-    return os.path.abspath(os.path.expanduser(os.environ.get(HOME_VARIABLE) or DEFAULT_HOME))
 
 
 def offline() -> bool:

@@ -20,11 +20,18 @@ train the same model (with `train.deterministic`, bit for bit).
 
 The plan is written to the run's `backup/plan.json` before training starts and again when it
 is revised, and a run started again after a kill resumes with the plan it had (not a new
-measurement), so its schedule does not change half-way.
+measurement), so its schedule does not change half-way. The revised plan is also kept in the
+cache (`$ENC_TF_HOME/plans/`, by recipe and machine): a later run of the same recipe on the
+same machine starts from it without a probe, and keeps it unless its first epoch shows that it
+no longer fits the budget or that the budget now fits two epochs more. Two runs on one machine
+therefore follow one plan, and with `train.deterministic` give the same model, while a machine
+that became much slower or faster still gets a plan of its own.
 """
 
 import dataclasses
+import hashlib
 import json
+import logging
 import math
 import os
 import statistics
@@ -33,10 +40,13 @@ import time
 import keras
 
 from enc_tf.errors import EncTfError
-from enc_tf.files import temporary_path, write_text_atomic
+from enc_tf.files import cache_home, temporary_path, write_text_atomic
 from enc_tf.training.run_state import read_variable
 
+logger = logging.getLogger(__name__)
+
 PLAN_FILE = "plan.json"
+PLAN_CACHE_DIR = "plans"  # under the cache home: the plans kept per recipe and machine
 PROBE_STEPS = 6  # timed training steps, after the traced first ones
 PROBE_WARMUP_STEPS = 2  # the first traces the step function; the second settles caches
 PROBE_VALIDATION_BATCHES = 2
@@ -90,6 +100,17 @@ class Plan:
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=1)
+
+    def kept_summary(self):
+        """One line on a plan kept from an earlier run."""
+        return (
+            f"{self.epochs} epochs x {self.steps_per_epoch} steps = {self.total_steps} steps "
+            f"({self.total_steps / self.recipe_steps:.0%} of the recipe's {self.recipe_steps}), "
+            f"warm-up {self.warmup_steps} steps, validation after epoch(s) "
+            f"{', '.join(map(str, self.validation_epochs))}, kept from an earlier run of this "
+            f"recipe on {self.machine or 'this machine'} (it ran at {self.step_seconds:.2f} "
+            "s/step); the first epoch checks that it still fits"
+        )
 
     def replanned_summary(self):
         """One line on a revised plan: the epochs, and what the measured first epoch said."""
@@ -192,12 +213,18 @@ def plan_schedule(
     )
 
 
-def replan(plan, seconds_left, step_seconds, epoch_overhead_seconds, val_every_epochs, done=1):
+def replan(
+    plan, seconds_left, step_seconds, epoch_overhead_seconds, val_every_epochs, done=1, hold=False
+):
     """`plan` revised after its first `done` epochs ran at `step_seconds` per step and
     `epoch_overhead_seconds` per epoch end, with `seconds_left` of the budget: the epochs that
     fit (at least one more, at most the recipe's), the same epoch length and warm-up, the
     validation points scaled to the new length (those already passed kept), and
-    `replanned_after_epoch=done`. Only a plan of several epochs is revised."""
+    `replanned_after_epoch=done`. Only a plan of several epochs is revised.
+
+    `hold=True` (a plan kept from an earlier run) keeps the plan's epochs while they still fit
+    `seconds_left` (without the safety share) and the budget would not fit two epochs more:
+    noise of a few percent between runs does not change their plan."""
     if plan.epochs < 2 or not 1 <= done < plan.epochs:
         raise ValueError(
             f"replan: a plan of {plan.epochs} epoch(s) cannot be revised after {done}."
@@ -212,6 +239,10 @@ def replan(plan, seconds_left, step_seconds, epoch_overhead_seconds, val_every_e
     available = max(0.0, seconds_left) * SAFETY - len(later) * plan.validation_seconds
     epochs = done + math.floor(max(0.0, available) / per_epoch)
     epochs = max(done + 1, min(plan.recipe_epochs, epochs))
+    if hold:
+        rest = (plan.epochs - done) * per_epoch + len(later) * plan.validation_seconds
+        if rest <= seconds_left and epochs <= plan.epochs + 1:
+            epochs = plan.epochs
     points = _validation_points(plan.recipe_epochs, val_every_epochs, epochs)
     validations = tuple(
         sorted({e for e in plan.validation_epochs if e <= done} | {e for e in points if e > done})
@@ -340,6 +371,39 @@ def _checkpoint_seconds(model, scratch_dir):
         if os.path.exists(path):
             os.remove(path)
     return 3 * (time.perf_counter() - start)
+
+
+def plan_cache_path(recipe, machine):
+    """Where the plan of `recipe` (a JSON-able description of everything that sets the
+    schedule and the speed: the resolved config without its run directory) on `machine` is
+    kept."""
+    key = json.dumps({"recipe": recipe, "machine": machine}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return os.path.join(cache_home(), PLAN_CACHE_DIR, f"{digest}.json")
+
+
+def cached_plan(path):
+    """The plan kept at `path`, as the first plan of a new run (None when there is none; a
+    damaged one is logged and ignored: the run measures instead)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            plan = Plan.from_json(f.read())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.warning("Ignoring the kept plan %s (%s); measuring this machine instead.", path, err)
+        return None
+    return dataclasses.replace(plan, replanned_after_epoch=0)
+
+
+def keep_plan(plan, path):
+    """Keeps `plan` at `path` for later runs (a failure to write is logged, not raised: the
+    cache only saves a later run its probe)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_text_atomic(plan.to_json() + "\n", path)
+    except OSError as err:
+        logger.warning("Could not keep the plan at %s (%s).", path, err)
 
 
 def read_plan(backup_dir):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL, load_keras_model
 from enc_tf.backbones import WEIGHT_FILES
-from enc_tf.config import ConfigError, save_config
+from enc_tf.config import ConfigError, config_to_dict, save_config
 from enc_tf.console import DownloadProgress
 from enc_tf.convert.cli import read_checkpoint
 from enc_tf.convert.imagenet import load_imagenet_file
@@ -35,7 +35,10 @@ from enc_tf.presets import backbone_weights_path, model_path
 from enc_tf.training import callbacks as cb
 from enc_tf.training.budget import (
     EpochTimes,
+    cached_plan,
+    keep_plan,
     measure,
+    plan_cache_path,
     plan_schedule,
     read_plan,
     replan,
@@ -235,20 +238,33 @@ def _train(config, strategy, chief, task_id, started):
         schedule = _schedule(config, plan, steps)
         compile_model(model, config, schedule, num_classes, ignore)
         epochs_done = agree_on_resume_point(strategy, restore_resume_point(model, backup))
+        # A plan kept from an earlier run of this recipe on this machine saves the probe.
+        cache = plan_cache(config, strategy) if t.time_budget_minutes else None
+        held = False
         if t.time_budget_minutes and plan is None:
-            probe_data = distribute_input(
-                strategy, dataset(train_source, "train", repeat=True), t.batch_size
-            )
-            val_batches = math.ceil(val_source.num_examples / t.batch_size)
-            with _data_errors_as_one_line(train_source, val_source):
-                plan = make_plan(
-                    config, model, strategy, probe_data, val_data, val_batches, steps, started
+            plan = cached_plan(cache) if cache else None
+            held = plan is not None
+            if not held:
+                probe_data = distribute_input(
+                    strategy, dataset(train_source, "train", repeat=True), t.batch_size
                 )
+                val_batches = math.ceil(val_source.num_examples / t.batch_size)
+                with _data_errors_as_one_line(train_source, val_source):
+                    plan = make_plan(
+                        config, model, strategy, probe_data, val_data, val_batches, steps, started
+                    )
             write_plan(plan, backup)
             schedule = _schedule(config, plan, steps)
             compile_model(model, config, schedule, num_classes, ignore)
     if plan is not None:
-        logger.info("Plan for a budget of %g min: %s.", t.time_budget_minutes, plan.summary())
+        summary = (
+            plan.replanned_summary()
+            if plan.replanned_after_epoch
+            else plan.kept_summary()
+            if held
+            else plan.summary()
+        )
+        logger.info("Plan for a budget of %g min: %s.", t.time_budget_minutes, summary)
         if plan.total_steps < plan.recipe_steps / 2:
             logger.warning(
                 "The budget of %g min fits only %d of the recipe's %d steps on this machine; "
@@ -332,7 +348,7 @@ def _train(config, strategy, chief, task_id, started):
                 )
                 timer.finish()
                 if not model.stop_training:
-                    plan = revise_plan(config, plan, strategy, timer, backup, started)
+                    plan = revise_plan(config, plan, strategy, timer, backup, started, held, cache)
                     schedule.retarget(plan.decay_start_step, plan.total_steps)
                     epochs, validation_freq, epochs_done = (
                         plan.epochs,
@@ -449,21 +465,33 @@ def make_plan(config, model, strategy, train_data, val_data, val_batches, steps,
     )
 
 
-def revise_plan(config, plan, strategy, timer, backup, started):
-    """`plan` revised after its first epoch (`budget.replan`) from `timer` (`EpochTimes` of
-    that epoch) and the budget left since `started`, written to `backup`, and logged. Under
-    several workers the measurements are averaged, so that every worker plans the same."""
+def plan_cache(config, strategy):
+    """Where this recipe's plan on this machine is kept (`budget.plan_cache_path`); None under
+    several workers, whose plan is agreed on from all their measurements."""
+    if is_multi_worker(strategy):
+        return None
+    recipe = config_to_dict(config)
+    recipe["train"].pop("run_dir")
+    return plan_cache_path(recipe, describe_machine())
+
+
+def revise_plan(config, plan, strategy, timer, backup, started, held=False, cache=None):
+    """`plan` revised after its first epoch (`budget.replan`, holding a plan kept from an
+    earlier run when `held`) from `timer` (`EpochTimes` of that epoch) and the budget left since
+    `started`, written to `backup` and kept at `cache`, and logged. Under several workers the
+    measurements are averaged, so that every worker plans the same."""
     t = config.train
     values = [timer.step_seconds, timer.overhead_seconds, time.monotonic() - started]
     if is_multi_worker(strategy):
         local = strategy.run(lambda: tf.constant(values, tf.float32))
         values = strategy.reduce("MEAN", local, axis=None).numpy()
     step, overhead, elapsed = (float(x) for x in values)
-    revised = replan(
-        plan, t.time_budget_minutes * 60.0 - elapsed, step, overhead, t.val_every_epochs
-    )
+    left = t.time_budget_minutes * 60.0 - elapsed
+    revised = replan(plan, left, step, overhead, t.val_every_epochs, hold=held)
     write_plan(revised, backup)
-    logger.info("Plan revised after epoch 1: %s.", revised.replanned_summary())
+    if cache:
+        keep_plan(revised, cache)
+    logger.info("Plan after epoch 1: %s.", revised.replanned_summary())
     return revised
 
 

@@ -18,7 +18,10 @@ from enc_tf.training.budget import (
     PLAN_FILE,
     SAFETY,
     Plan,
+    cached_plan,
+    keep_plan,
     measure,
+    plan_cache_path,
     plan_schedule,
     read_plan,
     replan,
@@ -94,6 +97,47 @@ def test_the_first_epoch_revises_the_plan_to_the_budget_left():
         replan(plan, 100.0, 0.0, 1.0, 7)
 
 
+def test_a_kept_plan_holds_against_noise_but_not_against_a_changed_machine():
+    kept = replan(plan_schedule(400.0, 1.0, 5.0, 1.0, **RECIPE), 330.0, 1.0, 1.0, 7)
+    assert kept.epochs == 6  # (330 * SAFETY - 10) / 51 = 5.9 -> 5 more
+    # The same machine slower or faster: the kept 6 epochs (5 more: 5 x 62 s + 10 s of
+    # validation at 1.22 s/step) still fit 330 s, and the budget fits at most one epoch more.
+    assert replan(kept, 330.0, 1.22, 1.0, 7, hold=True).epochs == 6
+    assert replan(kept, 330.0, 1.22, 1.0, 7).epochs == 5  # without holding: one fewer
+    assert replan(kept, 330.0, 0.85, 1.0, 7).epochs == 7
+    assert replan(kept, 330.0, 0.85, 1.0, 7, hold=True).epochs == 6
+    # No longer fitting, or two epochs more: a plan of its own.
+    assert replan(kept, 330.0, 1.5, 1.0, 7, hold=True).epochs == 4
+    assert replan(kept, 330.0, 0.7, 1.0, 7, hold=True).epochs == 9
+
+
+def test_plans_are_kept_per_recipe_and_machine_and_a_damaged_one_is_ignored(tmp_path, caplog):
+    monkey_home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENC_TF_HOME", str(monkey_home))
+        path = plan_cache_path({"train": {"epochs": 14}}, "CPU A")
+        assert path.startswith(str(monkey_home / "plans"))
+        assert plan_cache_path({"train": {"epochs": 14}}, "CPU A") == path
+        assert plan_cache_path({"train": {"epochs": 13}}, "CPU A") != path
+        assert plan_cache_path({"train": {"epochs": 14}}, "CPU B") != path
+    assert cached_plan(path) is None
+    plan = replan(plan_schedule(400.0, 1.0, 5.0, 1.0, **RECIPE), 330.0, 1.0, 1.0, 7)
+    keep_plan(plan, path)
+    again = cached_plan(path)
+    assert again == dataclasses.replace(plan, replanned_after_epoch=0)  # a first plan again
+    with open(path, "w") as f:
+        f.write("{not json")
+    with caplog.at_level("WARNING"):
+        assert cached_plan(path) is None
+    assert path in caplog.text and "measuring" in caplog.text
+    # The cache only saves a probe: a cache that cannot be written is a warning.
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with caplog.at_level("WARNING"):
+        keep_plan(plan, str(blocked / "plans" / "x.json"))
+    assert "Could not keep the plan" in caplog.text
+
+
 @pytest.mark.parametrize(
     "args", [(100.0, 0.0, 1.0, 1.0, 14, 50, 0, 7), (100.0, 1.0, -1.0, 1.0, 14, 50, 0, 7)]
 )
@@ -140,7 +184,8 @@ def _rows(run):
         return list(csv.DictReader(f))
 
 
-def test_a_budgeted_run_ends_on_its_plan_and_resumes_with_it(tmp_path, caplog):
+def test_a_budgeted_run_ends_on_its_plan_and_resumes_with_it(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("ENC_TF_HOME", str(tmp_path / "home"))  # no plan kept from before
     run = tmp_path / "run"
     budget_minutes = 0.75  # room for start-up and tracing on a slow 2-core machine
     overrides = tiny_overrides(
@@ -175,6 +220,15 @@ def test_a_budgeted_run_ends_on_its_plan_and_resumes_with_it(tmp_path, caplog):
     assert (run / "backup" / PLAN_FILE).stat().st_mtime_ns == written
     assert again.get("loss", []) == []
     assert json.loads((run / "backup" / PLAN_FILE).read_text())["epochs"] == plan.epochs
+    # A new run of the recipe on this machine starts from the plan kept in the cache, without a
+    # probe, and the first epoch checks it.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="enc_tf.training"):
+        _, third = train(load_config(None, overrides), restart=True)
+    first = next(r.message for r in caplog.records if r.message.startswith("Plan for a budget"))
+    assert "kept from an earlier run of this recipe" in first and "measured" not in first
+    assert "Plan after epoch 1" in caplog.text
+    assert len(third["loss"]) == read_plan(str(run / "backup")).epochs
 
 
 def test_two_runs_that_end_on_the_same_plan_train_the_same_model(tmp_path, monkeypatch):
@@ -185,7 +239,7 @@ def test_two_runs_that_end_on_the_same_plan_train_the_same_model(tmp_path, monke
 
     revised = []
 
-    def to_three_epochs(plan, *args):
+    def to_three_epochs(plan, *args, **kwargs):
         revised.append(plan.epochs)
         return dataclasses.replace(plan, epochs=3, validation_epochs=(3,), replanned_after_epoch=1)
 
