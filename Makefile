@@ -29,8 +29,12 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(VPY) -m enc_tf.demo
 
+# Two pytest processes (pytest-xdist), a test module per process at a time, so that its shared
+# fixtures are built once; TEST_WORKERS=1 runs the suite in one.
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider --durations=15 tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) \
+		--dist loadscope --durations=15 tests
 
 # ruff: pyflakes, pycodestyle (line length 100) and isort order; the formatter's layout.
 lint: $(STAMP)

@@ -19,7 +19,6 @@ import tensorflow as tf
 import enc_tf.models  # noqa: F401  (registers the layers a .keras file names)
 from enc_tf.config import load_config
 from enc_tf.data.classes import ClassInfo, load_class_file, make_class_info
-from enc_tf.data.resolve import classes_from_config
 from enc_tf.errors import ConfigError, DataError, EncTfError, ModelFileError
 from enc_tf.models.logits import logits_function
 from enc_tf.models.precision import resolve_precision, with_precision
@@ -234,13 +233,6 @@ def load_model(path, fold=True):
         raise ModelFileError(f"{model_path} has no 'seg' output (outputs: {sorted(outputs)}).")
     num_classes = int(outputs["seg"].shape[-1])
     classes = model_classes(model)
-    if classes is None and run_config is not None:  # a model saved before it carried its classes
-        classes = classes_from_config(run_config.data)
-    if classes is not None and classes.num_classes != num_classes:
-        raise ModelFileError(
-            f"{model_path} predicts {num_classes} classes but its run's class list has "
-            f"{classes.num_classes}."
-        )
     if fold:  # the loaded model is ours alone: folded in place
         model = fold_batch_norms(model, copy=False)
     return check_finite_outputs(

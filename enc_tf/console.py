@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Callable, Sequence
 
+from enc_tf.contracts.precision import BF16_CPU_FLAGS, PRECISIONS
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import remove_stale_temporaries
 from enc_tf.version import __version__
@@ -69,6 +70,18 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     add_verbose_flag(parser)
     parser.add_argument("--version", action="version", version=f"{prog} (enc_tf) {__version__}")
     return parser
+
+
+def add_precision_option(parser, default="float32"):
+    """`--precision auto|float32|bfloat16` of every command that runs a model; returns the
+    argparse action."""
+    return parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="compute in float32 or bfloat16 (float32 weights); auto: bfloat16 on a GPU or a "
+        f"CPU with {' or '.join(BF16_CPU_FLAGS)}, float32 otherwise (default {default})",
+    )
 
 
 def check_out_file(path: str, suffixes: Sequence[str], flag: str = "--out") -> str:

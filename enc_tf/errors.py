@@ -4,6 +4,8 @@ Command-line entry points (`enc_tf.console.run_cli`) turn them into one line on
 stderr and the exit status they carry, never a traceback.
 """
 
+import importlib
+
 
 class EncTfError(Exception):
     """A failure caused by the user's input or environment; the message names the file/key/value.
@@ -30,6 +32,24 @@ class DataError(EncTfError, ValueError):
 
 class ModelFileError(EncTfError, ValueError):
     """A model file (.keras, SavedModel, weights) is missing, truncated or not what was expected."""
+
+
+class MissingDependency(EncTfError, ImportError):
+    """An optional package that a feature needs is not installed; the message says how to
+    install it."""
+
+    exit_code = 1
+
+
+def import_optional(module: str, feature: str, install: str):
+    """`module`, imported; or `MissingDependency`: "<feature> needs <module>, which is not
+    installed: <install>"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependency(
+            f"{feature} needs {module.split('.')[0]!r}, which is not installed: {install}"
+        ) from err
 
 
 class TrainingDiverged(EncTfError):

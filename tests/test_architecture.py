@@ -105,3 +105,55 @@ def test_the_check_sees_a_wrong_import(tmp_path):
         "enc_tf/data/sibling.py:1 data (tier 6) -> enc_tf.losses",
         "enc_tf/layers/bad.py:1 layers (tier 3) -> enc_tf.training",
     ], found
+
+
+# Each shared fact is assigned once, at module level, in the unit that owns it; everything else
+# imports it.
+HOMES = {
+    "DATASETS": "config",
+    "BACKBONES": "backbones",
+    "SOURCES": "data",
+    "PRECISIONS": "contracts",
+    "BF16_CPU_FLAGS": "contracts",
+    "EXPORT_TOLERANCE": "export",
+    "FLOAT_KEPT_SUBLAYERS": "export",
+    "HOME_VARIABLE": "files",
+    "IMAGENET_MEAN": "contracts",
+    "IMAGENET_STD": "contracts",
+}
+
+
+def definitions(names, package=PACKAGE):
+    """`{name: [unit, ...]}`: where each of `names` is assigned at module level."""
+    found = {name: [] for name in names}
+    for directory, _, files in os.walk(package):
+        for file in sorted(files):
+            if not file.endswith(".py"):
+                continue
+            path = os.path.join(directory, file)
+            relative = os.path.relpath(path, os.path.dirname(package))
+            module = relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
+            for node in ast.parse(open(path).read(), path).body:
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                if isinstance(node, ast.AnnAssign):
+                    targets = [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in found:
+                        found[target.id].append(_unit(module))
+    return found
+
+
+def test_each_shared_fact_has_one_home():
+    found = definitions(HOMES)
+    wrong = {name: units for name, units in found.items() if units != [HOMES[name]]}
+    assert not wrong, f"defined elsewhere or more than once (want {HOMES}): {wrong}"
+
+
+def test_the_home_check_sees_a_second_definition(tmp_path):
+    fake = tmp_path / "enc_tf"
+    (fake / "models").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "config.py").write_text("DATASETS = ('a',)\n")
+    (fake / "models" / "x.py").write_text("DATASETS = ('a', 'b')\nPRECISIONS: tuple = ()\n")
+    found = definitions(["DATASETS", "PRECISIONS"], str(fake))
+    assert found == {"DATASETS": ["config", "models"], "PRECISIONS": ["models"]}

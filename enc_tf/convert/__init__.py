@@ -5,11 +5,9 @@ from enc_tf.convert import mmseg
 from enc_tf.convert.pytorch_encoding import (
     backbone_module_map,
     build_from_state,
-    convert_checkpoint,
     infer_config,
     load_backbone_state,
     module_map,
-    save_model_atomic,
     state_dict_from_model,
 )
 from enc_tf.convert.torch_state import (
@@ -24,7 +22,6 @@ __all__ = [
     "backbone_module_map",
     "build_from_state",
     "checkpoint_format",
-    "convert_checkpoint",
     "infer_config",
     "load_backbone_state",
     "load_state_dict",
@@ -32,7 +29,6 @@ __all__ = [
     "module_map",
     "read_checkpoint_file",
     "read_state_dict",
-    "save_model_atomic",
     "state_dict_from_model",
     "write_state_dict",
 ]

@@ -11,7 +11,6 @@ from enc_tf.convert.torch_state import (
     conv_bn_map,
     deep_stem_module_map,
     load_state_dict,
-    read_state_dict,
     stage_depth,
     state_dict_from_mapping,
 )
@@ -23,7 +22,6 @@ from enc_tf.models.encnet import (
     build_encnet,
     build_fcn,
 )
-from enc_tf.models.saving import save_model_atomic
 
 FORMAT = "pytorch-encoding"
 STEM = {
@@ -156,14 +154,3 @@ def load_backbone_state(backbone, state, source="state_dict"):
         if not key.startswith(("fc.", "pretrained.fc."))
     }
     load_state_dict(backbone_module_map(backbone), state, source)
-
-
-def convert_checkpoint(src, out, output_stride=8, **overrides):
-    """Converts a PyTorch-Encoding checkpoint file into a `.keras` model file.
-
-    Returns:
-        The config that was inferred (with overrides applied).
-    """
-    model, config = build_from_state(read_state_dict(src), output_stride, source=src, **overrides)
-    save_model_atomic(model, out)
-    return config

@@ -16,7 +16,7 @@ import re
 import keras
 import numpy as np
 
-from enc_tf.errors import ModelFileError
+from enc_tf.errors import ModelFileError, import_optional
 from enc_tf.files import atomic_write
 from enc_tf.layers.encoding import Encoding
 
@@ -213,13 +213,12 @@ def _read_npz(path):
 
 
 def _read_torch(path):
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            f"Reading {path!r} needs torch, which is not installed. Install it, or save the "
-            "state_dict as .npz: np.savez(out, **{k: v.numpy() for k, v in sd.items()})."
-        ) from err
+    torch = import_optional(
+        "torch",
+        f"Reading {path!r}",
+        "install it, or save the state_dict as .npz: "
+        "np.savez(out, **{k: v.numpy() for k, v in sd.items()}).",
+    )
     raw = torch.load(path, map_location="cpu", weights_only=True)
     meta = raw.get("meta") if isinstance(raw, dict) else None
     for nested in ("state_dict", "model"):
@@ -238,14 +237,10 @@ def _read_torch(path):
 
 
 def _read_safetensors(path):
-    try:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-    except ImportError as err:
-        raise ImportError(
-            f"Reading {path!r} needs the safetensors package, which is not installed: "
-            "pip install safetensors."
-        ) from err
+    safetensors = import_optional("safetensors", f"Reading {path!r}", "pip install safetensors.")
+    from safetensors.numpy import load_file  # the package is there: import_optional found it
+
+    SafetensorError = safetensors.SafetensorError
     try:
         return dict(load_file(path)), None
     except SafetensorError as err:
@@ -297,12 +292,7 @@ def write_state_dict(state, path, meta=None):
                 np.savez(f, **arrays)
 
     elif path.endswith((".pth", ".pt")):
-        try:
-            import torch
-        except ImportError as err:
-            raise ImportError(
-                f"Writing {path!r} needs torch, which is not installed; write a .npz instead."
-            ) from err
+        torch = import_optional("torch", f"Writing {path!r}", "install it, or write a .npz.")
         payload = {"state_dict": {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}}
         if meta is not None:
             payload["meta"] = meta

@@ -4,19 +4,13 @@ Used by training, `enc-eval`, `enc-export --format tflite` (calibration images) 
 `python -m enc_tf.data`.
 """
 
-import json
-import logging
 import os
 
 from enc_tf.config import DATASETS
-from enc_tf.data import classes as class_lists
-from enc_tf.data import context_shapes
 from enc_tf.data.context_shapes import ensure_context_shapes
-from enc_tf.data.sources import find_class_file, get_source
-from enc_tf.data.tfrecord import METADATA, read_tfrecord_source
+from enc_tf.data.sources import get_source
+from enc_tf.data.tfrecord import read_tfrecord_source
 from enc_tf.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_source(
@@ -63,42 +57,3 @@ def sources_from_config(data):
         resolve_source(data.dataset, data.root, split, context_shapes=shapes, **kwargs)
         for split in (data.train_split, data.val_split)
     )
-
-
-PUBLIC_CLASSES = {
-    "ade20k": class_lists.ADE20K,
-    "voc": class_lists.VOC,
-    "pascal_context": class_lists.PASCAL_CONTEXT,
-    "cityscapes": class_lists.CITYSCAPES,
-}
-
-
-def classes_from_config(data):
-    """The class list a `DataConfig` names, found without generating or scanning the dataset.
-
-    For models saved before they carried their class names. Returns None (with a
-    warning) when the list cannot be found: a folder dataset's class file or a
-    TFRecord dataset's `dataset.json` that is no longer on this machine.
-    """
-    if data.dataset == "context_shapes":
-        return context_shapes.CLASSES
-    if data.dataset in PUBLIC_CLASSES:
-        return PUBLIC_CLASSES[data.dataset]
-    try:
-        if data.dataset == "folder":
-            path = data.classes or find_class_file(data.root)
-            if path:
-                return class_lists.load_class_file(path)
-        elif data.dataset == "tfrecord":
-            with open(os.path.join(data.root, data.train_split, METADATA)) as f:
-                names = json.load(f)["classes"]
-            return class_lists.make_class_info(names["names"], names.get("palette"))
-    except (OSError, ValueError, KeyError, TypeError, DataError) as err:
-        logger.warning(
-            "The class names of the run's %s dataset cannot be read (%s).", data.dataset, err
-        )
-        return None
-    logger.warning(
-        "The run's %s dataset names no class list that can be found in %s.", data.dataset, data.root
-    )
-    return None

@@ -17,7 +17,7 @@ import sys
 
 from enc_tf.artifacts import check_classes, load_model
 from enc_tf.config import DATASETS
-from enc_tf.console import DownloadProgress, command_parser, run_cli
+from enc_tf.console import DownloadProgress, add_precision_option, command_parser, run_cli
 from enc_tf.data import PipelineConfig, build_dataset, resolve_source, sources_from_config
 from enc_tf.data.pipeline import NumpyIterator
 from enc_tf.data.sources import LABEL_MAPPINGS
@@ -26,7 +26,6 @@ from enc_tf.errors import ConfigError
 from enc_tf.evaluation.multi_scale import evaluate_multi_scale
 from enc_tf.evaluation.report import write_report
 from enc_tf.evaluation.single_scale import format_scores
-from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import (
     MMSEG_PRESETS,
     MMSEG_RATIOS,

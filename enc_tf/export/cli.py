@@ -26,7 +26,13 @@ import sys
 import numpy as np
 
 from enc_tf.artifacts import export_classes, load_keras_model
-from enc_tf.console import DownloadProgress, check_out_file, command_parser, run_cli
+from enc_tf.console import (
+    DownloadProgress,
+    add_precision_option,
+    check_out_file,
+    command_parser,
+    run_cli,
+)
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.calibration import calibration_images
 from enc_tf.export.onnx import (
@@ -40,7 +46,6 @@ from enc_tf.export.onnx import (
 from enc_tf.export.saved_model import DEFAULT_MAX_PIXELS, export_saved_model
 from enc_tf.export.tflite import MODES, convert, write_tflite
 from enc_tf.files import remove_stale_temporaries
-from enc_tf.models.precision import add_precision_option
 from enc_tf.presets import MODEL_HELP, model_path
 
 FORMATS = ("saved_model", "tflite", "onnx")

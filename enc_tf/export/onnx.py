@@ -21,9 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
-from enc_tf.errors import ConfigError, EncTfError
+from enc_tf.errors import ConfigError, import_optional
+from enc_tf.export.tolerance import EXPORT_TOLERANCE
 from enc_tf.files import write_bytes_atomic
-from enc_tf.models.logits import EXPORT_TOLERANCE, logits_function
+from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +36,10 @@ INPUT_NAME = "images"
 CLASSES_KEY = "classes"
 
 
-class MissingDependency(EncTfError, ImportError):
-    """An optional package that ONNX export needs is not installed."""
-
-
 def _require(module):
-    try:
-        return __import__(module)
-    except ImportError as err:
-        raise MissingDependency(
-            f"ONNX export needs {module!r}: pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime)."
-        ) from err
+    return import_optional(
+        module, "ONNX export", "pip install 'enc_tf[onnx]' (tf2onnx, onnxruntime)."
+    )
 
 
 def _name_dimensions(proto):

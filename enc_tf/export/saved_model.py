@@ -26,7 +26,6 @@ import logging
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from enc_tf.artifacts import CLASSES_ASSET, SERVING_SIGNATURES
@@ -276,20 +275,3 @@ def export_saved_model(
     atomic_write(target, write)
     logger.info("SavedModel written to %s", target)
     return target
-
-
-def check_request_images(images, name="images"):
-    """Validates a client's image batch before it is sent: uint8 `[B, H, W, 3]`."""
-    array = np.asarray(images)
-    if array.dtype != np.uint8:
-        raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}.")
-    if array.ndim != 4 or array.shape[-1] != 3:
-        raise ValueError(
-            f"{name}: expected shape [batch, height, width, 3], got {list(array.shape)}."
-        )
-    if 0 in array.shape[:3]:
-        raise ValueError(
-            f"{name}: expected at least one image of at least 1 x 1 pixels, "
-            f"got shape {list(array.shape)}."
-        )
-    return array

@@ -20,9 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.errors import ConfigError, ModelFileError
+from enc_tf.errors import ConfigError, ModelFileError, import_optional
 from enc_tf.files import write_bytes_atomic
-from enc_tf.layers.enc_module import FLOAT_KEPT_SUBLAYERS
 from enc_tf.models.logits import select_logits
 from enc_tf.quiet import native_output_quieted
 
@@ -32,6 +31,10 @@ MODES = ("float32", "float16", "dynamic_int8", "int8")
 # Under mode "int8", ops whose TFLite tensor names contain these (the Encoding layer,
 # the codeword BatchNorm, the SE gate and head) and ops of these types (which only
 # the EncModule uses) stay float.
+# The sub-layers of `EncModule` that stay float when the rest of a model is quantized to int8
+# (the Encoding layer, the codeword BatchNorm, the SE gate and head), by their names in it;
+# quantization-aware training (`enc-qat`) leaves them float as well.
+FLOAT_KEPT_SUBLAYERS = ("encoding", "bn_codes", "fc", "se_head")
 FLOAT_SCOPES = tuple(f"/{name}_" for name in FLOAT_KEPT_SUBLAYERS)
 FLOAT_OPS = ("MEAN", "LOGISTIC", "SOFTMAX", "BATCH_MATMUL", "FULLY_CONNECTED")
 
@@ -150,8 +153,16 @@ def _selectively_quantize(converter, float_scopes):
         )
 
 
+def _interpreter_class():
+    """LiteRT's `Interpreter` (the `tflite` extra)."""
+    module = import_optional(
+        "ai_edge_litert.interpreter", "Running a TFLite file", "pip install 'enc_tf[tflite]'."
+    )
+    return module.Interpreter
+
+
 def _tensor_details(flatbuffer):
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = _interpreter_class()
 
     with native_output_quieted():
         return Interpreter(model_content=flatbuffer).get_tensor_details()
@@ -199,7 +210,7 @@ class TFLiteRunner:
     """
 
     def __init__(self, model_content=None, model_path=None, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = _interpreter_class()
 
         with native_output_quieted():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = Interpreter(

@@ -28,12 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from enc_tf.artifacts import read_class_file
-from enc_tf.console import ProgressBar, command_parser, error_line, run_cli
+from enc_tf.console import ProgressBar, add_precision_option, command_parser, error_line, run_cli
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
 from enc_tf.inference.predictor import DEFAULT_MAX_PIXELS, Segmenter
-from enc_tf.models.precision import add_precision_option
 from enc_tf.prediction import PAPER_SCALES
 from enc_tf.presets import MODEL_HELP, find
 from enc_tf.visualize import index_png, overlay

@@ -14,9 +14,8 @@ class SplitConv2D(keras.layers.Conv2D):
     The same function and weights (the kernel is sliced, not reshaped), within float32
     rounding. Why: on CPUs, TensorFlow's oneDNN convolution is slow for wide inputs,
     and EncHead's first 3x3 conv (2048 -> 512 channels at stride 8) is a quarter of
-    EncNet-ResNet50's FLOPs: measured on a 2-core AVX-512 CPU it ran at 95-145
-    GFLOP/s as one convolution and 184-208 as four of 512 channels, and the whole
-    forward pass was 19% faster. GPUs (cuDNN) take the single convolution.
+    EncNet-ResNet50's FLOPs; four convolutions of 512 channels ran it faster (the measured
+    figures and their CPU: docs/benchmarks.md). GPUs (cuDNN) take the single convolution.
     Grouped convolutions (`groups > 1`) take Keras's path.
     """
 

@@ -2,6 +2,7 @@
 
 import keras
 
+from enc_tf.layers.arguments import flag, odd_positive_int, positive_int
 from enc_tf.layers.conv import SplitConv2D
 from enc_tf.layers.normalization import batch_norm
 
@@ -29,9 +30,9 @@ class ConvBNReLU(keras.layers.Layer):
 
     def __init__(self, filters, kernel_size=1, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.sync_batch_norm = bool(sync_batch_norm)
+        self.filters = positive_int("ConvBNReLU", "filters", filters)
+        self.kernel_size = odd_positive_int("ConvBNReLU", "kernel_size", kernel_size)
+        self.sync_batch_norm = flag("ConvBNReLU", "sync_batch_norm", sync_batch_norm)
         # Stride 1 and an odd kernel: "same" pads symmetrically, as the original.
         self.conv = SplitConv2D(
             self.filters,

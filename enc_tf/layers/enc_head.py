@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from enc_tf.layers.arguments import flag, positive_int, rate
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.enc_module import EncModule
 
@@ -50,13 +51,13 @@ class EncHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.lateral = bool(lateral)
-        self.se_loss = bool(se_loss)
-        self.num_codes = int(num_codes)
-        self.channels = int(channels)
-        self.dropout = float(dropout)
-        self.sync_batch_norm = bool(sync_batch_norm)
+        self.num_classes = positive_int("EncHead", "num_classes", num_classes)
+        self.lateral = flag("EncHead", "lateral", lateral)
+        self.se_loss = flag("EncHead", "se_loss", se_loss)
+        self.num_codes = positive_int("EncHead", "num_codes", num_codes)
+        self.channels = positive_int("EncHead", "channels", channels)
+        self.dropout = rate("EncHead", "dropout", dropout)
+        self.sync_batch_norm = flag("EncHead", "sync_batch_norm", sync_batch_norm)
 
         def block(kernel_size, name):
             return ConvBNReLU(

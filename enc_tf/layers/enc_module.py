@@ -3,14 +3,10 @@
 import keras
 from keras import ops
 
+from enc_tf.layers.arguments import flag, positive_int
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.encoding import Encoding
 from enc_tf.layers.normalization import batch_norm
-
-# The sub-layers that must stay float when the rest of a model is quantized to int8
-# (the Encoding layer, the codeword BatchNorm, the SE gate and head): the TFLite
-# exporter matches these names.
-FLOAT_KEPT_SUBLAYERS = ("encoding", "bn_codes", "fc", "se_head")
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
@@ -42,10 +38,10 @@ class EncModule(keras.layers.Layer):
 
     def __init__(self, num_classes, num_codes=32, se_loss=True, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.num_codes = int(num_codes)
-        self.se_loss = bool(se_loss)
-        self.sync_batch_norm = bool(sync_batch_norm)
+        self.num_classes = positive_int("EncModule", "num_classes", num_classes)
+        self.num_codes = positive_int("EncModule", "num_codes", num_codes)
+        self.se_loss = flag("EncModule", "se_loss", se_loss)
+        self.sync_batch_norm = flag("EncModule", "sync_batch_norm", sync_batch_norm)
         self.encoding = Encoding(self.num_codes, dtype=self.dtype_policy, name="encoding")
         # A BatchNorm over the codeword axis of (B, K, D): statistics over B and D.
         self.bn_codes = batch_norm(
@@ -58,6 +54,8 @@ class EncModule(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        # The two sub-layers whose width is the input's are made here, the others in __init__
+        # (Keras's rule: sub-layers in the constructor when their arguments are known).
         channels = input_shape[-1]
         self.project = ConvBNReLU(
             channels, 1, self.sync_batch_norm, dtype=self.dtype_policy, name="project"

@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from enc_tf.layers.arguments import positive_int
+
 
 def scaled_l2(x, codewords, scale):
     """Scaled squared distances `s_k * ||x_i - c_k||^2` in matmul form.
@@ -68,9 +70,7 @@ class Encoding(keras.layers.Layer):
 
     def __init__(self, num_codes=32, **kwargs):
         super().__init__(**kwargs)
-        if int(num_codes) < 1:
-            raise ValueError(f"Encoding: num_codes must be >= 1, got {num_codes!r}.")
-        self.num_codes = int(num_codes)
+        self.num_codes = positive_int("Encoding", "num_codes", num_codes)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):

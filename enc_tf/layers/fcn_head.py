@@ -2,6 +2,7 @@
 
 import keras
 
+from enc_tf.layers.arguments import flag, positive_int, rate
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 
 
@@ -30,10 +31,10 @@ class FCNHead(keras.layers.Layer):
 
     def __init__(self, num_classes, channels=None, dropout=0.1, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.channels = None if channels is None else int(channels)
-        self.dropout = float(dropout)
-        self.sync_batch_norm = bool(sync_batch_norm)
+        self.num_classes = positive_int("FCNHead", "num_classes", num_classes)
+        self.channels = None if channels is None else positive_int("FCNHead", "channels", channels)
+        self.dropout = rate("FCNHead", "dropout", dropout)
+        self.sync_batch_norm = flag("FCNHead", "sync_batch_norm", sync_batch_norm)
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
         self.classifier = keras.layers.Conv2D(
             self.num_classes, 1, dtype=self.dtype_policy, name="classifier"

@@ -20,13 +20,13 @@ class BatchNorm(keras.layers.BatchNormalization):
     `FusedBatchNormV3` instead (oneDNN on CPU, cuDNN on GPU; half and bfloat16
     inputs with float32 statistics, no casts): the same function within float32
     rounding, the same weights and the same moving-statistics update (the biased
-    batch variance, as Keras). A ResNet50 training step is about 10% faster on a
-    2-core AVX-512 CPU (benchmarks/vs_mmseg.py).
+    batch variance, as Keras). Training steps are faster with it (docs/benchmarks.md
+    has the measured figures, with their CPU).
 
     Inference keeps Keras's path (`x * scale + offset`): there the graph optimiser
     would fuse `FusedBatchNormV3` into the preceding convolution, and oneDNN's
-    fused kernel measured 14% slower than convolution plus scale-and-offset on that
-    CPU. Synchronized (cross-replica) BatchNorm, renorm, masks and other ranks take
+    fused kernel measured slower than convolution plus scale-and-offset.
+    Synchronized (cross-replica) BatchNorm, renorm, masks and other ranks take
     Keras's own path.
 
     Args:

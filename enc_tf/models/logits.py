@@ -3,12 +3,6 @@
 import tensorflow as tf
 
 LOGIT_OUTPUTS = ("seg", "se")  # the outputs an exported or loaded model keeps (no auxiliary head)
-# How far another runtime's float32 logits (TFLite, ONNX Runtime) may be from Keras's, relative
-# to each output's largest |logit|. The SE logits pass through the Encoding's BatchNorm over
-# codewords, whose moving variance is near 0 for unused codewords: it amplifies float32
-# summation-order noise ~300x, so kernels that sum in another order (XNNPACK, MLAS, oneDNN;
-# AVX2 vs AVX-512) differ there by 1e-4 and more. A wrong conversion differs by 1e-1.
-EXPORT_TOLERANCE = {"seg": 1e-4, "se": 1e-3}
 
 
 def select_logits(outputs):
@@ -33,11 +27,3 @@ def logits_function(model, size=None, batch=None, input_name="images"):
     """
     spec = tf.TensorSpec([batch, size, size, 3], tf.float32, name=input_name)
     return tf.function(lambda images: model_logits(model, images), input_signature=[spec])
-
-
-def precision_logits_function(model, precision="float32", size=None, batch=None):
-    """`logits_function` of `model` computing in `precision` (`float32`, `bfloat16`,
-    `auto`; see `enc_tf.models.precision`); logits come back as float32."""
-    from enc_tf.models.precision import with_precision
-
-    return logits_function(with_precision(model, precision), size, batch)

@@ -9,15 +9,14 @@ import logging
 
 import tensorflow as tf
 
+from enc_tf.contracts.precision import BF16_CPU_FLAGS, PRECISIONS
 from enc_tf.errors import ConfigError
 from enc_tf.machine import cpu_flags
 from enc_tf.models.transforms import copy_model
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICY = {"bfloat16": "mixed_bfloat16"}
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_precision(precision):
@@ -29,18 +28,6 @@ def resolve_precision(precision):
     if tf.config.list_physical_devices("GPU") or cpu_flags() & set(BF16_CPU_FLAGS):
         return "bfloat16"
     return "float32"
-
-
-def add_precision_option(parser, default="float32"):
-    """`--precision auto|float32|bfloat16` of every command that runs a model; returns the
-    argparse action."""
-    return parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=default,
-        help="compute in float32 or bfloat16 (float32 weights); auto: bfloat16 on a GPU or a "
-        f"CPU with {' or '.join(BF16_CPU_FLAGS)}, float32 otherwise (default {default})",
-    )
 
 
 def with_precision(model, precision):

@@ -1,16 +1,6 @@
-"""Training: typed configs, the original's optimizer recipe, and the model.fit trainer."""
+"""Training: the model.fit trainer (its configuration types live in `enc_tf.config`, the
+original's optimizer recipe in `enc_tf.optimizers`)."""
 
-from enc_tf.config import Config, ConfigError, load_config, save_config
-from enc_tf.optimizers import EncNetSGD, PolyDecay
 from enc_tf.training.trainer import build_model, train
 
-__all__ = [
-    "Config",
-    "ConfigError",
-    "EncNetSGD",
-    "PolyDecay",
-    "build_model",
-    "load_config",
-    "save_config",
-    "train",
-]
+__all__ = ["build_model", "train"]

@@ -40,9 +40,9 @@ from enc_tf.config import LossConfig, OptimizerConfig
 from enc_tf.console import command_parser, run_cli
 from enc_tf.data import build_dataset, sources_from_config
 from enc_tf.errors import ConfigError
+from enc_tf.export.tflite import FLOAT_KEPT_SUBLAYERS
 from enc_tf.files import atomic_write
 from enc_tf.layers import BatchNorm, ConvBNReLU, EncModule, HardSwish
-from enc_tf.layers.enc_module import FLOAT_KEPT_SUBLAYERS
 from enc_tf.losses import encnet_losses
 from enc_tf.models import save_model_atomic
 from enc_tf.models.transforms import conv_batch_norm_pairs, copy_model

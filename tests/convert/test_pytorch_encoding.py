@@ -10,7 +10,6 @@ from enc_tf import build_encnet, build_fcn
 from enc_tf.backbones import build_backbone
 from enc_tf.convert import (
     build_from_state,
-    convert_checkpoint,
     infer_config,
     load_backbone_state,
     load_state_dict,
@@ -190,13 +189,6 @@ def test_command_line_converts_the_oracle_checkpoint(tmp_path):
     assert result.returncode == 2
     assert "head.encmodule.selayer.bias" in result.stderr
     assert out.read_bytes() == before
-
-
-def test_convert_checkpoint_requires_a_keras_suffix(tmp_path, small_model):
-    path = tmp_path / "s.npz"
-    np.savez(path, **state_dict_from_model(small_model))
-    with pytest.raises(ValueError, match=r"\.keras"):
-        convert_checkpoint(str(path), str(tmp_path / "model.h5"))
 
 
 def test_reads_pth_checkpoints(tmp_path, small_model):

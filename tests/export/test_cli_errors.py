@@ -2,7 +2,6 @@
 
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -10,7 +9,6 @@ from enc_tf.data.classes import make_class_info
 from enc_tf.export import export_saved_model
 from enc_tf.export.cli import main as export_main
 from enc_tf.export.onnx_cli import main as onnx_main
-from enc_tf.export.saved_model import check_request_images
 from enc_tf.export.tflite_cli import main as tflite_main
 from tests.inference.damaged_models import damaged_keras_files
 from tests.support.files import stale_temporary_name
@@ -195,8 +193,3 @@ def test_a_batch_of_zero_encoded_images_is_an_error_naming_the_input(serving):
         tf.errors.InvalidArgumentError, match="encoded_images: the batch holds no image"
     ):
         serving.signatures["encoded"](encoded_images=tf.constant([], tf.string))
-
-
-def test_client_check_refuses_an_empty_batch():
-    with pytest.raises(ValueError, match=r"images: expected at least one image .* \[0, 4, 4, 3\]"):
-        check_request_images(np.zeros((0, 4, 4, 3), np.uint8))

@@ -13,7 +13,8 @@ from enc_tf.export.onnx import (
     write_onnx,
 )
 from enc_tf.export.onnx_cli import main as onnx_main
-from enc_tf.models.logits import EXPORT_TOLERANCE, logits_function
+from enc_tf.export.tolerance import EXPORT_TOLERANCE
+from enc_tf.models.logits import logits_function
 from tests.support.tiny_models import tiny_segmenter
 
 

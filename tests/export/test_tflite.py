@@ -3,7 +3,7 @@ import pytest
 
 from enc_tf.export.tflite import MODES, TFLiteRunner, convert, inference_model
 from enc_tf.export.tflite_cli import main as tflite_main
-from enc_tf.models.logits import EXPORT_TOLERANCE
+from enc_tf.export.tolerance import EXPORT_TOLERANCE
 from tests.export.conftest import SIZE
 from tests.support.tiny_models import tiny_segmenter
 

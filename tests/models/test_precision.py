@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from enc_tf.contracts.precision import BF16_CPU_FLAGS
 from enc_tf.errors import ConfigError
-from enc_tf.models.logits import model_logits, precision_logits_function
-from enc_tf.models.precision import BF16_CPU_FLAGS, resolve_precision, with_precision
+from enc_tf.models.logits import logits_function, model_logits
+from enc_tf.models.precision import resolve_precision, with_precision
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -39,7 +40,7 @@ def test_a_functional_model_in_bfloat16():
     for a, b in zip(model.weights, copy.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     images = np.random.default_rng(0).normal(size=(2, 24, 20, 3)).astype("float32")
-    ours = precision_logits_function(model, "bfloat16")(images)
+    ours = logits_function(with_precision(model, "bfloat16"))(images)
     reference = model_logits(model, images)
     assert ours["seg"].dtype == tf.float32
     scale = float(np.abs(reference["seg"]).max())

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from enc_tf.config import load_config
 from enc_tf.errors import EncTfError
-from enc_tf.training import load_config, train
+from enc_tf.training import train
 from enc_tf.training.budget import (
     PLAN_FILE,
     SAFETY,

@@ -5,9 +5,10 @@ import keras
 import numpy as np
 import pytest
 
+from enc_tf.config import load_config
 from enc_tf.models import save_model_atomic
 from enc_tf.training import cli as train_cli
-from enc_tf.training import load_config, train
+from enc_tf.training import train
 from enc_tf.training.run_state import restore_resume_point
 from tests.support.tiny_run import tiny_overrides
 
@@ -91,4 +92,7 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         save_model_atomic(Unsaveable([keras.Input((2,)), keras.layers.Dense(1)]), str(path))
     assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.keras"]
+    with pytest.raises(ValueError, match=r"must end in \.keras, got .*m\.h5"):
+        save_model_atomic(model, str(tmp_path / "m.h5"))
     assert os.listdir(tmp_path) == ["m.keras"]
