@@ -36,9 +36,8 @@ def _unit(module):
     return parts[1] if len(parts) > 1 else None
 
 
-def _imports(package=PACKAGE):
-    """`(importing unit, imported module, file, line)` for every enc_tf import in `package`."""
-    found = []
+def _modules(package=PACKAGE):
+    """`(module name, path relative to the package's parent, parsed tree)` of every module."""
     for directory, _, files in os.walk(package):
         for name in sorted(files):
             if not name.endswith(".py"):
@@ -46,18 +45,24 @@ def _imports(package=PACKAGE):
             path = os.path.join(directory, name)
             relative = os.path.relpath(path, os.path.dirname(package))
             module = relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
-            tree = ast.parse(open(path).read(), path)
-            for node in ast.walk(tree):
-                targets = []
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    targets = [node.module]
-                    if node.module == "enc_tf":  # `from enc_tf import models`
-                        targets = [f"enc_tf.{alias.name}" for alias in node.names]
-                elif isinstance(node, ast.Import):
-                    targets = [alias.name for alias in node.names]
-                for target in targets:
-                    if target == "enc_tf" or target.startswith("enc_tf."):
-                        found.append((_unit(module), target, relative, node.lineno))
+            yield module, relative, ast.parse(open(path).read(), path)
+
+
+def _imports(package=PACKAGE):
+    """`(importing unit, imported module, file, line)` for every enc_tf import in `package`."""
+    found = []
+    for module, relative, tree in _modules(package):
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module]
+                if node.module == "enc_tf":  # `from enc_tf import models`
+                    targets = [f"enc_tf.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            for target in targets:
+                if target == "enc_tf" or target.startswith("enc_tf."):
+                    found.append((_unit(module), target, relative, node.lineno))
     return found
 
 
@@ -126,20 +131,14 @@ HOMES = {
 def definitions(names, package=PACKAGE):
     """`{name: [unit, ...]}`: where each of `names` is assigned at module level."""
     found = {name: [] for name in names}
-    for directory, _, files in os.walk(package):
-        for file in sorted(files):
-            if not file.endswith(".py"):
-                continue
-            path = os.path.join(directory, file)
-            relative = os.path.relpath(path, os.path.dirname(package))
-            module = relative[: -len(".py")].replace(os.sep, ".").removesuffix(".__init__")
-            for node in ast.parse(open(path).read(), path).body:
-                targets = node.targets if isinstance(node, ast.Assign) else []
-                if isinstance(node, ast.AnnAssign):
-                    targets = [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Name) and target.id in found:
-                        found[target.id].append(_unit(module))
+    for module, _, tree in _modules(package):
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in found:
+                    found[target.id].append(_unit(module))
     return found
 
 
