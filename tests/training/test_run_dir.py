@@ -67,13 +67,16 @@ def test_two_trainings_on_one_directory(tmp_path):
     line naming the directory and the first one's PID; the first is not disturbed."""
     run = tmp_path / "run"
     overrides = tiny_overrides(tmp_path, run, 50, "train.epochs=20")
-    first = subprocess.Popen(
-        train_command(overrides), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # The first run's stderr goes to a file: a pipe nobody reads would block it once full.
+    errors = tmp_path / "first.err"
+    with open(errors, "w") as sink:
+        first = subprocess.Popen(
+            train_command(overrides), env=ENV, stdout=subprocess.DEVNULL, stderr=sink
+        )
     try:
         deadline = time.monotonic() + 120
         while not (run / "log.csv").exists() and time.monotonic() < deadline:
-            assert first.poll() is None, first.stderr.read().decode()[-2000:]
+            assert first.poll() is None, errors.read_text()[-2000:]
             time.sleep(0.5)
         second = subprocess.run(
             train_command(overrides), env=ENV, capture_output=True, text=True, timeout=120
@@ -89,6 +92,6 @@ def test_two_trainings_on_one_directory(tmp_path):
             first.wait(180)
         except subprocess.TimeoutExpired:
             first.kill()
-            pytest.fail("enc-train did not stop on SIGINT: " + first.stderr.read().decode()[-2000:])
+            pytest.fail("enc-train did not stop on SIGINT: " + errors.read_text()[-2000:])
     epochs = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()[1:]]
     assert epochs == [str(i) for i in range(len(epochs))]  # one writer: 0 1 2 ...
