@@ -27,7 +27,7 @@ install: $(STAMP)
 # The main job: train EncNet on the built-in ContextShapes dataset to a time budget, evaluate
 # and export it, and print its per-class IoU (docs/demo.md: minutes and scores per machine).
 demo: $(DEMO_STAMP)
-	$(VPY) -m enc_tf.demo
+	$(VENV)/bin/enc-demo
 
 # Two pytest processes (pytest-xdist), a test module per process at a time, so that its shared
 # fixtures are built once; TEST_WORKERS=1 runs the suite in one.

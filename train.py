@@ -2,7 +2,7 @@
 
 import sys
 
-from enc_tf.training.cli import main
+from _enc_tf_launch import enc_train as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,16 +1,12 @@
 """enc_tf: EncNet (Context Encoding for Semantic Segmentation) in Keras 3."""
 
-from enc_tf.quiet import import_tensorflow_quietly
-
-import_tensorflow_quietly()  # before anything imports TensorFlow: no start-up noise by default
-
-from enc_tf import backbones, layers, losses, metrics, models  # noqa: E402
+from enc_tf import backbones, layers, losses, metrics, models
 
 # Registers the optimizer and schedule that training checkpoints are saved with,
 # so that `import enc_tf` is enough to `keras.models.load_model` any of them.
-from enc_tf import optimizers as _optimizers  # noqa: E402, F401
-from enc_tf.models import build_encnet, build_fcn  # noqa: E402
-from enc_tf.version import __version__  # noqa: E402, F401
+from enc_tf import optimizers as _optimizers  # noqa: F401
+from enc_tf.models import build_encnet, build_fcn
+from enc_tf.version import __version__  # noqa: F401
 
 
 def from_preset(spec, progress=True):

@@ -72,6 +72,23 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_recipe_options(parser, default=None):
+    """`--config RECIPE` and `--set KEY=VALUE` of every command that runs a recipe."""
+    parser.add_argument(
+        "--config",
+        default=default,
+        help="a YAML recipe file, or a shipped recipe's name (e.g. ade20k_encnet_resnet50s; "
+        "enc_tf/configs/)" + ("" if default else "; the defaults when omitted"),
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
+    )
+
+
 def add_precision_option(parser, default="float32"):
     """`--precision auto|float32|bfloat16` of every command that runs a model; returns the
     argparse action."""
@@ -122,7 +139,9 @@ def run_cli(
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
-    if not verbose:
+    if verbose:  # also TensorFlow's native messages (`enc_tf.quiet` reads this)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
         # TensorFlow's Python warnings (e.g. "Function `_serve_default` contains input
         # name(s) resource" on every SavedModel export) are for TF developers, not users.
         for noisy in ("absl", "tensorflow", "tf2onnx"):

@@ -2,7 +2,7 @@
 (SavedModel, TFLite float32 and int8, ONNX) and score every export on the validation
 images next to the Keras model; the last thing printed is the model's per-class IoU.
 
-`python -m enc_tf.demo [--config context_shapes] [--set key=value ...] [--skip-export]`
+`enc-demo [--config context_shapes] [--set key=value ...] [--skip-export]`
 """
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from enc_tf.config import load_config
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import add_recipe_options, command_parser, run_cli
 from enc_tf.contracts.images import denormalize
 from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
@@ -70,10 +70,11 @@ def compare_exports(model, config, val_source, export_dir, names, calibration=32
 
 
 def main(argv=None):
-    parser = command_parser("python -m enc_tf.demo", __doc__)
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--num-images", type=int, default=6)
+    parser = command_parser("enc-demo", __doc__)
+    add_recipe_options(parser, default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--num-images", type=int, default=6, help="validation images drawn with predictions"
+    )
     parser.add_argument(
         "--skip-export",
         action=argparse.BooleanOptionalAction,

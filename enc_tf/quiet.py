@@ -3,8 +3,9 @@ probes, oneDNN notes, absl's "before InitializeLog" lines) and the progress line
 the TFLite converter and interpreter print from C++ ("fully_quantize: 0, ...",
 "Created TensorFlow Lite XNNPACK delegate").
 
-Quiet unless the user asked for TensorFlow's messages: `TF_CPP_MIN_LOG_LEVEL=0` in
-the environment, or `--verbose` on the command line.
+Quiet unless the user asked for TensorFlow's messages with `TF_CPP_MIN_LOG_LEVEL=0` in
+the environment (the commands' `--verbose` sets it). Nothing here runs on import: the
+commands hide TensorFlow's import-time lines before `enc_tf` is imported (`_enc_tf_launch`).
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import warnings
 
 
 def quiet_requested() -> bool:
-    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0" and "--verbose" not in sys.argv[1:]
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
 
 
 @contextlib.contextmanager
@@ -45,19 +46,3 @@ def native_output_quieted():
         warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow")
         with _to_devnull(1, 2):
             yield
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with C++ INFO/WARNING logging off and its import-time lines dropped.
-
-    An import error still surfaces: it is raised (and printed) after stderr is back.
-    """
-    if "tensorflow" in sys.modules or not quiet_requested():
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _to_devnull(2):
-        import tensorflow
-
-        # The first GPU probe logs a CUDA error on machines without one; probe here, quietly.
-        # (Listing physical devices leaves the runtime uninitialised: threading can still be set.)
-        tensorflow.config.list_physical_devices("GPU")

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from enc_tf.export.tflite_cli import main  # noqa: E402
+from _enc_tf_launch import enc_export_tflite as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

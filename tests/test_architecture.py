@@ -156,3 +156,71 @@ def test_the_home_check_sees_a_second_definition(tmp_path):
     (fake / "models" / "x.py").write_text("DATASETS = ('a', 'b')\nPRECISIONS: tuple = ()\n")
     found = definitions(["DATASETS", "PRECISIONS"], str(fake))
     assert found == {"DATASETS": ["config", "models"], "PRECISIONS": ["models"]}
+
+
+def _is_main_guard(node):
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
+def _names(target):
+    if isinstance(target, ast.Tuple):
+        return all(_names(t) for t in target.elts)
+    return isinstance(target, ast.Name)
+
+
+def _declares(node):
+    """Whether a top-level statement only imports, defines or binds names (also inside a
+    `try:` that picks between imports)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        return all(_names(t) for t in getattr(node, "targets", [getattr(node, "target", None)]))
+    if isinstance(node, ast.Try):
+        bodies = [node.body, node.orelse, node.finalbody] + [h.body for h in node.handlers]
+        return all(_declares(n) for body in bodies for n in body)
+    return False
+
+
+def import_time_actions(package=PACKAGE):
+    """Top-level statements of library modules that do something when imported: a bare
+    call (`quiet_tensorflow()`), a loop, an assignment into another object, ... A
+    program's `__main__.py` and `if __name__ == "__main__":` blocks are not imports. (A
+    name bound to a call's result, `logger = logging.getLogger(__name__)`, is a binding.)"""
+    found = []
+    for module, relative, tree in _modules(package):
+        if module.endswith("__main__"):
+            continue
+        for i, node in enumerate(tree.body):
+            docstring = i == 0 and isinstance(node, ast.Expr)
+            docstring = docstring and isinstance(node.value, ast.Constant)
+            if not (docstring or _declares(node) or _is_main_guard(node)):
+                found.append(f"{relative}:{node.lineno} {ast.unparse(node).splitlines()[0]}")
+    return found
+
+
+def test_importing_the_library_does_nothing_but_define():
+    # Commands hide TensorFlow's start-up lines in _enc_tf_launch, outside the package.
+    found = import_time_actions()
+    assert not found, "import-time actions:\n" + "\n".join(found)
+
+
+def test_the_import_time_check_sees_a_call_and_a_setting(tmp_path):
+    fake = tmp_path / "enc_tf"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('"""Doc."""\nimport os\n\nquiet()\nX, Y = 1, 2\n')
+    (fake / "x.py").write_text('os.environ["A"] = "1"\nif __name__ == "__main__":\n    main()\n')
+    (fake / "y.py").write_text("try:\n    import a\nexcept ImportError:\n    a.setup()\n")
+    (fake / "z.py").write_text("try:\n    import a\nexcept ImportError:\n    a = None\n")
+    (fake / "__main__.py").write_text("main()\n")
+    assert import_time_actions(str(fake)) == [
+        "enc_tf/__init__.py:4 quiet()",
+        "enc_tf/x.py:1 os.environ['A'] = '1'",
+        "enc_tf/y.py:1 try:",
+    ]

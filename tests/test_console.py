@@ -54,10 +54,10 @@ def test_a_bug_keeps_its_traceback_and_a_status_passes_through():
 
 def _stderr_lines(*flags):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
-    command = [
+    command = [  # what the installed `enc-data` runs
         sys.executable,
-        "-m",
-        "enc_tf.data",
+        "-c",
+        "import sys, _enc_tf_launch; sys.exit(_enc_tf_launch.enc_data())",
         "check",
         "--dataset",
         "folder",

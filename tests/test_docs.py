@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+import _enc_tf_launch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,15 +104,24 @@ def console_scripts():
     """`{name: module}` from pyproject.toml's `[project.scripts]`."""
     with open(ROOT / "pyproject.toml", "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
-    return {name: target.split(":")[0] for name, target in scripts.items()}
+    return {name: _launched(target.split(":")[1]) for name, target in scripts.items()}
+
+
+def _launched(entry):
+    """The enc_tf module whose `main` the launcher's entry point `entry` runs."""
+    return getattr(_enc_tf_launch, entry).module
 
 
 def _module_of_script(path):
     """The enc_tf module whose `main` a root script or `__main__.py` calls."""
     if not path.is_file():
         return None
-    match = re.search(r"^from (enc_tf[\w.]*) import main\b", path.read_text(), re.M)
-    return match.group(1) if match else None
+    text = path.read_text()
+    match = re.search(r"^from (enc_tf[\w.]*) import main\b", text, re.M)
+    if match:
+        return match.group(1)
+    match = re.search(r"^from _enc_tf_launch import (\w+) as main\b", text, re.M)
+    return _launched(match.group(1)) if match else None
 
 
 def command_module(tokens):
@@ -246,7 +257,7 @@ def test_the_checks_can_fail():
     assert missing_files("`configs/no_such_recipe.yaml`") == ["configs/no_such_recipe.yaml"]
     assert flag_problems("```\nenc-eval model.keras \\\n    --no-such-flag 1\n```")
     assert flag_problems("`enc-data check --dataset folder --shards 4`")  # to-tfrecord's
-    assert flag_problems("`python -m enc_tf.demo --no-such-flag`")
+    assert flag_problems("`enc-demo --no-such-flag`")
     assert flag_problems("`.venv/bin/python train.py --cfg x.yaml`")
     assert not flag_problems("`enc-data to-tfrecord --dataset folder --root r --out o --shards 4`")
     assert not flag_problems("`python export/to_onnx.py run --out m.onnx --opset 17`")

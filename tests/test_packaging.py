@@ -6,6 +6,7 @@ the fresh environment borrows this one's dependencies (TensorFlow and the rest) 
 `.pth` line instead of downloading them; enc_tf itself comes only from the wheel.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
+import _enc_tf_launch
 import enc_tf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,18 @@ def test_the_version_has_one_home():
         project = tomllib.load(f)["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
     assert enc_tf.__version__.count(".") == 2
+
+
+def test_every_command_starts_in_the_launcher_and_the_launcher_has_no_others():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    entries = {name: f"_enc_tf_launch:{name.replace('-', '_')}" for name in scripts}
+    assert scripts == entries
+    launched = {n for n, v in vars(_enc_tf_launch).items() if hasattr(v, "module")}
+    assert launched == {target.split(":")[1] for target in scripts.values()}
+    for name in launched:  # each names a module with a main
+        module = getattr(_enc_tf_launch, name).module
+        assert callable(importlib.import_module(module).main), module
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +63,7 @@ def test_the_wheel_holds_the_library_its_recipes_and_license_and_no_tests(wheel)
     shipped = {f"enc_tf/configs/{p.name}" for p in (ROOT / "enc_tf" / "configs").glob("*.yaml")}
     assert recipes == shipped and "enc_tf/configs/context_shapes.yaml" in recipes
     assert "enc_tf/py.typed" in names and "enc_tf/layers/encoding.py" in names
+    assert "_enc_tf_launch.py" in names  # where the commands start
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
@@ -93,6 +108,14 @@ def test_the_wheel_installs_into_a_fresh_venv_and_its_commands_run(wheel, tmp_pa
     assert where.startswith(site), where  # the wheel's copy, not the checkout
     assert "usage: enc-train" in run(venv / "bin" / "enc-train", "--help")
     assert "usage: enc-predict" in run(venv / "bin" / "enc-predict", "--help")
+    failed = subprocess.run(  # TensorFlow's start-up lines hidden: one line, the error
+        [venv / "bin" / "enc-data", "check", "--dataset", "folder", "--root", "/nonexistent"],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
     assert run(venv / "bin" / "enc-eval", "--version").strip() == (
         f"enc-eval (enc_tf) {enc_tf.__version__}"
     )

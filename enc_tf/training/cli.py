@@ -10,7 +10,7 @@ included).
 import argparse
 
 from enc_tf.config import load_config
-from enc_tf.console import command_parser, run_cli
+from enc_tf.console import add_recipe_options, command_parser, run_cli
 from enc_tf.training.trainer import train
 
 
@@ -20,18 +20,7 @@ def _run(args):
 
 def main(argv=None):
     parser = command_parser("enc-train", __doc__)
-    parser.add_argument(
-        "--config",
-        help="a YAML recipe file, or a shipped recipe's name (e.g. ade20k_encnet_resnet50s; "
-        "enc_tf/configs/); the defaults when omitted",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
-    )
+    add_recipe_options(parser)
     parser.add_argument(
         "--restart",
         action=argparse.BooleanOptionalAction,
