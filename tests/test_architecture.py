@@ -17,6 +17,7 @@ TIERS = [
     ["files", "contracts"],
     ["console", "config", "distribute"],
     ["layers"],
+    ["state_dicts"],
     ["backbones"],
     ["models"],
     ["data", "losses", "metrics", "optimizers", "visualize"],
@@ -107,7 +108,7 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     (fake / "data" / "sibling.py").write_text("import enc_tf.losses\nfrom enc_tf.models import x\n")
     found = sorted(violations(str(fake)))
     assert found == [
-        "enc_tf/data/sibling.py:1 data (tier 6) -> enc_tf.losses",
+        "enc_tf/data/sibling.py:1 data (tier 7) -> enc_tf.losses",
         "enc_tf/layers/bad.py:1 layers (tier 3) -> enc_tf.training",
     ], found
 

@@ -5,12 +5,12 @@ import io
 import logging
 import os
 import subprocess
-import sys
 
 import pytest
 
 from enc_tf.console import DownloadProgress, ProgressBar, run_cli
 from enc_tf.errors import ConfigError, DataError
+from tests.support.commands import command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,18 +54,8 @@ def test_a_bug_keeps_its_traceback_and_a_status_passes_through():
 
 def _stderr_lines(*flags):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
-    command = [  # what the installed `enc-data` runs
-        sys.executable,
-        "-c",
-        "import sys, _enc_tf_launch; sys.exit(_enc_tf_launch.enc_data())",
-        "check",
-        "--dataset",
-        "folder",
-        "--root",
-        "/nonexistent/dataset",
-        *flags,
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    argv = command("enc-data", "check", "--dataset", "folder", "--root", "/nonexistent/dataset")
+    done = subprocess.run(argv + list(flags), env=env, capture_output=True, text=True, timeout=120)
     return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
 
 

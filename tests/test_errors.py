@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from enc_tf.convert.torch_state import read_state_dict, write_state_dict
 from enc_tf.errors import EncTfError, MissingDependency, import_optional
 from enc_tf.export.tflite import TFLiteRunner
+from enc_tf.state_dicts import read_state_dict, write_state_dict
 
 
 def test_a_missing_package_is_one_line_naming_it_and_the_fix():

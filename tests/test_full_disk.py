@@ -4,11 +4,11 @@ line naming the file (no native crash, no traceback), and nothing half-written s
 import contextlib
 import os
 import subprocess
-import sys
 
 import pytest
 
 from enc_tf.files import TEMP_PREFIX
+from tests.support.commands import command
 from tests.support.tiny_models import tiny_segmenter
 from tests.support.tiny_run import ROOT, tiny_overrides, train_command
 
@@ -58,7 +58,7 @@ def test_export_on_a_full_disk(tmp_path):
     tiny_segmenter(3).save(model)
     with tmpfs(tmp_path / "disk", "64k") as disk:
         done = subprocess.run(
-            [sys.executable, "-m", "enc_tf.export.cli", str(model), "--base-dir", str(disk)],
+            command("enc-export", model, "--base-dir", disk),
             env=ENV,
             capture_output=True,
             text=True,

@@ -5,8 +5,8 @@ import keras
 import pytest
 
 from enc_tf.artifacts import load_model
-from enc_tf.convert.cli import read_checkpoint
 from enc_tf.errors import ModelFileError
+from enc_tf.state_dicts import read_checkpoint
 
 torch = pytest.importorskip("torch")
 

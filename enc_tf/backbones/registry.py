@@ -1,6 +1,6 @@
 """Every backbone by name: one builder, and the head size each family is paired with."""
 
-from enc_tf.backbones.keras_weights import WEIGHT_FILES, load_keras_applications_weights
+from enc_tf.backbones.imagenet import load_imagenet_weights
 from enc_tf.backbones.mobilenet_v3 import MOBILENETS, build_mobilenet_v3
 from enc_tf.backbones.resnet import RESNETS, build_resnet
 
@@ -50,17 +50,13 @@ def build_backbone(
         output_stride: 8, 16 or 32.
         sync_batch_norm: bool, synchronise every BatchNorm across replicas.
         input_shape: `(H, W, 3)`; `H` and `W` may be `None`.
-        weights: optional local keras.applications ImageNet weight file
-            (`resnet50`, `resnet101`, `mobilenetv3_*`). Nothing is downloaded.
+        weights: optional local ImageNet weight file (`load_imagenet_weights`: a
+            keras.applications `.h5` for `resnet50`, `resnet101`, `mobilenetv3_*`; a
+            timm, PyTorch-Encoding or mmcv state_dict for the deep-stem ResNets).
+            Nothing is downloaded.
         stem_width: ResNets only: the stem's output channels (None: the named one's).
     """
     family = backbone_family(name)  # an unknown name is an error that lists the known ones
-    if weights is not None and name not in WEIGHT_FILES:
-        raise ValueError(
-            f"`weights` takes a keras.applications ImageNet file ({', '.join(WEIGHT_FILES)}); "
-            f"for {name!r} load ImageNet weights with "
-            "enc_tf.convert.imagenet.load_imagenet_file (model.backbone_weights in a recipe)."
-        )
     if family == "resnet":
         model = build_resnet(name, output_stride, sync_batch_norm, input_shape, stem_width)
     elif stem_width is not None:
@@ -68,5 +64,5 @@ def build_backbone(
     else:
         model = build_mobilenet_v3(name, output_stride, sync_batch_norm, input_shape)
     if weights is not None:
-        load_keras_applications_weights(model, weights, name)
+        load_imagenet_weights(model, weights, name)
     return model

@@ -12,17 +12,14 @@ STATE / CHECKPOINT: a `.pth` (needs torch) or a `.npz` of the state_dict's array
 
 import argparse
 import json
-import os
-import pickle
-import zipfile
 
 from enc_tf.artifacts import load_keras_model, read_class_file
 from enc_tf.console import check_out_file, command_parser, run_cli
 from enc_tf.convert import mmseg, pytorch_encoding
-from enc_tf.convert.torch_state import read_checkpoint_file, write_state_dict
 from enc_tf.data.classes import ADE20K, CITYSCAPES, VOC
 from enc_tf.errors import ConfigError, EncTfError, ModelFileError
 from enc_tf.models.saving import save_model_atomic
+from enc_tf.state_dicts import read_checkpoint, write_state_dict
 
 DATASET_CLASSES = {"ade20k": ADE20K, "cityscapes": CITYSCAPES, "voc": VOC}
 WAY_BACK = {
@@ -115,45 +112,6 @@ def make_parser():
     _add_mmseg(sub)
     _add_to_torch(sub)
     return parser
-
-
-def read_checkpoint(path):
-    """`read_checkpoint_file`, with every way a checkpoint file can be unusable as a
-    `ModelFileError` naming it."""
-    if not os.path.isfile(path):
-        raise ModelFileError(f"Checkpoint not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise ModelFileError(f"Checkpoint {path} is empty (0 bytes): the file is truncated.")
-    try:
-        return read_checkpoint_file(path)
-    except EncTfError:
-        raise
-    except ImportError as err:
-        raise EncTfError(str(err)) from err
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise ModelFileError(
-                f"Cannot read the checkpoint {path}: the file is corrupt or truncated "
-                f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-            ) from err
-        raise ModelFileError(
-            f"Refused to read {path}: it holds pickled Python objects besides tensors, which "
-            "torch.load(weights_only=True) does not run (they could run code). Save only the "
-            "state_dict's tensors (torch.save(model.state_dict(), path)) and convert that."
-        ) from err
-    # np.load of a damaged .npz raises BadZipFile or EOFError, torch.load of a damaged .pth
-    # RuntimeError; none of them names the file.
-    except (
-        ValueError,
-        OSError,
-        EOFError,
-        zipfile.BadZipFile,
-        RuntimeError,
-    ) as err:
-        raise ModelFileError(
-            f"Cannot read the checkpoint {path}: the file is corrupt or truncated "
-            f"({type(err).__name__}: {' '.join(str(err).split())})"
-        ) from err
 
 
 def _check_keras_out(path):

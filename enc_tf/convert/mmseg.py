@@ -5,7 +5,8 @@ and an `FCNHead` auxiliary head) is the original's function with other module
 paths, a stem width that is a parameter (64 in the `-d8` configs: 3x3 convs of
 32, 32, 64; 128 in `r50s`), and `align_corners` set per config. Its state_dict
 keys (`backbone.*`, `decode_head.*`, `auxiliary_head.*`) map one to one onto our
-layers; the layouts, file reading and key checks are `torch_state`'s.
+layers; the file reading and module maps live in `enc_tf.state_dicts`, the
+layout check in `enc_tf.convert.formats`.
 
 The checkpoint's `meta` (MMSegmentation 0.x: `config` text, `CLASSES`,
 `PALETTE`; 1.x: `cfg` text, `dataset_meta`) gives `align_corners`, the output
@@ -16,32 +17,18 @@ import re
 
 import numpy as np
 
-from enc_tf.convert.torch_state import (
-    check_format,
+from enc_tf.backbones.imagenet import MMCV_STEM, deep_stem_backbone
+from enc_tf.convert.formats import check_format
+from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, EncNet
+from enc_tf.state_dicts import (
     conv_bn_map,
     deep_stem_module_map,
     load_state_dict,
     stage_depth,
     state_dict_from_mapping,
 )
-from enc_tf.models.encnet import AUX_HEAD, BACKBONE_NAME, ENC_HEAD, EncNet
 
 FORMAT = "mmseg"
-STEM = {
-    "stem_conv1": "stem.0",
-    "stem_bn1": "stem.1",
-    "stem_conv2": "stem.3",
-    "stem_bn2": "stem.4",
-    "stem_conv3": "stem.6",
-    "stem_bn3": "stem.7",
-}
-# (depth, stem width) -> our backbone of that layout.
-BACKBONE_BY_STEM = {
-    (50, 64): "resnet50v1c",
-    (101, 64): "resnet101v1c",
-    (50, 128): "resnet50s",
-    (101, 128): "resnet101s",
-}
 HEAD_CHANNELS = 512  # EncHead `channels` in every MMSegmentation EncNet config
 AUX_CHANNELS = 256  # FCNHead `channels` of the auxiliary head
 # `ResNetV1c(strides=..., dilations=...)` -> output stride (contract_dilation=True).
@@ -58,7 +45,7 @@ def module_map(model):
             f"Model {model.name!r} has no 'enc_head': only EncNet maps onto MMSegmentation's "
             "EncNet (its FCN has another head: two convs and concat_input)."
         )
-    mapping = deep_stem_module_map(model.get_layer(BACKBONE_NAME), "backbone.", STEM)
+    mapping = deep_stem_module_map(model.get_layer(BACKBONE_NAME), "backbone.", MMCV_STEM)
     head = model.get_layer(ENC_HEAD)
     enc = head.enc_module
     mapping.update(
@@ -146,7 +133,8 @@ def infer_config(state):
     first = _shape(state, "backbone.stem.0.weight")
     depth = stage_depth(state, "backbone.")
     width = stem[0]
-    if (depth, width) not in BACKBONE_BY_STEM or first != (width // 2, 3, 3, 3):
+    backbone = deep_stem_backbone(depth, width)
+    if backbone is None or first != (width // 2, 3, 3, 3):
         raise ValueError(
             f"'backbone.stem.6.weight' {stem} / 'backbone.stem.0.weight' {first}: a ResNetV1c "
             "deep stem of width 64 or 128 is expected."
@@ -169,7 +157,7 @@ def infer_config(state):
             )
     return {
         "model": "encnet",
-        "backbone": BACKBONE_BY_STEM[(depth, width)],
+        "backbone": backbone,
         "num_classes": _shape(state, "decode_head.conv_seg.weight")[0],
         "aux": aux,
         "se_loss": "decode_head.se_layer.weight" in state,

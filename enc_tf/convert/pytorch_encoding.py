@@ -1,19 +1,14 @@
 """PyTorch-Encoding EncNet / FCN weights in and out of enc_tf models.
 
 The original's module paths (`pretrained.*`, `head.*`, `auxlayer.*`) for each of
-our layers; the layouts, file reading and key checks are `torch_state`'s.
+our layers; the file reading and module maps live in `enc_tf.state_dicts`, the
+layout check in `enc_tf.convert.formats`.
 """
 
 import numpy as np
 
-from enc_tf.convert.torch_state import (
-    check_format,
-    conv_bn_map,
-    deep_stem_module_map,
-    load_state_dict,
-    stage_depth,
-    state_dict_from_mapping,
-)
+from enc_tf.backbones.imagenet import TIMM_STEM
+from enc_tf.convert.formats import check_format
 from enc_tf.models.encnet import (
     AUX_HEAD,
     BACKBONE_NAME,
@@ -22,21 +17,20 @@ from enc_tf.models.encnet import (
     build_encnet,
     build_fcn,
 )
+from enc_tf.state_dicts import (
+    conv_bn_map,
+    deep_stem_module_map,
+    load_state_dict,
+    stage_depth,
+    state_dict_from_mapping,
+)
 
 FORMAT = "pytorch-encoding"
-STEM = {
-    "stem_conv1": "conv1.0",
-    "stem_bn1": "conv1.1",
-    "stem_conv2": "conv1.3",
-    "stem_bn2": "conv1.4",
-    "stem_conv3": "conv1.6",
-    "stem_bn3": "bn1",
-}
 
 
 def backbone_module_map(backbone, prefix="pretrained."):
     """`{torch module path: Keras layer}` for the weight-bearing backbone layers."""
-    return deep_stem_module_map(backbone, prefix, STEM)
+    return deep_stem_module_map(backbone, prefix, TIMM_STEM)
 
 
 def _conv_bn_map(prefix, block, conv_index="0", bn_index="1"):

@@ -166,8 +166,8 @@ class EncNet(SegmentationModel):
         align_corners: bool, bilinear upsampling convention; True matches the
             original, False is TF's half-pixel convention.
         input_shape: `(H, W, 3)`, `None` for any size.
-        backbone_weights: optional local keras.applications weight file
-            (`resnet50`/`resnet101` only); not part of the saved description.
+        backbone_weights: optional local ImageNet weight file for the backbone
+            (`enc_tf.backbones.load_imagenet_weights`); not part of the saved description.
         class_names, palette: optional, `num_classes` names and RGB triples,
             saved with the model.
         name: model name.

@@ -12,13 +12,14 @@ import os
 import urllib.parse
 
 from enc_tf.convert import mmseg, pytorch_encoding
-from enc_tf.convert.cli import DATASET_CLASSES, read_checkpoint
-from enc_tf.convert.torch_state import checkpoint_format
+from enc_tf.convert.cli import DATASET_CLASSES
+from enc_tf.convert.formats import checkpoint_format
 from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.files import file_lock, remove_stale_temporaries
 from enc_tf.models.saving import save_model_atomic
 from enc_tf.presets import download
 from enc_tf.presets.registry import BACKBONE, IMAGENET, MODEL, find, suggestions
+from enc_tf.state_dicts import read_checkpoint
 
 logger = logging.getLogger(__name__)
 

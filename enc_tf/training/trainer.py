@@ -11,11 +11,8 @@ import keras
 import tensorflow as tf
 
 from enc_tf.artifacts import BACKUP, RUN_CONFIG, RUN_MODEL, load_keras_model
-from enc_tf.backbones import WEIGHT_FILES
 from enc_tf.config import ConfigError, config_to_dict, save_config
 from enc_tf.console import DownloadProgress
-from enc_tf.convert.cli import read_checkpoint
-from enc_tf.convert.imagenet import load_imagenet_file
 from enc_tf.data import (
     AugmentConfig,
     PipelineConfig,
@@ -24,11 +21,11 @@ from enc_tf.data import (
     sources_from_config,
 )
 from enc_tf.distribute import distribute_input, is_multi_worker, make_strategy, worker_role
-from enc_tf.errors import EncTfError, ModelFileError, TrainingDiverged
+from enc_tf.errors import EncTfError, TrainingDiverged
 from enc_tf.losses import encnet_losses
 from enc_tf.machine import describe_machine
 from enc_tf.metrics import MeanIoU, PixelAccuracy
-from enc_tf.models import BACKBONE_NAME, build_encnet, build_fcn, save_model_atomic
+from enc_tf.models import build_encnet, build_fcn, save_model_atomic
 from enc_tf.models.transfer import transfer_weights
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay, RetargetedPolyDecay
 from enc_tf.presets import backbone_weights_path, model_path
@@ -57,8 +54,6 @@ def build_model(config, classes, sync_batch_norm):
     `model.backbone_weights` (ImageNet weights)."""
     num_classes = classes.num_classes
     m = config.model
-    weights = None if m.init_from else backbone_weights_path(m.backbone_weights, m.backbone)
-    keras_file = weights if m.backbone in WEIGHT_FILES else None
     common = dict(
         backbone=m.backbone,
         output_stride=m.output_stride,
@@ -66,37 +61,26 @@ def build_model(config, classes, sync_batch_norm):
         dropout=m.dropout,
         align_corners=m.align_corners,
         sync_batch_norm=sync_batch_norm,
-        backbone_weights=keras_file,
+        backbone_weights=None
+        if m.init_from
+        else backbone_weights_path(m.backbone_weights, m.backbone),
         class_names=list(classes.names),
         palette=[list(c) for c in classes.palette],
     )
-    try:
-        if m.arch == "encnet":
-            model = build_encnet(
-                num_classes,
-                se_loss=m.se_loss,
-                lateral=m.lateral,
-                num_codes=m.num_codes or None,
-                head_channels=m.head_channels or None,
-                **common,
-            )
-        else:
-            model = build_fcn(num_classes, **common)
-        if weights is not None and keras_file is None:  # a deep-stem ResNet's torch weights
-            load_imagenet_file(model.get_layer(BACKBONE_NAME), weights, m.backbone, _read_state)
-    except (ValueError, KeyError) as err:
-        if isinstance(err, EncTfError) or weights is None:
-            raise
-        raise ModelFileError(
-            f"model.backbone_weights {weights}: {' '.join(str(err).split())}"
-        ) from err
+    if m.arch == "encnet":
+        model = build_encnet(
+            num_classes,
+            se_loss=m.se_loss,
+            lateral=m.lateral,
+            num_codes=m.num_codes or None,
+            head_channels=m.head_channels or None,
+            **common,
+        )
+    else:
+        model = build_fcn(num_classes, **common)
     if m.init_from:
         start_from(model, m.init_from)
     return model
-
-
-def _read_state(path):
-    return read_checkpoint(path)[0]
 
 
 def start_from(model, spec):

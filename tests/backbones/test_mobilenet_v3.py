@@ -8,6 +8,7 @@ from enc_tf.backbones import SignedUnitInput, build_backbone, head_size
 from enc_tf.backbones.keras_weights import WEIGHT_FILES
 from enc_tf.backbones.mobilenet_v3 import MOBILENETS, block_schedule, make_divisible
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.errors import ModelFileError
 from tests.support.keras_applications import write_legacy_h5
 from tests.support.tiny_models import randomise_batch_norms
 
@@ -110,7 +111,7 @@ def test_weight_file_of_the_other_network_is_refused(keras_mobilenet, tmp_path):
     with pytest.raises(ValueError, match=r"mis-shaped|missing|unexpected") as info:
         build_backbone(other, weights=path)
     assert WEIGHT_FILES[other] in str(info.value)
-    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+    with pytest.raises(ModelFileError, match="nothing is downloaded"):
         build_backbone(name, weights=str(tmp_path / "absent.h5"))
 
 

@@ -9,6 +9,7 @@ from enc_tf.backbones import (
     stage_strides_and_dilations,
 )
 from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
+from enc_tf.errors import ModelFileError
 from tests.support.keras_applications import write_legacy_h5
 
 
@@ -160,15 +161,15 @@ def test_caffe_input_is_keras_preprocess_input():
 
 def test_weight_file_errors(tmp_path, keras_resnet50):
     _, path = keras_resnet50
-    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+    with pytest.raises(ModelFileError, match="absent.h5.*nothing is downloaded"):
         build_backbone("resnet50", weights=str(tmp_path / "absent.h5"))
     (tmp_path / "junk.h5").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.h5"):
         build_backbone("resnet50", weights=str(tmp_path / "junk.h5"))
     with pytest.raises(ValueError, match=r"missing.*resnet101_weights_tf_dim"):
         build_backbone("resnet101", weights=path)
-    with pytest.raises(ValueError, match="load_imagenet_file"):
-        build_backbone("resnet50s", weights=path)
+    with pytest.raises(ModelFileError, match=r"\.h5.*expected \.npz, \.safetensors, \.pth"):
+        build_backbone("resnet50s", weights=path)  # a keras.applications file for a deep stem
     with pytest.raises(ValueError, match="Unknown backbone"):
         build_backbone("resnet18")
     with pytest.raises(ValueError, match="stem_width is a ResNet argument"):

@@ -12,7 +12,7 @@ import pytest
 
 from enc_tf import build_encnet, build_fcn
 from enc_tf.convert import mmseg, pytorch_encoding
-from enc_tf.convert.torch_state import checkpoint_format
+from enc_tf.convert.formats import checkpoint_format
 from enc_tf.layers import BilinearResize
 from tests.support import oracle
 

@@ -1,6 +1,5 @@
 import os
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,12 +11,13 @@ from enc_tf.convert import (
     build_from_state,
     infer_config,
     load_backbone_state,
-    load_state_dict,
     module_map,
-    read_state_dict,
     state_dict_from_model,
 )
+from enc_tf.errors import ModelFileError
+from enc_tf.state_dicts import load_state_dict, read_state_dict
 from tests.support import oracle
+from tests.support.commands import command
 from tests.support.tiny_models import randomise_batch_norms
 
 
@@ -98,11 +98,11 @@ def test_read_state_dict_formats_and_errors(tmp_path, small_model):
     path = tmp_path / "dp.npz"
     np.savez(path, **{f"module.{k}": v for k, v in state.items()})
     assert sorted(read_state_dict(str(path))) == sorted(state)  # DataParallel prefix removed
-    with pytest.raises(FileNotFoundError, match="missing.npz"):
+    with pytest.raises(ModelFileError, match="Checkpoint not found: .*missing.npz"):
         read_state_dict(str(tmp_path / "missing.npz"))
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
     unknown = tmp_path / "weights.bin"
-    unknown.write_bytes(b"")
+    unknown.write_bytes(b"\0")
     with pytest.raises(ValueError, match="corrupt.npz"):
         read_state_dict(str(tmp_path / "corrupt.npz"))
     with pytest.raises(ValueError, match="Unknown checkpoint format"):
@@ -143,15 +143,7 @@ def test_command_line_converts_the_oracle_checkpoint(tmp_path):
     state_path = tmp_path / "encnet_ade.npz"
     np.savez(state_path, **oracle.state_dict("ade_r50"))
     out = tmp_path / "models" / "encnet.keras"
-    cmd = [
-        sys.executable,
-        "-m",
-        "enc_tf.convert",
-        "pytorch-encoding",
-        str(state_path),
-        "--out",
-        str(out),
-    ]
+    cmd = command("enc-convert", "pytorch-encoding", state_path, "--out", out)
     result = subprocess.run(
         cmd,
         capture_output=True,

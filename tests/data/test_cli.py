@@ -1,16 +1,16 @@
 import os
 import subprocess
-import sys
 
 import numpy as np
 
 from tests.support import layouts
+from tests.support.commands import command
 
 
 def _run(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
-        [sys.executable, "-m", "enc_tf.data", *args],
+        command("enc-data", *args),
         capture_output=True,
         text=True,
         timeout=300,

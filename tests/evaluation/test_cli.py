@@ -13,6 +13,7 @@ from enc_tf.layers.resize import BilinearResize
 from enc_tf.metrics import label_confusion, segmentation_scores
 from enc_tf.prediction import MMSegConfig, MMSegPredictor, MultiScaleConfig, MultiScalePredictor
 from tests.support import layouts
+from tests.support.commands import command
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -80,7 +81,6 @@ def test_eval_cli_on_two_workers_sums_their_shards(tmp_path):
     import json as json_lib
     import os
     import subprocess
-    import sys
 
     from tests.training.test_multi_worker import ROOT, _free_ports
 
@@ -116,14 +116,7 @@ def test_eval_cli_on_two_workers_sums_their_shards(tmp_path):
             }
             processes.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "enc_tf.evaluation.cli",
-                        *common,
-                        "--out",
-                        str(tmp_path / f"two{index}"),
-                    ],
+                    command("enc-eval", *common, "--out", tmp_path / f"two{index}"),
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

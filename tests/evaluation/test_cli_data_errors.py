@@ -2,12 +2,12 @@
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.support import layouts
+from tests.support.commands import command
 from tests.support.tiny_models import tiny_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +18,7 @@ def _eval(*args, timeout=120):
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         return subprocess.run(
-            [sys.executable, "-m", "enc_tf.evaluation.cli", *args],
+            command("enc-eval", *args),
             capture_output=True,
             text=True,
             timeout=timeout,

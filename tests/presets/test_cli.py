@@ -3,10 +3,10 @@
 import hashlib
 import os
 import subprocess
-import sys
 
 from enc_tf.presets import PRESETS, registry
 from enc_tf.presets.cli import main
+from tests.support.commands import command
 from tests.support.http_server import Route, serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +47,7 @@ def test_offline_with_an_empty_cache_is_one_line_naming_the_url_and_the_place(tm
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "enc_tf.presets", "fetch", "encnet_r50_ade20k"],
+        command("enc-presets", "fetch", "encnet_r50_ade20k"),
         env=env,
         capture_output=True,
         text=True,

@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 
 from enc_tf.convert import mmseg
-from enc_tf.convert.torch_state import write_state_dict
 from enc_tf.data.classes import CITYSCAPES
 from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.inference import Segmenter
 from enc_tf.inference.cli import main as predict_main
 from enc_tf.models import build_encnet
 from enc_tf.presets import DownloadError, from_preset, model_path, registry
+from enc_tf.state_dicts import write_state_dict
 from tests.support.http_server import Route, serve
 from tests.support.tiny_models import randomise_batch_norms
 

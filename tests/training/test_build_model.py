@@ -6,6 +6,7 @@ import pytest
 
 from enc_tf.config import Config, ConfigError, validate
 from enc_tf.data.classes import make_class_info
+from enc_tf.errors import ModelFileError
 from enc_tf.models import BACKBONE_NAME
 from enc_tf.training import build_model
 from tests.support.keras_applications import write_legacy_h5
@@ -54,3 +55,16 @@ def test_head_size_keys_default_by_backbone_and_are_checked():
     assert wide.get_layer("enc_head").channels == 64
     with pytest.raises(ConfigError, match="model.head_channels"):
         _config(head_channels=-1)
+
+
+@pytest.mark.parametrize(
+    "backbone, name",
+    [("resnet50s", "resnet50s.npz"), ("mobilenetv3_small", "mobilenet_v3_small_no_top.h5")],
+)
+def test_a_corrupt_backbone_weight_file_is_one_error_naming_it(tmp_path, backbone, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x89 truncated download")
+    config = _config(backbone=backbone, output_stride=16, backbone_weights=str(path))
+    with pytest.raises(ModelFileError, match=f"{path}.*(corrupt|not a readable)") as info:
+        build_model(config, make_class_info(["a", "b"]), sync_batch_norm=False)
+    assert "\n" not in str(info.value)

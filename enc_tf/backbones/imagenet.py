@@ -13,15 +13,34 @@ for another backbone than the one being built is refused with one line.
 
 import numpy as np
 
-from enc_tf.backbones import WEIGHT_FILES, load_keras_applications_weights
+from enc_tf.backbones.keras_weights import WEIGHT_FILES, load_keras_applications_weights
 from enc_tf.backbones.resnet import RESNETS
-from enc_tf.convert import mmseg, pytorch_encoding
-from enc_tf.convert.torch_state import deep_stem_module_map, load_state_dict, stage_depth
+from enc_tf.errors import EncTfError, ModelFileError
+from enc_tf.state_dicts import deep_stem_module_map, load_state_dict, read_state_dict, stage_depth
 
-# The first stem key of each deep-stem layout, and the module map that reads it.
+# `{our stem layer: torch module path}` of the deep stem in each publisher's layout: timm's
+# ResNet-s/-c and the original PyTorch-Encoding (`conv1.0/.1/.3/.4/.6`, `bn1`), and mmcv's
+# ResNetV1c, which MMSegmentation's EncNet checkpoints use too (`stem.0/.1/.3/.4/.6/.7`).
+TIMM_STEM = {
+    "stem_conv1": "conv1.0",
+    "stem_bn1": "conv1.1",
+    "stem_conv2": "conv1.3",
+    "stem_bn2": "conv1.4",
+    "stem_conv3": "conv1.6",
+    "stem_bn3": "bn1",
+}
+MMCV_STEM = {
+    "stem_conv1": "stem.0",
+    "stem_bn1": "stem.1",
+    "stem_conv2": "stem.3",
+    "stem_bn2": "stem.4",
+    "stem_conv3": "stem.6",
+    "stem_bn3": "stem.7",
+}
+# The first stem key of each deep-stem layout, and the stem table that reads it.
 _LAYOUTS = {
-    "conv1.0.weight": ("timm / PyTorch-Encoding", pytorch_encoding.STEM),
-    "stem.0.weight": ("mmcv ResNetV1c", mmseg.STEM),
+    "conv1.0.weight": ("timm / PyTorch-Encoding", TIMM_STEM),
+    "stem.0.weight": ("mmcv ResNetV1c", MMCV_STEM),
 }
 _PREFIXES = ("module.", "pretrained.", "backbone.", "model.")
 
@@ -53,10 +72,19 @@ def imagenet_backbone_name(state, source="the checkpoint"):
     _, stem = _deep_stem_layout(state, source)
     width = int(np.shape(state[stem["stem_conv3"] + ".weight"])[0])
     depth = stage_depth(state, "")
-    for name, (family, d, stem_width) in RESNETS.items():
-        if family == "deep_stem" and d == depth and stem_width == width:
+    name = deep_stem_backbone(depth, width)
+    if name is None:
+        raise ValueError(f"{source}: a ResNet{depth} with a stem {width} wide is none of ours.")
+    return name
+
+
+def deep_stem_backbone(depth, stem_width):
+    """Our deep-stem ResNet of that depth and stem width (`resnet50s`: 50, 128;
+    `resnet50v1c`: 50, 64), or None."""
+    for name, (family, d, width) in RESNETS.items():
+        if family == "deep_stem" and d == depth and width == stem_width:
             return name
-    raise ValueError(f"{source}: a ResNet{depth} with a stem {width} wide is none of ours.")
+    return None
 
 
 def load_imagenet_state(backbone, state, name, source="the checkpoint"):
@@ -78,13 +106,25 @@ def load_imagenet_state(backbone, state, name, source="the checkpoint"):
     load_state_dict(deep_stem_module_map(backbone, "", stem), state, source)
 
 
-def load_imagenet_file(backbone, path, name, read_state):
+def load_imagenet_weights(backbone, path, name):
     """Loads the ImageNet weight file at `path` into `backbone` (built as `name`): a
-    keras.applications `.h5` for the backbones in `WEIGHT_FILES`, else a state_dict
-    file read by `read_state(path)`."""
-    if name in WEIGHT_FILES:
-        load_keras_applications_weights(backbone, path, name)
-        return
-    if name not in RESNETS:
-        raise ValueError(f"{name} has no ImageNet weights in a layout enc_tf reads.")
-    load_imagenet_state(backbone, read_state(path), name, source=path)
+    keras.applications `.h5` for the backbones in `WEIGHT_FILES`, else a deep-stem
+    ResNet state_dict file (`.safetensors`, `.pth`, `.npz`; timm, PyTorch-Encoding or
+    mmcv layout).
+
+    Raises:
+        ModelFileError: one line naming `path`: missing, unreadable, for another
+            backbone, or keys/layers missing, unexpected or mis-shaped.
+    """
+    try:
+        if name in WEIGHT_FILES:
+            load_keras_applications_weights(backbone, path, name)
+        elif name in RESNETS:
+            load_imagenet_state(backbone, read_state_dict(path), name, source=path)
+        else:
+            raise ValueError(f"{name} has no ImageNet weights in a layout enc_tf reads.")
+    except EncTfError:
+        raise
+    except (ValueError, KeyError, OSError) as err:
+        message = " ".join(str(err).split())
+        raise ModelFileError(message if path in message else f"{path}: {message}") from err

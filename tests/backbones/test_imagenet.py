@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from enc_tf.backbones import build_backbone
+from enc_tf.backbones.imagenet import imagenet_backbone_name, load_imagenet_weights
 from enc_tf.config import Config, validate
-from enc_tf.convert.imagenet import imagenet_backbone_name, load_imagenet_file
-from enc_tf.convert.torch_state import read_state_dict
 from enc_tf.data.classes import make_class_info
 from enc_tf.errors import ModelFileError
 from enc_tf.models import BACKBONE_NAME
 from enc_tf.presets import registry
+from enc_tf.state_dicts import read_state_dict
 from enc_tf.training import build_model
 from tests.support.http_server import Route, serve
 from tests.support.timm_models import random_resnet, stage_outputs
@@ -55,7 +55,7 @@ def test_timm_files_load_with_parity(tmp_path, timm_name, ours, suffix):
     path = _save(reference.state_dict(), tmp_path / f"{timm_name}{suffix}")
     assert imagenet_backbone_name(read_state_dict(path)) == ours
     backbone = build_backbone(ours, output_stride=8)
-    load_imagenet_file(backbone, path, ours, read_state_dict)
+    load_imagenet_weights(backbone, path, ours)
     _assert_stages_match(backbone, reference)
 
 
@@ -67,11 +67,11 @@ def test_mmcv_v1c_layout_and_wrong_backbone(tmp_path):
         state[f"{MMCV_STEM.get(module, module)}.{leaf}"] = value
     path = _save(state, tmp_path / "resnet50_v1c-mmcv.pth")
     backbone = build_backbone("resnet50v1c", output_stride=8)
-    load_imagenet_file(backbone, path, "resnet50v1c", read_state_dict)
+    load_imagenet_weights(backbone, path, "resnet50v1c")
     _assert_stages_match(backbone, reference)
     wrong = build_backbone("resnet50s", output_stride=8)
     with pytest.raises(ValueError, match="holds resnet50v1c ImageNet weights, not resnet50s"):
-        load_imagenet_file(wrong, path, "resnet50s", read_state_dict)
+        load_imagenet_weights(wrong, path, "resnet50s")
 
 
 def test_a_backbone_preset_starts_a_training_run(tmp_path, monkeypatch):
