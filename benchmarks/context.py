@@ -58,8 +58,8 @@ def run_settings(arch, seed, out, sets):
         *VARIANTS[arch],
         f"train.seed={seed}",
         f"train.run_dir={os.path.join(out, f'{arch}_seed{seed}')}",
-        "train.time_limit_minutes=0",
-        "train.time_budget_minutes=0",  # every model runs the whole recipe, however slow
+        "train.time_limit_minutes=null",
+        "train.time_budget_minutes=null",  # every model runs the whole recipe, however slow
     ]
 
 

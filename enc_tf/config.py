@@ -13,6 +13,7 @@ import typing
 
 import yaml
 
+from enc_tf.backbones import BACKBONES
 from enc_tf.errors import ConfigError  # noqa: F401  (raised here, imported from here by callers)
 from enc_tf.files import write_text_atomic
 
@@ -37,8 +38,7 @@ class DataConfig:
     rotate_degrees: float = 0.0
     blur_probability: float = 0.0
     photometric: bool = False
-    # enc_tf.data.context_shapes.DEFAULT_{TRAIN,VAL,SIZE} (config sits below data; a test
-    # keeps the two equal)
+    # the generated ContextShapes dataset's size (also enc-data generate's defaults)
     context_shapes_train: int = 400
     context_shapes_val: int = 100
     context_shapes_size: int = 384
@@ -52,17 +52,19 @@ class ModelConfig:
     aux: bool = True
     se_loss: bool = True
     lateral: bool = False
-    num_codes: int = 0  # Encoding codewords; 0: the backbone's default (ResNet 32, MobileNet 16)
-    head_channels: int = 0  # EncHead width; 0: the backbone's (ResNet 512, MobileNetV3 128 / 64)
+    # Encoding codewords; null: the backbone's default (ResNet 32, MobileNetV3 16)
+    num_codes: int | None = None
+    # EncHead width; null: the backbone's default (ResNet 512, MobileNetV3 128 / 64)
+    head_channels: int | None = None
     dropout: float = 0.1
     # the bilinear upsampling rule: true as the original; MMSegmentation's configs use false
     align_corners: bool = True
     # ImageNet weights for the backbone: a preset name (`enc-presets list`), "imagenet" (the
-    # backbone's usual preset), an http(s) URL, a local file, or "none" (from scratch)
-    backbone_weights: str = "none"
+    # backbone's usual preset), an http(s) URL, a local file, or none (from scratch)
+    backbone_weights: str | None = None
     # start from a trained model (fine-tuning): a preset name, an http(s) URL, a .keras file
-    # or a run directory; "" starts from backbone_weights
-    init_from: str = ""
+    # or a run directory; none: start from backbone_weights
+    init_from: str | None = None
 
 
 @dataclasses.dataclass
@@ -86,18 +88,19 @@ class LossConfig:
 class TrainConfig:
     batch_size: int = 16  # global
     epochs: int = 120
-    steps_per_epoch: int = 0  # 0: one pass over the training split
+    steps_per_epoch: int | None = None  # null: one pass over the training split
     val_every_epochs: int = 1
     seed: int = 0
-    mixed_precision: str = "none"  # none, mixed_float16, mixed_bfloat16
+    mixed_precision: str = "float32"  # the Keras dtype policy: float32, mixed_float16, ...
     xla: bool = False
     strategy: str = "auto"  # auto, default, mirrored, multi_worker
     run_dir: str = "runs/default"
     image_log_every_epochs: int = 1
-    time_limit_minutes: float = 0.0  # 0: no limit; else stop after the epoch that passes it
-    # 0: run the recipe's schedule; else measure this machine first and plan the epochs (at
-    # most train.epochs) and the schedule that fit this many minutes (training.budget)
-    time_budget_minutes: float = 0.0
+    # null: no limit; else stop after the epoch that passes it
+    time_limit_minutes: float | None = None
+    # null: run the recipe's schedule; else measure this machine first and plan the epochs
+    # (at most train.epochs) and the schedule that fit this many minutes (training.budget)
+    time_budget_minutes: float | None = None
     deterministic: bool = False  # deterministic TensorFlow ops (slower; same seed, same result)
 
 
@@ -117,22 +120,10 @@ CHOICES = {
     "data.dataset": DATASETS,
     "data.label_mapping": ("identity", "reduce_zero"),
     "model.arch": ("encnet", "fcn"),
-    # enc_tf.backbones.BACKBONES (a test keeps the two equal).
-    "model.backbone": (
-        "resnet50s",
-        "resnet101s",
-        "resnet50v1c",
-        "resnet101v1c",
-        "resnet50",
-        "resnet101",
-        "mobilenetv3_large",
-        "mobilenetv3_small",
-        "mobilenetv3_large_minimalistic",
-        "mobilenetv3_small_minimalistic",
-    ),
+    "model.backbone": BACKBONES,
     "model.output_stride": (8, 16),
     "optimizer.weight_decay_mode": ("coupled", "decoupled"),
-    "train.mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+    "train.mixed_precision": ("float32", "mixed_float16", "mixed_bfloat16"),
     "train.strategy": ("auto", "default", "mirrored", "multi_worker"),
 }
 
@@ -142,7 +133,25 @@ CHOICES = {
 _EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
 
 
+# How an optional key (`int | None`, ...) is left unset: YAML's null (`null`, `~`, empty) or
+# the word none, in any case.
+_UNSET = ("none", "null", "~", "")
+
+
+def _optional(kind):
+    """`int` for `int | None` (an optional key's type), else None."""
+    args = typing.get_args(kind)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None))
+    return None
+
+
 def _check_type(key, value, kind):
+    inner = _optional(kind)
+    if inner is not None:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _UNSET):
+            return None
+        kind = inner
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -224,15 +233,20 @@ def validate(config):
         "loss.aux_weight": config.loss.aux_weight,
         "loss.se_weight": config.loss.se_weight,
         "data.rotate_degrees": d.rotate_degrees,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}.")
+    optional_positive = {
         "train.steps_per_epoch": t.steps_per_epoch,
         "train.time_limit_minutes": t.time_limit_minutes,
         "train.time_budget_minutes": t.time_budget_minutes,
         "model.num_codes": m.num_codes,
         "model.head_channels": m.head_channels,
     }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}.")
+    for key, value in optional_positive.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be positive, or null to leave it unset; got {value}.")
     if o.momentum >= 1:
         raise ConfigError(f"optimizer.momentum must be below 1, got {o.momentum}.")
     if not t.run_dir.strip():
@@ -248,7 +262,7 @@ def validate(config):
         )
     if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
-    if m.init_from and m.backbone_weights not in ("none", ""):
+    if m.init_from and m.backbone_weights:
         raise ConfigError(
             f"model.init_from ({m.init_from}) already holds the backbone's weights; leave "
             f"model.backbone_weights ({m.backbone_weights}) at none."

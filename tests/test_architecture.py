@@ -15,11 +15,11 @@ PACKAGE = os.path.dirname(os.path.abspath(enc_tf.__file__))
 TIERS = [
     ["errors", "quiet", "machine", "version"],
     ["files", "contracts"],
-    ["console", "config", "distribute"],
+    ["console", "distribute"],
     ["layers"],
     ["state_dicts"],
     ["backbones"],
-    ["models"],
+    ["models", "config"],
     ["data", "losses", "metrics", "optimizers", "visualize"],
     ["artifacts", "prediction"],
     ["convert"],
@@ -118,6 +118,7 @@ def test_the_check_sees_a_wrong_import(tmp_path):
 HOMES = {
     "DATASETS": "config",
     "BACKBONES": "backbones",
+    "CHOICES": "config",
     "SOURCES": "data",
     "PRECISIONS": "contracts",
     "BF16_CPU_FLAGS": "contracts",

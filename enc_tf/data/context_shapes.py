@@ -24,13 +24,16 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from enc_tf.config import CONTEXT_SHAPES_MIN_SIZE
+from enc_tf.config import CONTEXT_SHAPES_MIN_SIZE, DataConfig
 from enc_tf.data.classes import ClassInfo, save_class_file
 from enc_tf.files import atomic_write, cache_home, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 VERSION = 2
-DEFAULT_TRAIN, DEFAULT_VAL, DEFAULT_SIZE = 400, 100, 384
+# The default dataset is the one a recipe gets without `data.context_shapes_*`.
+DEFAULT_TRAIN = DataConfig.context_shapes_train
+DEFAULT_VAL = DataConfig.context_shapes_val
+DEFAULT_SIZE = DataConfig.context_shapes_size
 CUE_BAND = 0.25  # depth of the band holding the objects, as a fraction of the image size
 OBJECT_SIZE = (0.07, 0.1)  # an object's half-extent, as a fraction of the image size
 CLASSES = ClassInfo(

@@ -175,7 +175,7 @@ def backbone_weights_path(spec: str, backbone: str, progress=None):
     """The local ImageNet weight file for `backbone` that `spec` names: `none` (None), a
     path, `imagenet` (the backbone's usual ImageNet preset), a `backbone` preset name, or
     an http(s) URL."""
-    if spec in ("none", "", None):
+    if spec is None:
         return None
     if os.path.exists(spec):
         return spec

@@ -288,10 +288,10 @@ def finetune(
     return tuned
 
 
-def finetune_run(loaded, epochs, steps_per_epoch=0, lr=QATConfig.base_lr, simulate=True):
+def finetune_run(loaded, epochs, steps_per_epoch=None, lr=QATConfig.base_lr, simulate=True):
     """`(QATConfig, fine-tuned model)` for a loaded training run (`LoadedModel` with its
     `run_config`): its training data, augmentation, optimizer and loss settings;
-    `steps_per_epoch` 0 takes the run's (or one pass over its training split)."""
+    `steps_per_epoch` None takes the run's (or one pass over its training split)."""
     run_config = loaded.run_config
     train_source, _ = sources_from_config(run_config.data)
     t = run_config.train
@@ -315,9 +315,9 @@ def finetune_run(loaded, epochs, steps_per_epoch=0, lr=QATConfig.base_lr, simula
 
 
 def run(args):
-    if args.epochs < 1 or args.lr <= 0 or args.steps_per_epoch < 0:
+    if args.epochs < 1 or args.lr <= 0 or (args.steps_per_epoch or 1) < 1:
         raise ConfigError(
-            f"--epochs must be >= 1, --lr > 0 and --steps-per-epoch >= 0; got {args.epochs}, "
+            f"--epochs must be >= 1, --lr > 0 and --steps-per-epoch >= 1; got {args.epochs}, "
             f"{args.lr} and {args.steps_per_epoch}."
         )
     if os.path.abspath(args.out) == os.path.abspath(args.run):
@@ -347,7 +347,9 @@ def main(argv=None):
         "--epochs", type=int, default=QATConfig.epochs, help="quantization-aware epochs"
     )
     parser.add_argument(
-        "--steps-per-epoch", type=int, default=0, help="0: the run's (or one pass over its data)"
+        "--steps-per-epoch",
+        type=int,
+        help="steps per epoch; when omitted, the run's (or one pass over its data)",
     )
     parser.add_argument(
         "--lr", type=float, default=QATConfig.base_lr, help="learning rate (constant; heads x10)"

@@ -72,8 +72,8 @@ def build_model(config, classes, sync_batch_norm):
             num_classes,
             se_loss=m.se_loss,
             lateral=m.lateral,
-            num_codes=m.num_codes or None,
-            head_channels=m.head_channels or None,
+            num_codes=m.num_codes,
+            head_channels=m.head_channels,
             **common,
         )
     else:
@@ -108,7 +108,7 @@ def training_pipeline(config):
 @contextlib.contextmanager
 def _dtype_policy(name):
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32" if name == "none" else name)
+    keras.config.set_dtype_policy(name)
     try:
         yield
     finally:

@@ -92,13 +92,6 @@ def test_stem_width_is_a_parameter_of_one_builder():
             build_backbone("resnet50v1c", stem_width=bad)
 
 
-def test_config_choices_name_every_backbone():
-    from enc_tf.backbones import BACKBONES
-    from enc_tf.config import CHOICES
-
-    assert set(CHOICES["model.backbone"]) == set(BACKBONES)
-
-
 @pytest.mark.slow
 def test_resnet101s_depth():
     backbone = build_backbone("resnet101s")

@@ -3,7 +3,6 @@ import os
 import numpy as np
 import pytest
 
-from enc_tf.config import DataConfig
 from enc_tf.data import context_shapes, folder_source
 from enc_tf.data.context_shapes import (
     BACKGROUNDS,
@@ -158,15 +157,6 @@ def test_a_new_version_is_a_new_cache(tmp_path):
     root = ensure_context_shapes(str(tmp_path), num_train=4, num_val=4, image_size=32)
     assert f"context_shapes-v{context_shapes.VERSION}-" in os.path.basename(root)
     assert context_shapes.VERSION >= 2  # the cue-band design; version 1 scattered the objects
-
-
-def test_config_defaults_are_the_dataset_defaults():
-    data = DataConfig()
-    assert (data.context_shapes_train, data.context_shapes_val, data.context_shapes_size) == (
-        context_shapes.DEFAULT_TRAIN,
-        context_shapes.DEFAULT_VAL,
-        context_shapes.DEFAULT_SIZE,
-    )
 
 
 def test_a_probe_scene_holds_the_objects_asked_for_and_the_default_stream_is_unchanged():

@@ -82,7 +82,7 @@ def test_every_recipe_in_configs_loads():
         if "finetune" in path:  # settings of the MMSegmentation checkpoint it starts from
             assert not m.align_corners and m.backbone == "resnet50v1c"
         if "context_shapes" in path:
-            assert m.backbone_weights == "none" and not m.init_from
+            assert m.backbone_weights is None and m.init_from is None
         else:
             preset = find(m.init_from or m.backbone_weights)
             assert preset is not None and preset.backbone == m.backbone, path
@@ -179,3 +179,25 @@ def test_a_shipped_recipe_loads_by_name_and_an_unknown_name_lists_them(tmp_path,
         load_config("ade20k_typo")
     with pytest.raises(ConfigError, match="sub/ade20k_encnet_resnet50s"):
         load_config("sub/ade20k_encnet_resnet50s")  # a path is never read as a name
+
+
+def test_optional_keys_are_null_when_unset_and_positive_when_set(tmp_path):
+    config = load_config()
+    unset = (config.model.num_codes, config.model.backbone_weights, config.model.init_from)
+    assert unset == (None, None, None) and config.train.time_budget_minutes is None
+    for word in ("null", "none", "None", "~", ""):  # YAML's null, or the word
+        assert load_config(None, [f"model.num_codes={word}"]).model.num_codes is None
+    yaml_file = _write(tmp_path, "model: {backbone_weights: none, head_channels: 64}\n")
+    config = load_config(yaml_file, ["train.time_limit_minutes=2.5", "train.steps_per_epoch=~"])
+    assert config.model.backbone_weights is None and config.model.head_channels == 64
+    assert config.train.time_limit_minutes == 2.5 and config.train.steps_per_epoch is None
+    save_config(config, str(tmp_path / "resolved.yaml"))
+    assert "backbone_weights: null" in (tmp_path / "resolved.yaml").read_text()
+    assert load_config(str(tmp_path / "resolved.yaml")) == config
+    for key in ("model.num_codes", "train.steps_per_epoch", "train.time_budget_minutes"):
+        with pytest.raises(ConfigError, match=f"{key} must be positive, or null .* got 0"):
+            load_config(None, [f"{key}=0"])
+    with pytest.raises(ConfigError, match=r"model.num_codes: expected int, got 'many'"):
+        load_config(None, ["model.num_codes=many"])
+    with pytest.raises(ConfigError, match=r"train.mixed_precision: 'none' is not one of"):
+        load_config(None, ["train.mixed_precision=none"])  # Keras's policy names, float32 first
