@@ -203,78 +203,87 @@ def validate(config):
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}.")
-    d, m, o, t = config.data, config.model, config.optimizer, config.train
+    data_config, model_config, optimizer_config, train_config = (
+        config.data,
+        config.model,
+        config.optimizer,
+        config.train,
+    )
     positive = {
-        "data.base_size": d.base_size,
-        "data.crop_size": d.crop_size,
-        "train.batch_size": t.batch_size,
-        "train.epochs": t.epochs,
-        "train.val_every_epochs": t.val_every_epochs,
-        "optimizer.base_lr": o.base_lr,
-        "train.image_log_every_epochs": t.image_log_every_epochs,
-        "data.context_shapes_train": d.context_shapes_train,
-        "data.context_shapes_val": d.context_shapes_val,
-        "data.context_shapes_size": d.context_shapes_size,
+        "data.base_size": data_config.base_size,
+        "data.crop_size": data_config.crop_size,
+        "train.batch_size": train_config.batch_size,
+        "train.epochs": train_config.epochs,
+        "train.val_every_epochs": train_config.val_every_epochs,
+        "optimizer.base_lr": optimizer_config.base_lr,
+        "train.image_log_every_epochs": train_config.image_log_every_epochs,
+        "data.context_shapes_train": data_config.context_shapes_train,
+        "data.context_shapes_val": data_config.context_shapes_val,
+        "data.context_shapes_size": data_config.context_shapes_size,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")
-    if d.context_shapes_size < CONTEXT_SHAPES_MIN_SIZE:
+    if data_config.context_shapes_size < CONTEXT_SHAPES_MIN_SIZE:
         raise ConfigError(
             f"data.context_shapes_size must be at least {CONTEXT_SHAPES_MIN_SIZE}, "
-            f"got {d.context_shapes_size}."
+            f"got {data_config.context_shapes_size}."
         )
     non_negative = {
-        "optimizer.momentum": o.momentum,
-        "optimizer.weight_decay": o.weight_decay,
-        "optimizer.power": o.power,
-        "optimizer.head_lr_multiplier": o.head_lr_multiplier,
-        "optimizer.warmup_epochs": o.warmup_epochs,
+        "optimizer.momentum": optimizer_config.momentum,
+        "optimizer.weight_decay": optimizer_config.weight_decay,
+        "optimizer.power": optimizer_config.power,
+        "optimizer.head_lr_multiplier": optimizer_config.head_lr_multiplier,
+        "optimizer.warmup_epochs": optimizer_config.warmup_epochs,
         "loss.aux_weight": config.loss.aux_weight,
         "loss.se_weight": config.loss.se_weight,
-        "data.rotate_degrees": d.rotate_degrees,
+        "data.rotate_degrees": data_config.rotate_degrees,
     }
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}.")
     optional_positive = {
-        "train.steps_per_epoch": t.steps_per_epoch,
-        "train.time_limit_minutes": t.time_limit_minutes,
-        "train.time_budget_minutes": t.time_budget_minutes,
-        "model.num_codes": m.num_codes,
-        "model.head_channels": m.head_channels,
+        "train.steps_per_epoch": train_config.steps_per_epoch,
+        "train.time_limit_minutes": train_config.time_limit_minutes,
+        "train.time_budget_minutes": train_config.time_budget_minutes,
+        "model.num_codes": model_config.num_codes,
+        "model.head_channels": model_config.head_channels,
     }
     for key, value in optional_positive.items():
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be positive, or null to leave it unset; got {value}.")
-    if o.momentum >= 1:
-        raise ConfigError(f"optimizer.momentum must be below 1, got {o.momentum}.")
-    if not t.run_dir.strip():
+    if optimizer_config.momentum >= 1:
+        raise ConfigError(f"optimizer.momentum must be below 1, got {optimizer_config.momentum}.")
+    if not train_config.run_dir.strip():
         raise ConfigError("train.run_dir must name a directory, got an empty string.")
-    if d.crop_size > d.base_size:
+    if data_config.crop_size > data_config.base_size:
         raise ConfigError(
-            f"data.crop_size ({d.crop_size}) is larger than data.base_size ({d.base_size})."
+            f"data.crop_size ({data_config.crop_size}) is larger than data.base_size "
+            f"({data_config.base_size})."
         )
-    if not 0 < d.scale_min <= d.scale_max:
+    if not 0 < data_config.scale_min <= data_config.scale_max:
         raise ConfigError(
             "data.scale_min/scale_max must satisfy 0 < min <= max, "
-            f"got {d.scale_min}, {d.scale_max}."
+            f"got {data_config.scale_min}, {data_config.scale_max}."
         )
-    if m.lateral and (m.arch != "encnet" or m.output_stride != 8):
+    if model_config.lateral and (model_config.arch != "encnet" or model_config.output_stride != 8):
         raise ConfigError("model.lateral needs model.arch=encnet and model.output_stride=8.")
-    if m.init_from and m.backbone_weights:
+    if model_config.init_from and model_config.backbone_weights:
         raise ConfigError(
-            f"model.init_from ({m.init_from}) already holds the backbone's weights; leave "
-            f"model.backbone_weights ({m.backbone_weights}) at none."
+            f"model.init_from ({model_config.init_from}) already holds the backbone's weights; "
+            "leave "
+            f"model.backbone_weights ({model_config.backbone_weights}) at none."
         )
-    if m.arch == "fcn" and m.se_loss:
+    if model_config.arch == "fcn" and model_config.se_loss:
         raise ConfigError("model.se_loss applies to EncNet only; set it false for model.arch=fcn.")
-    if not 0 <= m.dropout < 1:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}.")
-    if not 0 <= d.blur_probability <= 1:
-        raise ConfigError(f"data.blur_probability must be in [0, 1], got {d.blur_probability}.")
-    if d.dataset != "context_shapes" and not d.root:
-        raise ConfigError(f"data.root is required for data.dataset={d.dataset}.")
+    if not 0 <= model_config.dropout < 1:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {model_config.dropout}.")
+    if not 0 <= data_config.blur_probability <= 1:
+        raise ConfigError(
+            f"data.blur_probability must be in [0, 1], got {data_config.blur_probability}."
+        )
+    if data_config.dataset != "context_shapes" and not data_config.root:
+        raise ConfigError(f"data.root is required for data.dataset={data_config.dataset}.")
     return config
 
 
@@ -315,21 +324,59 @@ def resolve_recipe(path):
     )
 
 
+# A recipe may name the recipe it extends (`base: ade20k_encnet_resnet50s`): it then holds
+# only what differs, merged key by key over the base's sections.
+BASE_KEY = "base"
+
+
+def _read_yaml(path):
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"Config file not found: {path}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+    return data
+
+
+def _merged(base, override):
+    """`override`'s keys over `base`'s, section by section."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path, _chain=()):
+    """The sections of the recipe file `path` with its `base:` recipes merged under them.
+    `base` names a shipped recipe or a file (relative to the recipe's directory); a cycle
+    of bases is a ConfigError naming it."""
+    real = os.path.realpath(path)
+    if real in _chain:
+        cycle = " -> ".join(os.path.basename(p) for p in (*_chain, real))
+        raise ConfigError(f"{path}: its base recipes form a cycle: {cycle}")
+    data = _read_yaml(path)
+    if BASE_KEY not in data:
+        return data
+    base = data.pop(BASE_KEY)
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: {BASE_KEY} must name a recipe, got {base!r}.")
+    beside = os.path.join(os.path.dirname(path), base)
+    base_path = resolve_recipe(beside if os.path.isfile(beside) else base)
+    return _merged(read_recipe(base_path, (*_chain, real)), data)
+
+
 def load_config(path=None, overrides=()):
     """Reads a YAML recipe (a file, or a shipped recipe's name: `recipe_names()`; or the
-    defaults when `path` is None), applies overrides, validates."""
-    data = {}
-    if path:
-        path = resolve_recipe(path)
-        try:
-            with open(path) as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError as err:
-            raise ConfigError(f"Config file not found: {path}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+    defaults when `path` is None) with the recipes it extends (`base:`), applies
+    overrides, validates."""
+    data = read_recipe(resolve_recipe(path)) if path else {}
     for text in overrides:
         keys, value = parse_override(text)
         node = data

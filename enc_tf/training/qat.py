@@ -294,9 +294,11 @@ def finetune_run(loaded, epochs, steps_per_epoch=None, lr=QATConfig.base_lr, sim
     `steps_per_epoch` None takes the run's (or one pass over its training split)."""
     run_config = loaded.run_config
     train_source, _ = sources_from_config(run_config.data)
-    t = run_config.train
+    train_config = run_config.train
     steps = (
-        steps_per_epoch or t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
+        steps_per_epoch
+        or train_config.steps_per_epoch
+        or max(1, train_source.num_examples // train_config.batch_size)
     )
     outputs = loaded.keras_model.output_names
     data = build_dataset(
@@ -315,11 +317,17 @@ def finetune_run(loaded, epochs, steps_per_epoch=None, lr=QATConfig.base_lr, sim
 
 
 def run(args):
-    if args.epochs < 1 or args.lr <= 0 or (args.steps_per_epoch or 1) < 1:
-        raise ConfigError(
-            f"--epochs must be >= 1, --lr > 0 and --steps-per-epoch >= 1; got {args.epochs}, "
-            f"{args.lr} and {args.steps_per_epoch}."
+    bad = [
+        f"{flag} must be {rule}, got {value}"
+        for flag, value, ok, rule in (
+            ("--epochs", args.epochs, args.epochs >= 1, ">= 1"),
+            ("--lr", args.lr, args.lr > 0, "> 0"),
+            ("--steps-per-epoch", args.steps_per_epoch, (args.steps_per_epoch or 1) >= 1, ">= 1"),
         )
+        if not ok
+    ]
+    if bad:
+        raise ConfigError("; ".join(bad) + ".")
     if os.path.abspath(args.out) == os.path.abspath(args.run):
         raise ConfigError("--out must be a new run directory, not the trained run itself.")
     if os.path.exists(os.path.join(args.out, RUN_MODEL)):

@@ -53,33 +53,33 @@ def build_model(config, classes, sync_batch_norm):
     model), started from `model.init_from` (a trained model) or with its backbone from
     `model.backbone_weights` (ImageNet weights)."""
     num_classes = classes.num_classes
-    m = config.model
+    model_config = config.model
     common = dict(
-        backbone=m.backbone,
-        output_stride=m.output_stride,
-        aux=m.aux,
-        dropout=m.dropout,
-        align_corners=m.align_corners,
+        backbone=model_config.backbone,
+        output_stride=model_config.output_stride,
+        aux=model_config.aux,
+        dropout=model_config.dropout,
+        align_corners=model_config.align_corners,
         sync_batch_norm=sync_batch_norm,
         backbone_weights=None
-        if m.init_from
-        else backbone_weights_path(m.backbone_weights, m.backbone),
+        if model_config.init_from
+        else backbone_weights_path(model_config.backbone_weights, model_config.backbone),
         class_names=list(classes.names),
         palette=[list(c) for c in classes.palette],
     )
-    if m.arch == "encnet":
+    if model_config.arch == "encnet":
         model = build_encnet(
             num_classes,
-            se_loss=m.se_loss,
-            lateral=m.lateral,
-            num_codes=m.num_codes,
-            head_channels=m.head_channels,
+            se_loss=model_config.se_loss,
+            lateral=model_config.lateral,
+            num_codes=model_config.num_codes,
+            head_channels=model_config.head_channels,
             **common,
         )
     else:
         model = build_fcn(num_classes, **common)
-    if m.init_from:
-        start_from(model, m.init_from)
+    if model_config.init_from:
+        start_from(model, model_config.init_from)
     return model
 
 
@@ -98,11 +98,21 @@ def start_from(model, spec):
 
 def training_pipeline(config):
     """The `PipelineConfig` of a run's training batches (augmentation as configured)."""
-    d, t = config.data, config.train
+    data_config, train_config = config.data, config.train
     augment = AugmentConfig(
-        (d.scale_min, d.scale_max), True, d.rotate_degrees, d.blur_probability, d.photometric
+        (data_config.scale_min, data_config.scale_max),
+        True,
+        data_config.rotate_degrees,
+        data_config.blur_probability,
+        data_config.photometric,
     )
-    return PipelineConfig(t.batch_size, d.base_size, d.crop_size, augment, t.seed)
+    return PipelineConfig(
+        train_config.batch_size,
+        data_config.base_size,
+        data_config.crop_size,
+        augment,
+        train_config.seed,
+    )
 
 
 @contextlib.contextmanager
@@ -164,202 +174,282 @@ def train(config, restart=False):
     configuration, is refused; `restart=True` moves an existing run aside first.
     """
     started = time.monotonic()
-    t = config.train
-    if t.deterministic:
+    train_config = config.train
+    if train_config.deterministic:
         make_deterministic()
-    keras.utils.set_random_seed(t.seed)
-    strategy = make_strategy(t.strategy)
+    keras.utils.set_random_seed(train_config.seed)
+    strategy = make_strategy(train_config.strategy)
     chief, task_id = worker_role(strategy)
     if not chief:
-        os.makedirs(t.run_dir, exist_ok=True)
+        os.makedirs(train_config.run_dir, exist_ok=True)
         return _train(config, strategy, chief, task_id, started)
-    with claim_run_directory(t.run_dir, config, RUN_CONFIG, restart):
+    with claim_run_directory(train_config.run_dir, config, RUN_CONFIG, restart):
         return _train(config, strategy, chief, task_id, started)
 
 
 def _train(config, strategy, chief, task_id, started):
-    t = config.train
-    run_dir = t.run_dir
-    if chief:
-        save_config(config, os.path.join(run_dir, RUN_CONFIG))
-    replicas = strategy.num_replicas_in_sync
-    if t.batch_size % replicas:
-        raise ConfigError(
-            f"train.batch_size ({t.batch_size}) is not divisible by the {replicas} replicas."
+    task = TrainingTask(config, strategy, chief, task_id, started)
+    task.build_inputs()
+    with _dtype_policy(config.train.mixed_precision), strategy.scope():
+        task.build_model()
+        task.build_plan()
+    task.build_callbacks()
+    history = task.fit()
+    task.finish(history)
+    return task.model, history
+
+
+class TrainingTask:
+    """One training run in the order its parts are built (Model Garden's task seams):
+    `build_inputs` (sources and pipelines), `build_model` (model, optimizer, losses and
+    metrics compiled; the resume point), `build_plan` (the time budget's plan, when there is
+    one), `build_callbacks`, `fit` (the `model.fit` calls), `finish` (divergence, the final
+    `model.keras`). `train` runs them; each reads the config once and keeps what later parts
+    need on the task.
+    """
+
+    def __init__(self, config, strategy, chief, task_id, started):
+        self.config, self.strategy, self.chief, self.started = config, strategy, chief, started
+        train_config = config.train
+        self.run_dir = train_config.run_dir
+        self.backup = (
+            os.path.join(train_config.run_dir, BACKUP)
+            if chief
+            else os.path.join(train_config.run_dir, BACKUP, f"worker-{task_id}")
+        )
+        replicas = strategy.num_replicas_in_sync
+        if train_config.batch_size % replicas:
+            raise ConfigError(
+                f"train.batch_size ({train_config.batch_size}) is not divisible by the "
+                f"{replicas} replicas."
+            )
+        if chief:
+            save_config(config, os.path.join(train_config.run_dir, RUN_CONFIG))
+        self.recorder = RunRecorder(train_config.run_dir, self.backup, chief=chief)
+        # A budgeted run that was started before keeps the plan it was started with.
+        self.plan = read_plan(self.backup) if train_config.time_budget_minutes else None
+        self.held = False  # the plan is one kept from an earlier run of the recipe
+
+    def build_inputs(self):
+        """The data sources, the training pipeline and the validation input; the steps per
+        epoch of the recipe."""
+        train_config = self.config.train
+        self.train_source, self.val_source = sources_from_config(self.config.data)
+        self.classes = self.train_source.classes
+        self.pipeline = training_pipeline(self.config)
+        self.steps = train_config.steps_per_epoch or max(
+            1, self.train_source.num_examples // train_config.batch_size
+        )
+        self.val_data = self._input(self.val_source, "val")
+
+    def _input(self, source, mode, repeat=False, start_batch=0):
+        """`source`'s batches, distributed over the replicas (`start_batch`: resume a
+        training stream where it left off)."""
+        model_config = self.config.model
+
+        def dataset(batch, shard):
+            pipeline = dataclasses.replace(self.pipeline, batch_size=batch)
+            start = start_batch * batch
+            return build_dataset(
+                source, mode, pipeline, model_config.aux, model_config.se_loss, repeat, shard, start
+            )
+
+        return distribute_input(self.strategy, dataset, self.config.train.batch_size)
+
+    def build_model(self):
+        """The model, compiled on the recipe's schedule (or the plan's, when resuming a
+        budgeted run), with the resume point agreed. Inside the strategy's scope."""
+        replicas = self.strategy.num_replicas_in_sync
+        self.model = build_model(self.config, self.classes, sync_batch_norm=replicas > 1)
+        self._compile()
+        self.epochs_done = agree_on_resume_point(
+            self.strategy, restore_resume_point(self.model, self.backup)
         )
 
-    train_source, val_source = sources_from_config(config.data)
-    num_classes = train_source.classes.num_classes
-    ignore = train_source.ignore_index
-    pipeline = training_pipeline(config)
-    se_loss = config.model.se_loss  # validate() refuses se_loss for FCN
-    steps = t.steps_per_epoch or max(1, train_source.num_examples // t.batch_size)
-    o = config.optimizer
-    backup = (
-        os.path.join(run_dir, BACKUP)
-        if chief
-        else os.path.join(run_dir, BACKUP, f"worker-{task_id}")
-    )
-    # A budgeted run that was started before keeps the plan it was started with.
-    plan = read_plan(backup) if t.time_budget_minutes else None
-    recorder = RunRecorder(run_dir, backup, chief=chief)
+    def _compile(self):
+        self.schedule = _schedule(self.config, self.plan, self.steps)
+        ignore = self.train_source.ignore_index
+        compile_model(self.model, self.config, self.schedule, self.classes.num_classes, ignore)
 
-    def dataset(source, mode, repeat=False, start_batch=0):
-        return lambda batch, shard: build_dataset(
-            source,
-            mode,
-            dataclasses.replace(pipeline, batch_size=batch),
-            config.model.aux,
-            se_loss,
-            repeat,
-            shard,
-            start=start_batch * batch,
+    def build_plan(self):
+        """The time budget's plan: the run's own (resumed), one kept from an earlier run of
+        the recipe on this machine, or measured now; the model is compiled again on its
+        schedule. Sets the epochs, steps and validation epochs the fit runs."""
+        train_config = self.config.train
+        self.cache = (
+            plan_cache(self.config, self.strategy) if train_config.time_budget_minutes else None
         )
-
-    val_data = distribute_input(strategy, dataset(val_source, "val"), t.batch_size)
-    with _dtype_policy(t.mixed_precision), strategy.scope():
-        model = build_model(config, train_source.classes, sync_batch_norm=replicas > 1)
-        schedule = _schedule(config, plan, steps)
-        compile_model(model, config, schedule, num_classes, ignore)
-        epochs_done = agree_on_resume_point(strategy, restore_resume_point(model, backup))
-        # A plan kept from an earlier run of this recipe on this machine saves the probe.
-        cache = plan_cache(config, strategy) if t.time_budget_minutes else None
-        held = False
-        if t.time_budget_minutes and plan is None:
-            plan = cached_plan(cache) if cache else None
-            held = plan is not None
-            if not held:
-                probe_data = distribute_input(
-                    strategy, dataset(train_source, "train", repeat=True), t.batch_size
-                )
-                val_batches = math.ceil(val_source.num_examples / t.batch_size)
-                with _data_errors_as_one_line(train_source, val_source):
-                    plan = make_plan(
-                        config, model, strategy, probe_data, val_data, val_batches, steps, started
+        if train_config.time_budget_minutes and self.plan is None:
+            self.plan = cached_plan(self.cache) if self.cache else None
+            self.held = self.plan is not None
+            if not self.held:  # a plan kept from an earlier run saves the probe
+                probe_data = self._input(self.train_source, "train", repeat=True)
+                val_batches = math.ceil(self.val_source.num_examples / train_config.batch_size)
+                with _data_errors_as_one_line(self.train_source, self.val_source):
+                    self.plan = make_plan(
+                        self.config,
+                        self.model,
+                        self.strategy,
+                        probe_data,
+                        self.val_data,
+                        val_batches,
+                        self.steps,
+                        self.started,
                     )
-            write_plan(plan, backup)
-            schedule = _schedule(config, plan, steps)
-            compile_model(model, config, schedule, num_classes, ignore)
-    if plan is not None:
+            write_plan(self.plan, self.backup)
+            self._compile()
+        if self.plan is None:
+            self.epochs, self.validation_epochs = train_config.epochs, train_config.val_every_epochs
+            return
+        plan = self.plan
         summary = (
             plan.replanned_summary()
             if plan.replanned_after_epoch
             else plan.kept_summary()
-            if held
+            if self.held
             else plan.summary()
         )
-        logger.info("Plan for a budget of %g min: %s.", t.time_budget_minutes, summary)
+        logger.info("Plan for a budget of %g min: %s.", train_config.time_budget_minutes, summary)
         if plan.total_steps < plan.recipe_steps / 2:
             logger.warning(
                 "The budget of %g min fits only %d of the recipe's %d steps on this machine; "
                 "expect a weaker model than the recipe's (raise train.time_budget_minutes).",
-                t.time_budget_minutes,
+                train_config.time_budget_minutes,
                 plan.total_steps,
                 plan.recipe_steps,
             )
-        epochs, steps, validation_freq = plan.epochs, plan.steps_per_epoch, plan.validation_epochs
-        validation_freq = list(validation_freq)
-    else:
-        epochs, validation_freq = t.epochs, t.val_every_epochs
-    recorder.prepare(model, epochs_done)
+        self.epochs, self.steps = plan.epochs, plan.steps_per_epoch
+        self.validation_epochs = list(plan.validation_epochs)
 
-    # A resumed run continues the training stream where the committed epochs left it, so
-    # every epoch sees the batches it would have seen in one uninterrupted run.
-    train_data = distribute_input(
-        strategy,
-        dataset(train_source, "train", repeat=True, start_batch=epochs_done * steps),
-        t.batch_size,
-    )
-
-    # The recorder comes after the callbacks that add to the epoch's logs.
-    callbacks = [cb.LearningRateLogger()]
-    if t.time_limit_minutes:
-        callbacks.append(cb.TimeLimit(t.time_limit_minutes))
-    callbacks.append(recorder)
-    if chief:
+    def build_callbacks(self):
+        """Learning-rate logging, the time limit, the run's recorder (checkpoints, resume
+        state, divergence), and on the chief TensorBoard with prediction images."""
+        train_config = self.config.train
+        self.recorder.prepare(self.model, self.epochs_done)
+        # The recorder comes after the callbacks that add to the epoch's logs.
+        self.callbacks = [cb.LearningRateLogger()]
+        if train_config.time_limit_minutes:
+            self.callbacks.append(cb.TimeLimit(train_config.time_limit_minutes))
+        self.callbacks.append(self.recorder)
+        if not self.chief:
+            return
         samples = build_dataset(
-            val_source, "val", dataclasses.replace(pipeline, batch_size=4), False, False
+            self.val_source, "val", dataclasses.replace(self.pipeline, batch_size=4), False, False
         )
-        with _data_errors_as_one_line(val_source):
+        with _data_errors_as_one_line(self.val_source):
             sample_images, sample_targets = next(iter(samples.take(1)))
-        callbacks += [
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        board = os.path.join(self.run_dir, "tensorboard")
+        self.callbacks += [
+            keras.callbacks.TensorBoard(board),
             cb.PredictionImages(
-                os.path.join(run_dir, "tensorboard"),
+                board,
                 sample_images,
                 sample_targets["seg"],
-                train_source.classes.palette,
-                t.image_log_every_epochs,
+                self.classes.palette,
+                train_config.image_log_every_epochs,
             ),
         ]
-    logger.info(
-        "Training %s-%s on %s: %d classes, %d steps/epoch x %d epochs, lr %.5f (x%.0f heads)",
-        config.model.arch,
-        config.model.backbone,
-        config.data.dataset,
-        num_classes,
-        steps,
-        epochs,
-        _base_lr(config),
-        o.head_lr_multiplier,
-    )
-    # A plan of several epochs is revised after the first, from its measured time.
-    revise = (
-        plan is not None and plan.epochs > 1 and not plan.replanned_after_epoch and not epochs_done
-    )
 
-    def fit(data, first, last, validation, extra=()):
-        return model.fit(
+    def fit(self):
+        """Runs `model.fit` to the planned end and returns the joined history. A plan of
+        several epochs is revised after the first, from its measured time; Ctrl-C keeps the
+        best model of a run with a scored epoch."""
+        model_config, optimizer_config = self.config.model, self.config.optimizer
+        logger.info(
+            "Training %s-%s on %s: %d classes, %d steps/epoch x %d epochs, lr %.5f (x%.0f heads)",
+            model_config.arch,
+            model_config.backbone,
+            self.config.data.dataset,
+            self.classes.num_classes,
+            self.steps,
+            self.epochs,
+            _base_lr(self.config),
+            optimizer_config.head_lr_multiplier,
+        )
+        plan = self.plan
+        self.revised = (
+            plan is not None
+            and plan.epochs > 1
+            and not plan.replanned_after_epoch
+            and not self.epochs_done
+        )
+        # A resumed run continues the training stream where the committed epochs left it, so
+        # every epoch sees the batches it would have seen in one uninterrupted run.
+        train_data = self._training_stream(self.epochs_done)
+        histories = []
+        try:
+            with _data_errors_as_one_line(self.train_source, self.val_source):
+                if self.revised:
+                    histories.append(self._first_epoch_timed(train_data))
+                    if not self.model.stop_training:
+                        train_data = self._training_stream(1)
+                if not histories or not self.model.stop_training:
+                    histories.append(
+                        self._fit(train_data, self.epochs_done, self.epochs, self.validation_epochs)
+                    )
+        except KeyboardInterrupt:  # Ctrl-C: a run with a scored epoch keeps its best model
+            recorder = self.recorder
+            if self.chief and recorder.best is not None and not is_multi_worker(self.strategy):
+                finish_run(
+                    self.model, recorder, self.run_dir, recorder.epoch, self.epochs, "interrupted"
+                )
+            raise
+        return _joined(histories)
+
+    def _training_stream(self, epochs_done):
+        return self._input(
+            self.train_source, "train", repeat=True, start_batch=epochs_done * self.steps
+        )
+
+    def _first_epoch_timed(self, train_data):
+        """Epoch 1 of a budgeted run, timed; then the plan revised from its time, the schedule
+        retargeted to the revised end and the rest of the fit set to follow it."""
+        logger.info("Epoch 1/%d, timed to revise the plan:", self.epochs)
+        timer = EpochTimes()
+        validation = [1] if 1 in self.validation_epochs else []
+        history = self._fit(train_data, 0, 1, validation, [timer])
+        timer.finish()
+        if not self.model.stop_training:
+            plan = revise_plan(
+                self.config,
+                self.plan,
+                self.strategy,
+                timer,
+                self.backup,
+                self.started,
+                self.held,
+                self.cache,
+            )
+            self.schedule.retarget(plan.decay_start_step, plan.total_steps)
+            self.plan, self.epochs = plan, plan.epochs
+            self.validation_epochs, self.epochs_done = list(plan.validation_epochs), 1
+        return history
+
+    def _fit(self, data, first, last, validation, extra=()):
+        return self.model.fit(
             data,
             epochs=last,
             initial_epoch=first,
-            steps_per_epoch=steps,
-            validation_data=val_data if validation else None,
+            steps_per_epoch=self.steps,
+            validation_data=self.val_data if validation else None,
             validation_freq=validation or 1,
-            callbacks=callbacks + list(extra),
+            callbacks=self.callbacks + list(extra),
             shuffle=False,
             verbose=1 if os.isatty(1) else 2,
         )
 
-    histories = []
-    try:
-        with _data_errors_as_one_line(train_source, val_source):
-            if revise:
-                logger.info("Epoch 1/%d, timed to revise the plan:", epochs)
-                timer = EpochTimes()
-                histories.append(
-                    fit(train_data, 0, 1, [1] if 1 in validation_freq else [], [timer])
-                )
-                timer.finish()
-                if not model.stop_training:
-                    plan = revise_plan(config, plan, strategy, timer, backup, started, held, cache)
-                    schedule.retarget(plan.decay_start_step, plan.total_steps)
-                    epochs, validation_freq, epochs_done = (
-                        plan.epochs,
-                        list(plan.validation_epochs),
-                        1,
-                    )
-                    train_data = distribute_input(
-                        strategy,
-                        dataset(train_source, "train", repeat=True, start_batch=steps),
-                        t.batch_size,
-                    )
-            if not histories or not model.stop_training:
-                histories.append(fit(train_data, epochs_done, epochs, validation_freq))
-    except KeyboardInterrupt:  # Ctrl-C: a run with a scored epoch keeps its best model
-        if chief and recorder.best is not None and not is_multi_worker(strategy):
-            finish_run(model, recorder, run_dir, recorder.epoch, epochs, "interrupted")
-        raise
-    history = _joined(histories)
-    if recorder.diverged is not None:
-        raise TrainingDiverged(_divergence_message(recorder, config))
-    if chief:
-        epochs_run = (epochs_done if not revise else 0) + len(history.get("loss", []))
-        reason = "stopped at the time limit" if epochs_run < epochs else None
-        if is_multi_worker(strategy):
+    def finish(self, history):
+        """Divergence is an error; otherwise the chief writes `model.keras` (the best epoch's
+        weights after an early stop)."""
+        if self.recorder.diverged is not None:
+            raise TrainingDiverged(_divergence_message(self.recorder, self.config))
+        if not self.chief:
+            return
+        epochs_run = (self.epochs_done if not self.revised else 0) + len(history.get("loss", []))
+        reason = "stopped at the time limit" if epochs_run < self.epochs else None
+        if is_multi_worker(self.strategy):
             reason = None  # the workers' models must stay the same: the last epoch's
-        finish_run(model, recorder, run_dir, epochs_run, epochs, reason)
-    return model, history
+        finish_run(self.model, self.recorder, self.run_dir, epochs_run, self.epochs, reason)
 
 
 def _joined(histories):
@@ -380,17 +470,19 @@ def _schedule(config, plan, steps):
     """The learning-rate schedule: the recipe's, or the budget plan's: the recipe's first
     epoch, then the same decay ending on the last planned step (`RetargetedPolyDecay`, so that
     a revised plan moves the end); a plan of one epoch has its own schedule."""
-    o, t = config.optimizer, config.train
+    optimizer_config, train_config = config.optimizer, config.train
     base_lr = _base_lr(config)
-    recipe_warmup = int(o.warmup_epochs * steps)
+    recipe_warmup = int(optimizer_config.warmup_epochs * steps)
     if plan is None:
-        return PolyDecay(base_lr, steps * t.epochs, o.power, recipe_warmup)
+        return PolyDecay(
+            base_lr, steps * train_config.epochs, optimizer_config.power, recipe_warmup
+        )
     if plan.decay_start_step is None:
-        return PolyDecay(base_lr, plan.total_steps, o.power, plan.warmup_steps)
+        return PolyDecay(base_lr, plan.total_steps, optimizer_config.power, plan.warmup_steps)
     return RetargetedPolyDecay(
         base_lr,
         plan.recipe_steps,
-        o.power,
+        optimizer_config.power,
         plan.warmup_steps,
         plan.decay_start_step,
         plan.total_steps,
@@ -400,23 +492,29 @@ def _schedule(config, plan, steps):
 def compile_model(model, config, schedule, num_classes, ignore):
     """Compiles `model` for training with the recipe's optimizer (on `schedule`), losses and
     metrics. Call it inside the strategy's scope and the run's dtype policy."""
-    o, t = config.optimizer, config.train
+    optimizer_config, train_config = config.optimizer, config.train
     optimizer = EncNetSGD(
         schedule,
-        o.momentum,
-        l2=o.weight_decay if o.weight_decay_mode == "coupled" else 0.0,
-        decoupled_weight_decay=o.weight_decay if o.weight_decay_mode == "decoupled" else None,
-        lr_multipliers={p: o.head_lr_multiplier for p in HEAD_PREFIXES},
+        optimizer_config.momentum,
+        l2=optimizer_config.weight_decay
+        if optimizer_config.weight_decay_mode == "coupled"
+        else 0.0,
+        decoupled_weight_decay=optimizer_config.weight_decay
+        if optimizer_config.weight_decay_mode == "decoupled"
+        else None,
+        lr_multipliers={p: optimizer_config.head_lr_multiplier for p in HEAD_PREFIXES},
     )
-    if t.mixed_precision == "mixed_float16":
+    if train_config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    m, loss = config.model, config.loss
-    losses, weights = encnet_losses(m.aux, m.se_loss, loss.aux_weight, loss.se_weight, ignore)
+    model_config, loss = config.model, config.loss
+    losses, weights = encnet_losses(
+        model_config.aux, model_config.se_loss, loss.aux_weight, loss.se_weight, ignore
+    )
     model.compile(
         optimizer=optimizer,
         loss=losses,
         loss_weights=weights,
-        jit_compile=t.xla,
+        jit_compile=train_config.xla,
         metrics={"seg": [PixelAccuracy(num_classes, ignore), MeanIoU(num_classes, ignore)]},
     )
     fix_fit_for_multi_worker(model)
@@ -428,25 +526,31 @@ def make_plan(config, model, strategy, train_data, val_data, val_batches, steps,
     `started` is the run's start (`time.monotonic()`): the budget counts from there. Under
     several workers the measurements are averaged, so that every worker plans the same.
     """
-    t, o = config.train, config.optimizer
-    measured = measure(model, train_data, val_data, val_batches, t.run_dir)
-    values = [*measured, time.monotonic() - started]
-    if is_multi_worker(strategy):  # every replica contributes its worker's measurements
-        local = strategy.run(lambda: tf.constant(values, tf.float32))
-        values = strategy.reduce("MEAN", local, axis=None).numpy()
-    step, validation, overhead, trace, elapsed = (float(x) for x in values)
+    train_config, optimizer_config = config.train, config.optimizer
+    measured = measure(model, train_data, val_data, val_batches, train_config.run_dir)
+    values = _workers_mean(strategy, [*measured, time.monotonic() - started])
+    step, validation, overhead, trace, elapsed = values
     # The planned optimizer traces the step functions again (`trace`).
     return plan_schedule(
-        t.time_budget_minutes * 60.0 - elapsed - trace,
+        train_config.time_budget_minutes * 60.0 - elapsed - trace,
         step,
         validation,
         overhead,
-        t.epochs,
+        train_config.epochs,
         steps,
-        int(o.warmup_epochs * steps),
-        t.val_every_epochs,
+        int(optimizer_config.warmup_epochs * steps),
+        train_config.val_every_epochs,
         machine=describe_machine(),
     )
+
+
+def _workers_mean(strategy, values):
+    """`values` (floats) averaged over the workers, so that every worker plans the same;
+    as they are with one worker."""
+    if is_multi_worker(strategy):  # every replica contributes its worker's measurements
+        local = strategy.run(lambda: tf.constant(values, tf.float32))
+        values = strategy.reduce("MEAN", local, axis=None).numpy()
+    return [float(x) for x in values]
 
 
 def plan_cache(config, strategy):
@@ -464,14 +568,11 @@ def revise_plan(config, plan, strategy, timer, backup, started, held=False, cach
     earlier run when `held`) from `timer` (`EpochTimes` of that epoch) and the budget left since
     `started`, written to `backup` and kept at `cache`, and logged. Under several workers the
     measurements are averaged, so that every worker plans the same."""
-    t = config.train
+    train_config = config.train
     values = [timer.step_seconds, timer.overhead_seconds, time.monotonic() - started]
-    if is_multi_worker(strategy):
-        local = strategy.run(lambda: tf.constant(values, tf.float32))
-        values = strategy.reduce("MEAN", local, axis=None).numpy()
-    step, overhead, elapsed = (float(x) for x in values)
-    left = t.time_budget_minutes * 60.0 - elapsed
-    revised = replan(plan, left, step, overhead, t.val_every_epochs, hold=held)
+    step, overhead, elapsed = _workers_mean(strategy, values)
+    left = train_config.time_budget_minutes * 60.0 - elapsed
+    revised = replan(plan, left, step, overhead, train_config.val_every_epochs, hold=held)
     write_plan(revised, backup)
     if cache:
         keep_plan(revised, cache)

@@ -201,3 +201,53 @@ def test_optional_keys_are_null_when_unset_and_positive_when_set(tmp_path):
         load_config(None, ["model.num_codes=many"])
     with pytest.raises(ConfigError, match=r"train.mixed_precision: 'none' is not one of"):
         load_config(None, ["train.mixed_precision=none"])  # Keras's policy names, float32 first
+
+
+def test_a_recipe_extends_its_base_section_by_section(tmp_path):
+    base = _write(tmp_path, "data: {base_size: 300, crop_size: 200}\ntrain: {epochs: 7}\n")
+    (tmp_path / "child.yaml").write_text(
+        f"base: {os.path.basename(base)}\ndata: {{crop_size: 100}}\nmodel: {{aux: false}}\n"
+    )
+    config = load_config(str(tmp_path / "child.yaml"), ["train.seed=3"])
+    assert (config.data.base_size, config.data.crop_size) == (300, 100)  # merged, not replaced
+    assert config.train.epochs == 7 and config.train.seed == 3 and config.model.aux is False
+    # A shipped recipe by name; the resolved config is whole (no base key left).
+    (tmp_path / "fcn.yaml").write_text(
+        "base: ade20k_encnet_resnet50s\nmodel: {arch: fcn, se_loss: false}\n"
+    )
+    fcn = load_config(str(tmp_path / "fcn.yaml"))
+    assert fcn.model.arch == "fcn" and fcn.model.backbone_weights == "resnet50s.gluon_in1k"
+    save_config(fcn, str(tmp_path / "resolved.yaml"))
+    assert "base" not in yaml.safe_load((tmp_path / "resolved.yaml").read_text())
+
+
+def test_recipe_bases_refuse_cycles_unknown_keys_and_bad_names(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"cycle: a.yaml -> b.yaml -> a.yaml"):
+        load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("base: ade20k_encnet_resnet50s\nmodel: {codes: 3}\n")
+    with pytest.raises(ConfigError, match=r"Unknown config key 'model.codes'"):
+        load_config(str(tmp_path / "c.yaml"))
+    (tmp_path / "d.yaml").write_text("base: no_such_recipe\n")
+    with pytest.raises(ConfigError, match=r"Config file not found: no_such_recipe"):
+        load_config(str(tmp_path / "d.yaml"))
+    (tmp_path / "e.yaml").write_text("base: [a]\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: base must name a recipe, got \['a'\]"):
+        load_config(str(tmp_path / "e.yaml"))
+
+
+def test_the_shipped_recipes_that_extend_another_hold_only_what_differs():
+    import enc_tf.config as config_module
+
+    extending = 0
+    for name in config_module.recipe_names():
+        own = yaml.safe_load(open(config_module.resolve_recipe(name)))
+        if config_module.BASE_KEY not in own:
+            continue
+        extending += 1
+        base = config_module.read_recipe(config_module.resolve_recipe(own.pop("base")))
+        for section, values in own.items():
+            same = {k: v for k, v in values.items() if base.get(section, {}).get(k) == v}
+            assert not same, f"{name} repeats its base's {section} {same}"
+    assert extending >= 8
