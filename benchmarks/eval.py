@@ -28,19 +28,19 @@ def main():
     from benchmarks.common import machine, table
     from enc_tf import build_encnet
     from enc_tf.contracts.images import long_side_size
-    from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor, window_starts
+    from enc_tf.protocols import PAPER_SCALES, PaperConfig, PaperPredictor, window_starts
 
     model = build_encnet(NUM_CLASSES)
     image = np.random.default_rng(0).normal(size=(args.height, args.width, 3)).astype("float32")
-    multi = MultiScalePredictor(
+    multi = PaperPredictor(
         model,
         NUM_CLASSES,
-        MultiScaleConfig(520, 480, PAPER_SCALES, True, window_batch=args.window_batch),
+        PaperConfig(520, 480, PAPER_SCALES, True, window_batch=args.window_batch),
     )
-    single = MultiScalePredictor(
+    single = PaperPredictor(
         model,
         NUM_CLASSES,
-        MultiScaleConfig(520, 480, (1.0,), False, window_batch=args.window_batch),
+        PaperConfig(520, 480, (1.0,), False, window_batch=args.window_batch),
     )
     single.predict(image, max(image.shape[:2]))  # traces the window function
     multi.predict(image[:64, :64])

@@ -21,7 +21,7 @@ TIERS = [
     ["backbones"],
     ["models", "config"],
     ["data", "losses", "metrics", "optimizers", "visualize"],
-    ["artifacts", "prediction"],
+    ["artifacts", "protocols"],
     ["convert"],
     ["presets"],
     ["evaluation", "inference", "export"],

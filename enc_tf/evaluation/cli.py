@@ -23,21 +23,20 @@ from enc_tf.data.pipeline import NumpyIterator
 from enc_tf.data.sources import LABEL_MAPPINGS
 from enc_tf.distribute import make_strategy, tf_config_workers, worker_role
 from enc_tf.errors import ConfigError
-from enc_tf.evaluation.multi_scale import evaluate_multi_scale
-from enc_tf.evaluation.report import write_report
-from enc_tf.evaluation.single_scale import format_scores
-from enc_tf.prediction import (
+from enc_tf.evaluation.protocol import evaluate_protocol
+from enc_tf.evaluation.report import format_scores, write_report
+from enc_tf.presets import MODEL_HELP, model_path
+from enc_tf.protocols import (
     MMSEG_PRESETS,
     MMSEG_RATIOS,
     PAPER_SCALES,
     MMSegConfig,
     MMSegPredictor,
-    MultiScaleConfig,
-    MultiScalePredictor,
+    PaperConfig,
+    PaperPredictor,
     check_settings,
     model_align_corners,
 )
-from enc_tf.presets import MODEL_HELP, model_path
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +100,14 @@ def _first(*values):
 
 
 def paper_config(args):
-    """The paper's protocol from the options: `(MultiScaleConfig, protocol description)`."""
+    """The paper's protocol from the options: `(PaperConfig, protocol description)`."""
     other = _given(args, MMSEG_OPTIONS)
     if other:
         raise ConfigError(f"{_option(other)} applies to --protocol mmseg only.")
     base_size, crop_size = _first(args.base_size, 520), _first(args.crop_size, 480)
     scales = tuple(args.scales or PAPER_SCALES) if args.multi_scale else (1.0,)
     flip = args.multi_scale and args.flip
-    config = MultiScaleConfig(base_size, crop_size, scales, flip, window_batch=args.window_batch)
+    config = PaperConfig(base_size, crop_size, scales, flip, window_batch=args.window_batch)
     protocol = {
         "protocol": "paper",
         "mode": "multi-scale" if args.multi_scale else "single-scale (native resolution)",
@@ -210,7 +209,7 @@ def run(args):
     source = _source(args, loaded)
     classes = check_classes(loaded, source.classes, f"the {args.dataset or 'run'} dataset")
     if args.protocol == "paper":
-        predictor = MultiScalePredictor(loaded.logits_fn, loaded.num_classes, config)
+        predictor = PaperPredictor(loaded.logits_fn, loaded.num_classes, config)
     else:
         predictor, protocol = mmseg_predictor(args, loaded, settings)
     data = build_dataset(
@@ -226,7 +225,7 @@ def run(args):
         total = min(total, args.limit)
     # A bad sample ends the run as one DataError, with tf.data's threads stopped before exit.
     with NumpyIterator(examples, source) as arrays:
-        scores, matrix = evaluate_multi_scale(
+        scores, matrix = evaluate_protocol(
             predictor,
             arrays,
             source.ignore_index,

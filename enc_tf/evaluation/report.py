@@ -84,3 +84,17 @@ def write_report(out_dir, scores, matrix, extra=None):
 
 
 __all__ = ["confusion_picture", "write_report"]
+
+
+def format_scores(scores):
+    """A terminal table: per-class IoU with names, then the summary numbers."""
+    names = scores.get("class_names") or [str(i) for i in range(len(scores["per_class_iou"]))]
+    lines = [f"{'class':<20s} {'IoU':>7s}"]
+    for name, iou in zip(names, scores["per_class_iou"]):
+        lines.append(f"{name:<20s} {'   n/a' if np.isnan(iou) else f'{100 * iou:6.2f}'}")
+    lines.append(
+        f"pixAcc {100 * scores['pixel_accuracy']:.2f}  "
+        f"mIoU {100 * scores['mean_iou']:.2f} (original: mean over all classes)  "
+        f"mIoU {100 * scores['mean_iou_present']:.2f} (classes present)"
+    )
+    return "\n".join(lines)

@@ -32,9 +32,9 @@ from enc_tf.console import ProgressBar, add_precision_option, command_parser, er
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
-from enc_tf.inference.predictor import DEFAULT_MAX_PIXELS, Segmenter
-from enc_tf.prediction import PAPER_SCALES
+from enc_tf.inference.segmenter import DEFAULT_MAX_PIXELS, Segmenter
 from enc_tf.presets import MODEL_HELP, find
+from enc_tf.protocols import PAPER_SCALES
 from enc_tf.visualize import index_png, overlay
 
 logger = logging.getLogger(__name__)

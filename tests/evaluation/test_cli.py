@@ -11,7 +11,7 @@ from enc_tf.data.io import read_pair
 from enc_tf.evaluation.cli import main as eval_main
 from enc_tf.layers.resize import BilinearResize
 from enc_tf.metrics import label_confusion, segmentation_scores
-from enc_tf.prediction import MMSegConfig, MMSegPredictor, MultiScaleConfig, MultiScalePredictor
+from enc_tf.protocols import MMSegConfig, MMSegPredictor, PaperConfig, PaperPredictor
 from tests.support import layouts
 from tests.support.commands import command
 from tests.support.tiny_models import tiny_segmenter
@@ -39,7 +39,7 @@ def test_eval_cli_single_and_multi_scale(tmp_path):
 
     out = tmp_path / "single"
     assert eval_main(common + ["--out", str(out)]) == 0
-    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(14, 8, (1.0,), False))
+    predictor = PaperPredictor(model, 3, PaperConfig(14, 8, (1.0,), False))
     expected = sum(
         label_confusion(label, predictor.predict(normalize(image).numpy(), max(image.shape[:2])), 3)
         for image, label in pairs
@@ -62,7 +62,7 @@ def test_eval_cli_single_and_multi_scale(tmp_path):
         )
         == 0
     )
-    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(12, 8, (0.75, 1.5), True))
+    predictor = PaperPredictor(model, 3, PaperConfig(12, 8, (0.75, 1.5), True))
     expected = sum(
         label_confusion(label, predictor.predict(normalize(image).numpy()), 3)
         for image, label in pairs
@@ -305,8 +305,8 @@ def test_eval_cli_in_bfloat16(tmp_path, capsys):
     assert record["protocol"]["precision"] == "bfloat16"
     source = folder_source(str(root))
     pairs = [read_pair(i, m, source.lookup, 255) for i, m in source.samples]
-    predictor = MultiScalePredictor(
-        with_precision(model, "bfloat16"), 3, MultiScaleConfig(14, 8, (1.0,), False)
+    predictor = PaperPredictor(
+        with_precision(model, "bfloat16"), 3, PaperConfig(14, 8, (1.0,), False)
     )
     expected = sum(
         label_confusion(label, predictor.predict(normalize(image).numpy(), max(image.shape[:2])), 3)

@@ -3,10 +3,10 @@
 import re
 
 from enc_tf.backbones import BACKBONES
-from enc_tf.prediction import MMSEG_PRESETS
 from enc_tf.presets import IMAGENET, PRESETS, find, list_presets, table
 from enc_tf.presets.download import digest_from_url
 from enc_tf.presets.registry import suggestions
+from enc_tf.protocols import MMSEG_PRESETS
 
 
 def test_every_name_and_alias_finds_one_preset():

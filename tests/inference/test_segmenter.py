@@ -8,7 +8,7 @@ from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.inference import Segmenter, load_model, to_rgb_array
 from enc_tf.inference.cli import main as predict_main
-from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor
+from enc_tf.protocols import PaperConfig, PaperPredictor
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -49,15 +49,13 @@ def test_segmenter_single_and_multi_scale(model_path):
     assert result.labels.shape == (40, 70) and result.labels.dtype == np.int32
     np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, atol=1e-5)
     assert result.presence.shape == (3,) and np.all((result.presence > 0) & (result.presence < 1))
-    windows = MultiScalePredictor(loaded.logits_fn, 3, MultiScaleConfig(70, 32, (1.0,), False))
+    windows = PaperPredictor(loaded.logits_fn, 3, PaperConfig(70, 32, (1.0,), False))
     np.testing.assert_array_equal(result.labels, windows.predict(normalize(image).numpy()))
     # Multi-scale + flip: the mean over its 4 passes.
     multi = Segmenter(loaded, multi_scale=True, base_size=48, crop_size=32, scales=(0.75, 1.0))
     out = multi(Image.fromarray(image), probabilities=True)
     np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, atol=1e-5)
-    reference = MultiScalePredictor(
-        loaded.logits_fn, 3, MultiScaleConfig(48, 32, (0.75, 1.0), True)
-    )
+    reference = PaperPredictor(loaded.logits_fn, 3, PaperConfig(48, 32, (0.75, 1.0), True))
     np.testing.assert_allclose(
         out.probabilities, reference.probabilities(normalize(image).numpy()) / 4, atol=1e-6
     )

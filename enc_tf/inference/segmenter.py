@@ -15,8 +15,8 @@ from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import check_pixels, image_to_rgb, read_image, rgb_uint8
 from enc_tf.errors import ModelFileError
 from enc_tf.layers.resize import resize_bilinear
-from enc_tf.prediction import PAPER_SCALES, MultiScaleConfig, MultiScalePredictor
 from enc_tf.presets import find, model_path
+from enc_tf.protocols import PAPER_SCALES, PaperConfig, PaperPredictor
 
 
 @dataclasses.dataclass
@@ -67,7 +67,7 @@ class Segmenter:
         multi_scale: the paper's multi-scale + flip protocol at `base_size`;
             otherwise one pass at the image's own resolution, through the
             sliding window when it is larger than `crop_size`.
-        base_size, crop_size, scales, flip, window_batch: see `MultiScaleConfig`.
+        base_size, crop_size, scales, flip, window_batch: see `PaperConfig`.
         precision: `float32`, `bfloat16` or `auto` (see `enc_tf.models.precision`).
         max_pixels: refuse larger images (None: no limit). Memory is bounded by bands of
             rows, not by the image's per-class probabilities; see docs/troubleshooting.md.
@@ -102,14 +102,14 @@ class Segmenter:
         self.classes = check_classes(self.model, classes, "the class list")
         self.multi_scale = bool(multi_scale)
         self.max_pixels = max_pixels
-        config = MultiScaleConfig(
+        config = PaperConfig(
             base_size,
             crop_size,
             tuple(scales) if multi_scale else (1.0,),
             bool(flip) and multi_scale,
             window_batch=window_batch,
         )
-        self.windows = MultiScalePredictor(self.model.logits_fn, self.model.num_classes, config)
+        self.windows = PaperPredictor(self.model.logits_fn, self.model.num_classes, config)
         self.crop_size = int(crop_size)
         crop = self.crop_size
         logits_fn = self.model.logits_fn

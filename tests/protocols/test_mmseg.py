@@ -10,7 +10,7 @@ import tensorflow as tf
 from enc_tf.contracts.images import kept_ratio_size, normalize
 from enc_tf.errors import ConfigError
 from enc_tf.layers.resize import BilinearResize
-from enc_tf.prediction import (
+from enc_tf.protocols import (
     MMSegConfig,
     MMSegPredictor,
     check_settings,

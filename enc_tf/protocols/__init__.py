@@ -1,6 +1,6 @@
-"""Whole-image prediction: the test-time protocols that turn a network into label maps.
+"""The test-time protocols that turn a network into label maps of whole images.
 
-- `MultiScalePredictor` (`paper.py`): the paper's multi-scale + flip + sliding-window
+- `PaperPredictor` (`paper.py`): the paper's multi-scale + flip + sliding-window
   protocol (EncNet paper, Section 4.1), used by `enc-eval`, `Segmenter` and `enc-predict`.
 - `MMSegPredictor` (`mmseg.py`): MMSegmentation's test-time protocol, to reproduce its
   published mIoU with converted checkpoints (`enc-eval --protocol mmseg`).
@@ -9,7 +9,7 @@ Both take one normalised `(H, W, 3)` image: `probabilities(image)` -> `(H, W, C)
 `predict(image)` -> `(H, W)` labels.
 """
 
-from enc_tf.prediction.mmseg import (
+from enc_tf.protocols.mmseg import (
     MMSEG_PRESETS,
     MMSEG_RATIOS,
     MMSegConfig,
@@ -18,11 +18,11 @@ from enc_tf.prediction.mmseg import (
     model_align_corners,
     slide_windows,
 )
-from enc_tf.prediction.paper import (
+from enc_tf.protocols.paper import (
     CITYSCAPES_SCALES,
     PAPER_SCALES,
-    MultiScaleConfig,
-    MultiScalePredictor,
+    PaperConfig,
+    PaperPredictor,
     window_starts,
 )
 
@@ -33,8 +33,8 @@ __all__ = [
     "PAPER_SCALES",
     "MMSegConfig",
     "MMSegPredictor",
-    "MultiScaleConfig",
-    "MultiScalePredictor",
+    "PaperConfig",
+    "PaperPredictor",
     "check_settings",
     "model_align_corners",
     "slide_windows",

@@ -5,9 +5,9 @@ import pytest
 
 from enc_tf.contracts.images import long_side_size as scaled_size
 from enc_tf.contracts.images import normalize
-from enc_tf.evaluation import evaluate_multi_scale
+from enc_tf.evaluation import evaluate_protocol
 from enc_tf.metrics import label_confusion
-from enc_tf.prediction import MultiScaleConfig, MultiScalePredictor, window_starts
+from enc_tf.protocols import PaperConfig, PaperPredictor, window_starts
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -86,10 +86,10 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
     rng = np.random.default_rng(0)
     image = normalize(rng.integers(0, 256, (20, 30, 3))).numpy()
     # 0.5: padded single pass; 1.0: two windows, the last one padded; 1.25: 2 x 3 windows.
-    config = MultiScaleConfig(
+    config = PaperConfig(
         base_size=24, crop_size=16, scales=(0.5, 1.0, 1.25), flip=flip, window_batch=4
     )
-    predictor = MultiScalePredictor(model, 3, config)
+    predictor = PaperPredictor(model, 3, config)
     ours = predictor.probabilities(image)
     expected = reference(model, image, 24, 16, (0.5, 1.0, 1.25), flip, predictor._pad_value)
     assert ours.shape == (20, 30, 3)
@@ -97,20 +97,18 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
     assert predictor.num_passes == (6 if flip else 3)
     np.testing.assert_array_equal(predictor.predict(image), np.argmax(expected, -1))
     # The window batch size changes nothing.
-    other = MultiScalePredictor(
-        model, 3, MultiScaleConfig(24, 16, (0.5, 1.0, 1.25), flip, window_batch=1)
-    )
+    other = PaperPredictor(model, 3, PaperConfig(24, 16, (0.5, 1.0, 1.25), flip, window_batch=1))
     np.testing.assert_allclose(other.probabilities(image), ours, atol=1e-6)
 
 
 def test_bands_of_any_height_give_the_same_result(monkeypatch):
     """Output rows are made in bands (bounded memory); one row or many, the same numbers."""
-    from enc_tf.prediction import paper
+    from enc_tf.protocols import paper
 
     model = tiny_segmenter(3)
     image = normalize(np.random.default_rng(3).integers(0, 256, (37, 23, 3))).numpy()
-    config = MultiScaleConfig(base_size=30, crop_size=16, scales=(0.75, 1.0, 1.5), flip=True)
-    predictor = MultiScalePredictor(model, 3, config)
+    config = PaperConfig(base_size=30, crop_size=16, scales=(0.75, 1.0, 1.5), flip=True)
+    predictor = PaperPredictor(model, 3, config)
     whole = predictor.probabilities(image)
     expected = reference(model, image, 30, 16, (0.75, 1.0, 1.5), True, predictor._pad_value)
     np.testing.assert_allclose(whole, expected, atol=2e-5)
@@ -131,16 +129,16 @@ def test_label_confusion_by_hand():
     np.testing.assert_array_equal(label_confusion(labels, predictions, 4), expected)
 
 
-def test_evaluate_multi_scale_sums_the_dataset():
+def test_evaluate_protocol_sums_the_dataset():
     model = tiny_segmenter(3, seed=1)
-    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(24, 16, (0.75, 1.0), True))
+    predictor = PaperPredictor(model, 3, PaperConfig(24, 16, (0.75, 1.0), True))
     rng = np.random.default_rng(2)
     examples = [
         (normalize(rng.integers(0, 256, (h, w, 3))).numpy(), rng.integers(0, 3, (h, w)))
         for h, w in [(20, 30), (25, 14)]
     ]
     examples[0][1][:3] = 255
-    scores, matrix = evaluate_multi_scale(
+    scores, matrix = evaluate_protocol(
         predictor, examples, class_names=["a", "b", "c"], progress=False
     )
     expected = sum(label_confusion(label, predictor.predict(image), 3) for image, label in examples)
@@ -151,10 +149,10 @@ def test_evaluate_multi_scale_sums_the_dataset():
 
 def test_bad_config_and_input():
     with pytest.raises(ValueError, match="scales"):
-        MultiScaleConfig(scales=())
+        PaperConfig(scales=())
     with pytest.raises(ValueError, match="stride_rate"):
-        MultiScaleConfig(stride_rate=0)
-    predictor = MultiScalePredictor(tiny_segmenter(3), 3, MultiScaleConfig(24, 16, (1.0,), False))
+        PaperConfig(stride_rate=0)
+    predictor = PaperPredictor(tiny_segmenter(3), 3, PaperConfig(24, 16, (1.0,), False))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predictor.probabilities(np.zeros((4, 4)))
 
@@ -165,7 +163,7 @@ def test_an_extreme_aspect_ratio_keeps_one_row():
     model = tiny_segmenter(3)
     image = normalize(np.random.default_rng(3).integers(0, 256, (2, 300, 3))).numpy()
     # Scale 0.5: long side 24, short side 2 * 24 / 300 = 0.16 -> one row; 1.25: windows over 2 x 60.
-    predictor = MultiScalePredictor(model, 3, MultiScaleConfig(48, 32, (0.5, 1.25), True))
+    predictor = PaperPredictor(model, 3, PaperConfig(48, 32, (0.5, 1.25), True))
     probabilities = predictor.probabilities(image)
     assert probabilities.shape == (2, 300, 3) and np.all(np.isfinite(probabilities))
     np.testing.assert_allclose(probabilities.sum(-1), predictor.num_passes, atol=1e-4)
@@ -175,6 +173,6 @@ def test_config_errors_name_the_setting():
     from enc_tf.errors import ConfigError
 
     with pytest.raises(ConfigError, match="crop_size must be a positive integer, got 0"):
-        MultiScaleConfig(crop_size=0)
+        PaperConfig(crop_size=0)
     with pytest.raises(ConfigError, match=r"scales must be positive numbers, got \[1.0, nan\]"):
-        MultiScaleConfig(scales=(1.0, float("nan")))
+        PaperConfig(scales=(1.0, float("nan")))

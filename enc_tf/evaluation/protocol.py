@@ -1,4 +1,4 @@
-"""Scores over a dataset with the whole-image predictor (`enc_tf.prediction`): `enc-eval`."""
+"""Scores over a dataset with the whole-image predictor (`enc_tf.protocols`): `enc-eval`."""
 
 import numpy as np
 import tensorflow as tf
@@ -8,7 +8,7 @@ from enc_tf.contracts.labels import IGNORE_INDEX
 from enc_tf.metrics import label_confusion, segmentation_scores
 
 
-def evaluate_multi_scale(
+def evaluate_protocol(
     predictor,
     examples,
     ignore_index=IGNORE_INDEX,
@@ -21,7 +21,7 @@ def evaluate_multi_scale(
     """Scores over a dataset with a whole-image predictor (any protocol).
 
     Args:
-        predictor: a `MultiScalePredictor` or `MMSegPredictor`: `num_classes`
+        predictor: a `PaperPredictor` or `MMSegPredictor`: `num_classes`
             and `predict(image) -> (H, W)` labels.
         examples: `(image, label)` pairs, one image at a time: a normalised
             `(H, W, 3)` image and its `(H, W)` labels at the original size, e.g.
@@ -32,7 +32,7 @@ def evaluate_multi_scale(
         progress: True for a progress bar (`enc_tf.console.ProgressBar`), or a callable
             `progress(done, total)`, or False.
         native_resolution: use each image's own long side as the base size
-            (`MultiScalePredictor` single-scale evaluation without resizing).
+            (`PaperPredictor` single-scale evaluation without resizing).
         total: the number of examples, for the progress bar.
 
     Returns:

@@ -29,7 +29,7 @@ CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiScaleConfig:
+class PaperConfig:
     """How an image is cut into network inputs.
 
     Attributes:
@@ -69,15 +69,16 @@ def window_starts(length, crop, stride):
     return [i * stride for i in range(count)]
 
 
-class MultiScalePredictor:
-    """Class probabilities of whole images by the paper's multi-scale protocol.
+class PaperPredictor:
+    """Class probabilities of whole images by the paper's protocol (EncNet, Section 4.1):
+    sliding windows at one scale or several, with or without flips (`PaperConfig`).
 
     Args:
         logits_fn: `(B, crop, crop, 3)` normalised float32 images ->
             `(B, crop, crop, C)` logits (or a dict with them under `seg`): a
             Keras model or `LoadedModel.logits_fn`.
         num_classes: `C`.
-        config: `MultiScaleConfig`.
+        config: `PaperConfig`.
 
     Call `probabilities(image)` with one normalised `(H, W, 3)` image (or a uint8 RGB
     one, normalised window by window, which saves a float copy of a large image): it
@@ -86,9 +87,7 @@ class MultiScalePredictor:
     `num_passes` for a mean).
     """
 
-    def __init__(
-        self, logits_fn: Callable, num_classes: int, config: MultiScaleConfig = MultiScaleConfig()
-    ):
+    def __init__(self, logits_fn: Callable, num_classes: int, config: PaperConfig = PaperConfig()):
         self.config = config
         self.num_classes = int(num_classes)
         crop = int(config.crop_size)
