@@ -4,15 +4,16 @@ import os
 
 import tensorflow as tf
 
-from enc_tf.contracts.images import normalize
 from enc_tf.data import PipelineConfig, build_dataset, sources_from_config
+from enc_tf.data.augment import val_transform
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError
 
 
 def calibration_images(loaded, size, count, directory=None):
     """A callable yielding up to `count` normalised `(size, size, 3)` training images: those
-    in `directory` (resized to the square), else the run's training data of `loaded`."""
+    in `directory`, else the run's training data of `loaded`; both through the validation
+    transform (short side to `size`, centre crop), the one resize rule of the data."""
     if directory:
         if not os.path.isdir(directory):
             raise DataError(f"--calibration-dir {directory} is not a directory.")
@@ -20,10 +21,9 @@ def calibration_images(loaded, size, count, directory=None):
 
         def from_files():
             for path in files[:count]:
-                # a photo shrunk to the input size, antialiased as an image viewer would (not
-                # the model's own feature resize, layers.resize, which has no antialias)
-                image = tf.image.resize(read_image(path)[None], (size, size), antialias=True)
-                yield normalize(image[0]).numpy()
+                image = read_image(path)
+                no_label = tf.zeros(tf.shape(image)[:2], tf.int32)
+                yield val_transform(image, no_label, size)[0].numpy()
 
         return from_files
     if loaded.run_config is None:

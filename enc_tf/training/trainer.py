@@ -148,7 +148,8 @@ def make_deterministic():
     outputs; on a CPU, one intra-op thread is also needed: a multi-threaded matrix
     product (the gradient of a 1x1 convolution, say) adds its partial sums in the
     order its threads finish, which changes the last bit under load and grows
-    from there. Must run before TensorFlow executes its first op.
+    from there; and Grappler must not merge additions into AddN (below). Must run
+    before TensorFlow executes its first op.
     """
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -159,6 +160,12 @@ def make_deterministic():
             f"process (start a new one): {err}"
         ) from err
     tf.config.experimental.enable_op_determinism()
+    # Grappler's arithmetic optimizer rewrites chains of adds (the optimizer's
+    # `momentum * buf + (grad + l2 * w)`) into one AddN, whose CPU kernel adds its inputs in
+    # an order that depends on which input buffer it may reuse (reference counts at run
+    # time): the same step then rounds differently from one process to the next (measured:
+    # the demo's runs parted at step 92, in momentum slots, by 1-2 float32 ulps).
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
 
 
 def train(config, restart=False):

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,3 +27,19 @@ def test_two_deterministic_runs_give_identical_weights(tmp_path):
     assert a.keys() == b.keys() and len(a) > 300  # weights, BN statistics and optimizer slots
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_deterministic_mode_sets_one_thread_and_keeps_grappler_from_merging_sums():
+    # Grappler's AddN sums in a run-time order (make_deterministic); two runs of the demo
+    # parted after 91 steps while it was on. A fresh process: the settings precede any op.
+    code = (
+        "import tensorflow as tf; from enc_tf.training.trainer import make_deterministic; "
+        "make_deterministic(); "
+        "print(tf.config.optimizer.get_experimental_options().get('arithmetic_optimization'), "
+        "tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["False", "1"], done.stderr[-2000:]
