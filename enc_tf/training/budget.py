@@ -223,8 +223,9 @@ def replan(
     `replanned_after_epoch=done`. Only a plan of several epochs is revised.
 
     `hold=True` (a plan kept from an earlier run) keeps the plan's epochs while they still fit
-    `seconds_left` (without the safety share) and the budget would not fit two epochs more:
-    noise of a few percent between runs does not change their plan."""
+    `seconds_left` (without the safety share): runs on one machine then train the same steps
+    on the same schedule (with `train.deterministic`, the same model), although a run that
+    starts from a kept plan saves the probe's time and could fit a little more."""
     if plan.epochs < 2 or not 1 <= done < plan.epochs:
         raise ValueError(
             f"replan: a plan of {plan.epochs} epoch(s) cannot be revised after {done}."
@@ -241,7 +242,7 @@ def replan(
     epochs = max(done + 1, min(plan.recipe_epochs, epochs))
     if hold:
         rest = (plan.epochs - done) * per_epoch + len(later) * plan.validation_seconds
-        if rest <= seconds_left and epochs <= plan.epochs + 1:
+        if rest <= seconds_left:
             epochs = plan.epochs
     points = _validation_points(plan.recipe_epochs, val_every_epochs, epochs)
     validations = tuple(
