@@ -7,15 +7,20 @@ Models take RGB images normalised with ImageNet statistics on [0, 1]:
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def normalize(image):
-    """RGB in [0, 255] (any dtype, any leading shape) -> float32 `(x / 255 - mean) / std`."""
-    image = tf.cast(image, tf.float32) / 255.0
-    return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+    """RGB in [0, 255] (any dtype, any leading shape) -> float32 `(x / 255 - mean) / std`.
+
+    In `keras.ops`, so that the same rule serves tensors, tf.data and a Keras functional
+    graph (the TFLite deployment file normalises inside the model)."""
+    image = ops.cast(image, "float32") / 255.0
+    mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
+    return ops.divide(ops.subtract(image, mean), std)
 
 
 def normalised_image(image):

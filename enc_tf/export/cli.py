@@ -9,7 +9,10 @@ MODEL is a `.keras` file, a training run directory, a preset name or a URL.
 - `--format tflite --out model.tflite [--mode float32|float16|dynamic_int8|int8] [--size 480]`:
   a TFLite file with a fixed input size. `int8` calibrates on training images: the run's
   training data (val-style resize and centre crop to the input size), or the images in
-  `--calibration-dir`.
+  `--calibration-dir`. `--deploy [mediapipe|uint8]` writes the file an app runs as it is
+  (pixels in, class probabilities or a category mask out, metadata with the class names;
+  `enc_tf.export.deploy`); without it, the research signature (normalised images in,
+  logits out).
 - `--format onnx --out model.onnx [--size S] [--opset 17]`: normalised float32 NHWC images of
   any size (or `--size`) in, the `seg` and `se` logits out. Before writing, the ONNX model runs
   in ONNX Runtime on test images and must match Keras to `--tolerance` (relative to the largest
@@ -35,6 +38,13 @@ from enc_tf.console import (
 )
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.export.calibration import calibration_images
+from enc_tf.export.deploy import (
+    DEFAULT_TARGET,
+    TARGETS,
+    DeploymentRunner,
+    convert_deployment,
+)
+from enc_tf.export.metadata import DEFAULT_AUTHOR, DEFAULT_LICENSE, add_metadata
 from enc_tf.export.onnx import (
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
@@ -47,6 +57,7 @@ from enc_tf.export.saved_model import DEFAULT_MAX_PIXELS, export_saved_model
 from enc_tf.export.tflite import MODES, convert, write_tflite
 from enc_tf.files import remove_stale_temporaries
 from enc_tf.presets import MODEL_HELP, model_path
+from enc_tf.version import __version__
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_DEFAULT_SIZE = 480
@@ -91,18 +102,78 @@ def export_tflite_format(args):
         raise ConfigError(
             f"--num-calibration must be a positive integer, got {args.num_calibration}."
         )
+    if not args.deploy:
+        for option, default in (("author", DEFAULT_AUTHOR), ("license", DEFAULT_LICENSE)):
+            if getattr(args, option) != default:
+                raise ConfigError(f"--{option} is an option of --deploy (the metadata).")
+    if args.confidences and args.deploy != "uint8":
+        raise ConfigError(
+            "--confidences is an option of --deploy uint8 (--deploy mediapipe always has them)."
+        )
     loaded = _load(args)
+    classes = export_classes(loaded, args.classes) if args.deploy else None
     representative = None
     if args.mode == "int8":
         representative = calibration_images(
             loaded, size, args.num_calibration, args.calibration_dir
         )
     kwargs = {"float_scopes": ()} if args.quantize_encoding else {}
-    flatbuffer = convert(loaded.keras_model, args.mode, size, representative, **kwargs)
-    write_tflite(flatbuffer, args.out)
-    print(
-        f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, input [1, {size}, {size}, 3])"
+    if not args.deploy:
+        flatbuffer = convert(loaded.keras_model, args.mode, size, representative, **kwargs)
+        write_tflite(flatbuffer, args.out)
+        print(
+            f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, "
+            f"input [1, {size}, {size}, 3])"
+        )
+        return
+    flatbuffer = convert_deployment(
+        loaded.keras_model,
+        args.mode,
+        size,
+        representative,
+        args.deploy,
+        args.confidences,
+        **kwargs,
     )
+    info = _deployment_info(loaded, classes, args)
+    flatbuffer = add_metadata(flatbuffer, classes.names, info)
+    report = DeploymentRunner(model_content=flatbuffer).report()
+    write_tflite(flatbuffer, args.out)
+    shapes = ", ".join(f"{k} {d} {list(s)}" for k, (d, s) in report["outputs"].items())
+    line = (
+        f"{args.out} ({len(flatbuffer) / 2**20:.1f} MiB, {args.mode}, for {args.deploy}): "
+        f"input image {report['input']} [1, {size}, {size}, 3], outputs {shapes}"
+    )
+    if args.mode == "int8":
+        floats = ", ".join(f"{op} x{n}" for op, n in sorted(report["float_ops"].items()))
+        line += f"; ops computing in float: {floats or 'none'}"
+    print(line)
+    if args.deploy != "mediapipe":
+        print(
+            "MediaPipe's ImageSegmenter feeds float32 tensors and cannot run a uint8-input "
+            "file; --deploy mediapipe writes the file it runs."
+        )
+
+
+def _deployment_info(loaded, classes, args):
+    """The general metadata of a deployment file."""
+    model = loaded.keras_model
+    arguments = getattr(model, "arguments", {})
+    kind = type(model).__name__
+    name = f"{kind}-{arguments['backbone']}" if "backbone" in arguments else kind
+    dataset = loaded.run_config.data.dataset if loaded.run_config is not None else None
+    trained = f", trained on {dataset}" if dataset else ""
+    return {
+        "name": name,
+        "description": (
+            f"{kind} semantic segmentation (Context Encoding for Semantic Segmentation, Zhang "
+            f"et al., CVPR 2018) of {len(classes.names)} classes{trained}; {args.mode} TFLite "
+            "from enc_tf."
+        ),
+        "version": f"enc_tf {__version__}",
+        "author": args.author,
+        "license": args.license,
+    }
 
 
 def export_onnx_format(args):
@@ -155,9 +226,10 @@ def build_parser(prog="enc-export", default_format="saved_model"):
     shared = parser.add_argument_group("options of several formats")
     _option(
         shared,
-        ("saved_model", "onnx"),
+        ("saved_model", "onnx", "tflite"),
         "--classes",
-        help="saved_model, onnx: class list (YAML/JSON) when the model's run does not name one",
+        help="saved_model, onnx, tflite --deploy: class list (YAML/JSON) when the model's run "
+        "does not name one",
     )
     _option(
         shared,
@@ -240,6 +312,40 @@ def build_parser(prog="enc-export", default_format="saved_model"):
         action=argparse.BooleanOptionalAction,
         default=False,
         help="int8: quantize the Encoding/SE path too (smaller, less accurate; see docs/export.md)",
+    )
+    _option(
+        tflite,
+        ("tflite",),
+        "--deploy",
+        nargs="?",
+        const=DEFAULT_TARGET,
+        choices=TARGETS,
+        help="write the file apps run as it is, with metadata: 'mediapipe' (the default; "
+        "MediaPipe's ImageSegmenter and LiteRT) takes float pixel values and returns class "
+        "probabilities; 'uint8' takes uint8 pixels and returns a uint8 category mask "
+        "(LiteRT apps, integer accelerators)",
+    )
+    _option(
+        tflite,
+        ("tflite",),
+        "--confidences",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="--deploy uint8: add the class probabilities as a second output",
+    )
+    _option(
+        tflite,
+        ("tflite",),
+        "--author",
+        default=DEFAULT_AUTHOR,
+        help="--deploy: the author written into the metadata",
+    )
+    _option(
+        tflite,
+        ("tflite",),
+        "--license",
+        default=DEFAULT_LICENSE,
+        help="--deploy: the licence written into the metadata (that of the weights)",
     )
     onnx = parser.add_argument_group("--format onnx")
     _option(onnx, ("onnx",), "--opset", type=int, default=DEFAULT_OPSET, help="the ONNX opset")

@@ -15,6 +15,7 @@ docs/export.md).
 import contextlib
 import io
 import logging
+import warnings
 
 import keras
 import numpy as np
@@ -84,24 +85,33 @@ def convert(model, mode="float32", size=480, representative=None, float_scopes=F
             training data (a few dozen suffice).
         float_scopes: for `int8`, name fragments of the ops kept in float.
     """
+    return convert_fixed(inference_model(model, size), mode, representative, float_scopes)
+
+
+def convert_fixed(fixed, mode="float32", representative=None, float_scopes=FLOAT_SCOPES):
+    """`convert` of a Keras model with one fixed-size `[1, H, W, 3]` input: the research
+    signature (`inference_model`) or a deployment one (`enc_tf.export.deploy`).
+    `representative` yields images of the input's dtype and contract."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}.")
     if mode == "int8" and representative is None:
         raise ConfigError("mode 'int8' needs a representative dataset (training images).")
-    height, width = input_size(size)
+    _, height, width, _ = fixed.inputs[0].shape
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
-        with _keras_export_output_to_log():
-            return _convert(model, mode, (height, width), representative, float_scopes)
+        with _keras_export_output_to_log(), warnings.catch_warnings():
+            # Quantizing with a representative dataset, the converter warns that the float
+            # input has no quantization statistics: it needs none (the input stays float).
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+            return _convert(fixed, mode, representative, float_scopes)
     except ConverterError as err:  # e.g. an op without a TFLite builtin kernel
         raise ModelFileError(
             f"TFLite cannot convert the model ({mode}, {height} x {width}): {err}", exit_code=1
         ) from err
 
 
-def _convert(model, mode, size, representative, float_scopes):
-    fixed = inference_model(model, size)
+def _convert(fixed, mode, representative, float_scopes):
     converter = _converter(fixed)
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -109,10 +119,11 @@ def _convert(model, mode, size, representative, float_scopes):
     elif mode == "dynamic_int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode == "int8":
+        dtype = fixed.inputs[0].dtype
 
         def dataset():
             for image in representative():
-                image = np.asarray(image, np.float32)
+                image = np.asarray(image, dtype)
                 yield [image[None] if image.ndim == 3 else image]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -214,7 +214,14 @@ def plan_schedule(
 
 
 def replan(
-    plan, seconds_left, step_seconds, epoch_overhead_seconds, val_every_epochs, done=1, hold=False
+    plan,
+    seconds_left,
+    step_seconds,
+    epoch_overhead_seconds,
+    val_every_epochs,
+    done=1,
+    hold=False,
+    limit_seconds_left=None,
 ):
     """`plan` revised after its first `done` epochs ran at `step_seconds` per step and
     `epoch_overhead_seconds` per epoch end, with `seconds_left` of the budget: the epochs that
@@ -223,9 +230,13 @@ def replan(
     `replanned_after_epoch=done`. Only a plan of several epochs is revised.
 
     `hold=True` (a plan kept from an earlier run) keeps the plan's epochs while they still fit
-    `seconds_left` (without the safety share): runs on one machine then train the same steps
+    before the run's hard time limit (`limit_seconds_left`; the budget's `seconds_left` when
+    there is none), without the safety share: runs on one machine then train the same steps
     on the same schedule (with `train.deterministic`, the same model), although a run that
-    starts from a kept plan saves the probe's time and could fit a little more."""
+    starts from a kept plan saves the probe's time and could fit a little more, and a shared
+    machine that is slower today by up to the gap between budget and limit keeps the plan
+    (it overruns the budget, not the limit). Only a plan that would reach the limit is
+    revised, to the budget."""
     if plan.epochs < 2 or not 1 <= done < plan.epochs:
         raise ValueError(
             f"replan: a plan of {plan.epochs} epoch(s) cannot be revised after {done}."
@@ -242,7 +253,7 @@ def replan(
     epochs = max(done + 1, min(plan.recipe_epochs, epochs))
     if hold:
         rest = (plan.epochs - done) * per_epoch + len(later) * plan.validation_seconds
-        if rest <= seconds_left:
+        if rest <= (seconds_left if limit_seconds_left is None else limit_seconds_left):
             epochs = plan.epochs
     points = _validation_points(plan.recipe_epochs, val_every_epochs, epochs)
     validations = tuple(

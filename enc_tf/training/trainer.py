@@ -579,7 +579,17 @@ def revise_plan(config, plan, strategy, timer, backup, started, held=False, cach
     values = [timer.step_seconds, timer.overhead_seconds, time.monotonic() - started]
     step, overhead, elapsed = _workers_mean(strategy, values)
     left = train_config.time_budget_minutes * 60.0 - elapsed
-    revised = replan(plan, left, step, overhead, train_config.val_every_epochs, hold=held)
+    limit = train_config.time_limit_minutes
+    limit_left = None if limit is None else limit * 60.0 - elapsed
+    revised = replan(
+        plan,
+        left,
+        step,
+        overhead,
+        train_config.val_every_epochs,
+        hold=held,
+        limit_seconds_left=limit_left,
+    )
     write_plan(revised, backup)
     if cache:
         keep_plan(revised, cache)

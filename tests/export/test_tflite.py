@@ -185,3 +185,25 @@ def test_delegate_coverage_names_the_ops_left_behind():
     data = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
     runner = TFLiteRunner(model_content=convert(model, "int8", 16, lambda: iter(data)))
     assert delegate_coverage(runner.interpreter) == (4, 5, {"HARD_SWISH": 1})
+
+
+def test_resnet_file_in_mediapipe(trained_encnet, tmp_path):
+    """EncNet-ResNet50s (the paper's backbone) as a deployment file (`--deploy`) in
+    MediaPipe's ImageSegmenter: its category mask agrees with Keras's argmax on the same
+    pixels (tests/export/test_deploy.py runs MobileNetV3 files on real images)."""
+    from enc_tf.contracts.images import denormalize, normalize
+    from enc_tf.export.deploy import convert_deployment
+    from enc_tf.export.metadata import add_metadata
+    from tests.export.mediapipe_client import mediapipe_masks
+
+    model, normalised = trained_encnet
+    images = denormalize(normalised)
+    expected = np.argmax(inference_model(model, SIZE)(np.asarray(normalize(images)))["seg"], -1)
+    flatbuffer = convert_deployment(model, "float32", SIZE)
+    names = [f"class_{i}" for i in range(4)]
+    file = tmp_path / "resnet.tflite"
+    info = dict.fromkeys(("description", "version", "author", "license"), "")
+    file.write_bytes(add_metadata(flatbuffer, names, {"name": "EncNet-resnet50s", **info}))
+    masks, labels = mediapipe_masks(str(file), images)
+    assert labels == names
+    assert np.mean(masks == expected) >= 0.99

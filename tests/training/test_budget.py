@@ -111,6 +111,12 @@ def test_a_kept_plan_holds_while_it_fits_and_shrinks_when_it_no_longer_does():
     assert replan(kept, 330.0, 0.7, 1.0, 7, hold=True).epochs == 6
     # No longer fitting: a plan of its own.
     assert replan(kept, 330.0, 1.5, 1.0, 7, hold=True).epochs == 4
+    # With a hard limit beyond the budget, the kept plan holds until it would reach the limit
+    # (5 x 76 s + 10 s = 390 s at 1.5 s/step: within 400 s, not within 380 s); a plan that no
+    # longer fits the limit is revised to the budget, as above.
+    assert replan(kept, 330.0, 1.5, 1.0, 7, hold=True, limit_seconds_left=400.0).epochs == 6
+    assert replan(kept, 330.0, 1.5, 1.0, 7, hold=True, limit_seconds_left=380.0).epochs == 4
+    assert replan(kept, 330.0, 1.5, 1.0, 7, limit_seconds_left=400.0).epochs == 4  # not held
 
 
 def test_plans_are_kept_per_recipe_and_machine_and_a_damaged_one_is_ignored(tmp_path, caplog):

@@ -1,0 +1,232 @@
+"""Deployment TFLite files (`enc-export-tflite --deploy`) in the clients apps use: MediaPipe's
+`ImageSegmenter` (the task library behind its Android, iOS and web APIs) and LiteRT's
+interpreter, each compared with our own `Segmenter` on real ContextShapes images."""
+
+import numpy as np
+import pytest
+
+from enc_tf.data.context_shapes import CLASSES, SCENES, render_scene
+from enc_tf.errors import ConfigError
+from enc_tf.export.deploy import (
+    DeploymentRunner,
+    convert_deployment,
+    deployment_model,
+    deployment_outputs,
+)
+from enc_tf.export.metadata import add_metadata, read_metadata
+from tests.export.conftest import SIZE
+from tests.export.mediapipe_client import mediapipe_masks
+
+INFO = {
+    "name": "EncNet-test",
+    "description": "a test file",
+    "version": "enc_tf test",
+    "author": "the tests",
+    "license": "CC0-1.0",
+}
+
+
+def _scenes(count, seed):
+    rng = np.random.default_rng(seed)
+    scenes = sorted(SCENES)
+    pairs = [render_scene(scenes[i % len(scenes)], SIZE, rng) for i in range(count)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype("int32")
+
+
+@pytest.fixture(scope="module")
+def trained_mobilenet(tmp_path_factory):
+    """EncNet-MobileNetV3-Small with ContextShapes' eight classes, trained on 48 scenes of
+    SIZE px until its predictions are confident (as a trained model's are: int8 agreement
+    is a property of the margins between classes), saved as `.keras`; and 6 validation
+    scenes (uint8 RGB)."""
+    import keras
+
+    from enc_tf import build_encnet
+    from enc_tf.contracts.images import normalize
+    from enc_tf.contracts.labels import presence_targets
+    from enc_tf.losses import encnet_losses
+    from enc_tf.optimizers import EncNetSGD
+
+    keras.utils.set_random_seed(0)
+    model = build_encnet(
+        len(CLASSES.names),
+        backbone="mobilenetv3_small",
+        output_stride=16,
+        class_names=CLASSES.names,
+        palette=CLASSES.palette,
+    )
+    losses, weights = encnet_losses()
+    model.compile(optimizer=EncNetSGD(0.02), loss=losses, loss_weights=weights)
+    images, labels = _scenes(48, seed=1)
+    targets = {
+        "seg": labels,
+        "aux": labels,
+        "se": np.asarray(presence_targets(labels, len(CLASSES.names))),
+    }
+    model.fit(np.asarray(normalize(images)), targets, batch_size=8, epochs=25, verbose=0)
+    path = str(tmp_path_factory.mktemp("deploy") / "encnet_mobilenet.keras")
+    model.save(path)
+    images = _scenes(6, seed=2)[0]
+    return path, images, _segmenter_labels(path, images)
+
+
+def _segmenter_labels(path, images):
+    from enc_tf.inference import Segmenter
+
+    segmenter = Segmenter(path, crop_size=SIZE)
+    return np.stack([segmenter(image).labels for image in images])
+
+
+def _deployment_file(path, mode, target, tmp_path, confidences=False, images=None):
+    from enc_tf.artifacts import load_keras_model
+    from enc_tf.contracts.images import normalize
+
+    model = load_keras_model(path).keras_model
+    representative = None
+    if mode == "int8":
+        representative = lambda: iter(np.asarray(normalize(images)))  # noqa: E731
+    flatbuffer = convert_deployment(model, mode, SIZE, representative, target, confidences)
+    flatbuffer = add_metadata(flatbuffer, CLASSES.names, INFO)
+    out = tmp_path / f"{mode}_{target}.tflite"
+    out.write_bytes(flatbuffer)
+    return str(out)
+
+
+def _agreement_in_mediapipe(file, images, expected, mode, capsys):
+    masks, labels = mediapipe_masks(file, images)
+    assert labels == list(CLASSES.names)
+    assert masks.shape == expected.shape
+    agreement = float(np.mean(masks == expected))
+    with capsys.disabled():
+        print(f"\nMediaPipe ImageSegmenter vs Segmenter, {mode}: {agreement:.4f}")
+    # Not a model that paints everything one class: the scenes' backgrounds at least.
+    assert len(np.unique(expected)) >= 3
+    return agreement
+
+
+def test_mediapipe_segments_float32_file_as_our_segmenter(trained_mobilenet, tmp_path, capsys):
+    """MediaPipe's ImageSegmenter runs the float32 file as it is: its category mask agrees
+    with `Segmenter` on >= 99% of the pixels of validation images, and its labels are the
+    model's class names."""
+    path, images, expected = trained_mobilenet
+    file = _deployment_file(path, "float32", "mediapipe", tmp_path)
+    assert _agreement_in_mediapipe(file, images, expected, "float32", capsys) >= 0.99
+
+
+def test_mediapipe_segments_int8_file_as_our_segmenter(trained_mobilenet, tmp_path, capsys):
+    """The int8 file: >= 97% agreement in MediaPipe; its convolutions are int8, and only the
+    kept-float Encoding path, the softmax and the (de)quantization at the ends compute in
+    float."""
+    path, images, expected = trained_mobilenet
+    file = _deployment_file(path, "int8", "mediapipe", tmp_path, images=images)
+    assert _agreement_in_mediapipe(file, images, expected, "int8", capsys) >= 0.97
+    runner = DeploymentRunner(model_path=file)
+    float_ops = runner.report()["float_ops"]
+    conv_ops = {
+        op["op_name"]
+        for op in runner.interpreter._get_ops_details()
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+    }
+    assert conv_ops and not conv_ops & set(float_ops), float_ops
+    assert set(float_ops) <= FLOAT_OPS_OF_INT8, float_ops
+
+
+# What may compute in float in an int8 file: the ends, the final softmax, and the Encoding
+# path that the int8 export keeps float (its sub-layers and op types, enc_tf.export.tflite).
+FLOAT_OPS_OF_INT8 = {
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "SOFTMAX",
+    "MEAN",
+    "LOGISTIC",
+    "BATCH_MATMUL",
+    "FULLY_CONNECTED",
+    "ADD",
+    "SUB",
+    "MUL",
+    "RESHAPE",
+    "SUM",
+    "SQUARE",
+    "RSQRT",
+    "SQRT",
+    "SQUARED_DIFFERENCE",
+    "TRANSPOSE",
+    "MAXIMUM",
+    "DIV",
+}
+
+
+def test_litert_runs_the_uint8_file_and_reads_its_metadata(trained_mobilenet, tmp_path):
+    """The `uint8` target in LiteRT's interpreter: uint8 pixels in, a uint8 category mask
+    (and the probabilities) out, agreeing with `Segmenter`; the metadata reads back."""
+    path, images, expected = trained_mobilenet
+    file = _deployment_file(path, "float32", "uint8", tmp_path, confidences=True)
+    runner = DeploymentRunner(model_path=file)
+    report = runner.report()
+    assert report["input"] == "uint8"
+    assert report["outputs"] == {
+        "category_mask": ("uint8", (1, SIZE, SIZE)),
+        "confidences": ("float32", (1, SIZE, SIZE, len(CLASSES.names))),
+    }
+    results = [runner(image) for image in images]
+    masks = np.stack([r["category_mask"] for r in results])
+    for result in results:
+        np.testing.assert_array_equal(result["category_mask"], np.argmax(result["confidences"], -1))
+        np.testing.assert_allclose(result["confidences"].sum(-1), 1.0, atol=1e-5)
+    assert np.mean(masks == expected) >= 0.99
+    with open(file, "rb") as f:
+        metadata = read_metadata(f.read())
+    assert metadata == {
+        **INFO,
+        "input_mean": [0.0],
+        "input_std": [1.0],
+        "outputs": runner.output_order(),
+        "labels": list(CLASSES.names),
+    }
+
+
+def test_deployment_errors():
+    from tests.support.tiny_models import tiny_segmenter
+
+    with pytest.raises(ConfigError, match="target must be one of"):
+        deployment_outputs("android")
+    many = tiny_segmenter(num_classes=300)
+    with pytest.raises(ConfigError, match="at most 256 classes; this model has 300"):
+        deployment_model(many, 16, "uint8")
+    deployment_model(many, 16, "mediapipe")  # probabilities: any class count
+
+
+def test_cli_deploy(tmp_path, capfd):
+    """`enc-export-tflite MODEL --deploy`: the file with metadata, one line saying what it
+    takes and returns; deployment options without --deploy, or of the other target, are
+    one-line errors that write nothing."""
+    from enc_tf.export.tflite_cli import main
+    from tests.support.tiny_models import tiny_segmenter
+
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_segmenter(3).save(model_path)
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("[road, car, sky]\n")
+    out = tmp_path / "app.tflite"
+    args = [model_path, "--size", "16", "--out", str(out), "--classes", str(classes)]
+    assert main([*args, "--deploy", "--author", "me", "--license", "MIT"]) == 0
+    printed = capfd.readouterr().out
+    assert "for mediapipe" in printed and "confidences float32 [1, 16, 16, 3]" in printed
+    metadata = read_metadata(out.read_bytes())
+    assert metadata["labels"] == ["road", "car", "sky"]
+    assert (metadata["author"], metadata["license"]) == ("me", "MIT")
+    assert metadata["name"] == "Functional"  # a plain Keras model has no backbone to name
+    assert main([*args, "--deploy", "uint8", "--confidences"]) == 0
+    names = read_metadata(out.read_bytes())["outputs"]  # the file's order of its outputs
+    assert names == DeploymentRunner(model_path=str(out)).output_order()
+    assert sorted(names) == ["category_mask", "confidences"]
+    assert "cannot run a uint8-input file" in capfd.readouterr().out
+    out.unlink()
+    for bad, message in (
+        (["--author", "me"], "--author is an option of --deploy"),
+        (["--deploy", "--confidences"], "--confidences is an option of --deploy uint8"),
+    ):
+        assert main([*args, *bad]) == 2, bad
+        err = capfd.readouterr().err
+        assert message in err and "Traceback" not in err, err
+        assert not out.exists()
