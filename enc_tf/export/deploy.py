@@ -31,9 +31,8 @@ from keras import ops
 
 from enc_tf.contracts.images import denormalize, normalize
 from enc_tf.errors import ConfigError
-from enc_tf.export.tflite import FLOAT_SCOPES, _interpreter_class, convert_fixed, input_size
+from enc_tf.export.tflite import FLOAT_SCOPES, convert_fixed, input_size, open_interpreter
 from enc_tf.models.logits import select_logits
-from enc_tf.quiet import native_output_quieted
 
 TARGETS = ("mediapipe", "uint8")
 DEFAULT_TARGET = "mediapipe"
@@ -44,7 +43,8 @@ MAX_MASK_CLASSES = 256  # a uint8 category mask
 
 
 def deployment_outputs(target, confidences=False):
-    """The output names of a deployment file, in the file's order."""
+    """The output names of a deployment file's signature (the file orders its output
+    tensors its own way: `DeploymentRunner.output_order`)."""
     if target not in TARGETS:
         raise ConfigError(f"The deployment target must be one of {TARGETS}, got {target!r}.")
     if target == "mediapipe":
@@ -52,6 +52,7 @@ def deployment_outputs(target, confidences=False):
     return (MASK_OUTPUT, SCORES_OUTPUT) if confidences else (MASK_OUTPUT,)
 
 
+@keras.saving.register_keras_serializable(package="enc_tf")
 class CategoryMask(keras.layers.Layer):
     """Logits `(..., C)` -> the uint8 index of the largest, `(...)`: TFLite's ARG_MAX and a
     CAST. (`keras.ops.argmax` first maps -0.0 to +0.0 with a bitwise AND, which TFLite has
@@ -86,7 +87,7 @@ def deployment_model(model, size, target=DEFAULT_TARGET, confidences=False):
         MASK_OUTPUT: CategoryMask(name=MASK_OUTPUT)(logits),
         SCORES_OUTPUT: ops.softmax(logits, axis=-1),
     }
-    # Named outputs: the TFLite signature keeps the names (and orders them by name).
+    # Named outputs: the TFLite signature keeps the names.
     return keras.Model(image, {name: values[name] for name in outputs}, name="encnet_deploy")
 
 
@@ -123,12 +124,7 @@ class DeploymentRunner:
     array without the batch axis}` out."""
 
     def __init__(self, model_content=None, model_path=None, num_threads=None):
-        Interpreter = _interpreter_class()
-        with native_output_quieted():
-            self.interpreter = Interpreter(
-                model_content=model_content, model_path=model_path, num_threads=num_threads
-            )
-            self.interpreter.allocate_tensors()
+        self.interpreter = open_interpreter(model_content, model_path, num_threads)
         self.runner = self.interpreter.get_signature_runner()
         details = self.runner.get_input_details()
         if list(details) != [INPUT_NAME]:

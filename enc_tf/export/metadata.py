@@ -126,8 +126,9 @@ def _writer_class(writer_module):
 
 def read_metadata(flatbuffer, name="<model>"):
     """The metadata of a `.tflite` flatbuffer as a dict: `name`, `description`, `version`,
-    `author`, `license`, `input_mean`, `input_std`, `outputs` (names) and `labels` (the last
-    output's label file); `ModelFileError` naming `name` when it has none."""
+    `author`, `license`, `min_parser_version`, `input_mean`, `input_std`, `outputs` (names)
+    and `labels` (the last output's label file); `ModelFileError` naming `name` when it has
+    none."""
     _metadata_modules()
     from mediapipe.tasks.python.metadata import metadata
 
@@ -147,6 +148,7 @@ def read_metadata(flatbuffer, name="<model>"):
         "version": content.get("version"),
         "author": content.get("author"),
         "license": content.get("license"),
+        "min_parser_version": content.get("min_parser_version"),
         "input_mean": normalization["mean"],
         "input_std": normalization["std"],
         "outputs": [output["name"] for output in outputs],

@@ -208,6 +208,18 @@ def delegate_coverage(interpreter):
     return len(inside), len(original), left
 
 
+def open_interpreter(model_content=None, model_path=None, num_threads=None):
+    """LiteRT's `Interpreter` over a file's bytes or path, its tensors allocated (with the
+    XNNPACK delegate, LiteRT's default on CPU)."""
+    Interpreter = _interpreter_class()
+    with native_output_quieted():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(
+            model_content=model_content, model_path=model_path, num_threads=num_threads
+        )
+        interpreter.allocate_tensors()
+    return interpreter
+
+
 def write_tflite(flatbuffer, path):
     """Writes the flatbuffer atomically (temporary file, then rename)."""
     return write_bytes_atomic(flatbuffer, path)
@@ -221,13 +233,7 @@ class TFLiteRunner:
     """
 
     def __init__(self, model_content=None, model_path=None, num_threads=None):
-        Interpreter = _interpreter_class()
-
-        with native_output_quieted():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(
-                model_content=model_content, model_path=model_path, num_threads=num_threads
-            )
-            self.interpreter.allocate_tensors()
+        self.interpreter = open_interpreter(model_content, model_path, num_threads)
         self.runner = self.interpreter.get_signature_runner()
         details = self.runner.get_input_details()
         if list(details) != ["images"]:

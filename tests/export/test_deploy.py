@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from enc_tf.data.context_shapes import CLASSES, SCENES, render_scene
-from enc_tf.errors import ConfigError
+from enc_tf.errors import ConfigError, ModelFileError
 from enc_tf.export.deploy import (
     DeploymentRunner,
     convert_deployment,
@@ -178,6 +178,7 @@ def test_litert_runs_the_uint8_file_and_reads_its_metadata(trained_mobilenet, tm
         metadata = read_metadata(f.read())
     assert metadata == {
         **INFO,
+        "min_parser_version": "1.5.0",
         "input_mean": [0.0],
         "input_std": [1.0],
         "outputs": runner.output_order(),
@@ -194,6 +195,9 @@ def test_deployment_errors():
     with pytest.raises(ConfigError, match="at most 256 classes; this model has 300"):
         deployment_model(many, 16, "uint8")
     deployment_model(many, 16, "mediapipe")  # probabilities: any class count
+    bare = convert_deployment(tiny_segmenter(3), "float32", 8)
+    with pytest.raises(ModelFileError, match="app.tflite has no TFLite metadata"):
+        read_metadata(bare, "app.tflite")
 
 
 def test_cli_deploy(tmp_path, capfd):
