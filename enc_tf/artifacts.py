@@ -55,6 +55,8 @@ class LoadedModel:
         run_config: the training `Config` of a run directory.
         keras_model: the Keras model (None for a SavedModel).
         precision: what the Keras model computes in (`float32` or `bfloat16`).
+        outputs: the names `logits_fn` returns (`seg`, and `se` when the model has an SE
+            head), as read by `check_finite_outputs`.
     """
 
     logits_fn: Callable
@@ -64,6 +66,7 @@ class LoadedModel:
     run_config: object = None
     keras_model: object = None
     precision: str = "float32"
+    outputs: tuple = ("seg",)
 
     def with_precision(self, precision):
         """This model computing in `precision` (`float32`, `bfloat16` or `auto`, see
@@ -170,7 +173,8 @@ def _load_keras_file(path):
 
 
 def check_finite_outputs(loaded, size=32):
-    """Runs the model once on a small test image; a `ModelFileError` if any output is NaN or inf.
+    """Runs the model once on a small test image; a `ModelFileError` if any output is NaN or
+    inf. Returns `loaded` with the names of its outputs (`LoadedModel.outputs`).
 
     A model whose weights hold NaN (a diverged run saved anyway) predicts one class
     everywhere and would write NaN into every report; it is refused up front.
@@ -184,7 +188,7 @@ def check_finite_outputs(loaded, size=32):
                 f"The model {loaded.path} outputs non-finite values (NaN or inf) in {name!r} on a "
                 "test image: its weights are broken (a diverged training?); use another checkpoint."
             )
-    return loaded
+    return dataclasses.replace(loaded, outputs=tuple(sorted(outputs)))
 
 
 def model_classes(model):

@@ -31,7 +31,7 @@ OUTPUT_DESCRIPTIONS = {
 }
 
 
-# MediaPipe's compiled helper that the writer imports, absent from the wheels since 0.10.30.
+# MediaPipe's compiled helper that the writer imports, absent from the mediapipe 1.2.3 wheel.
 _VERSION_HELPER = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 
 

@@ -2,8 +2,8 @@
 
 MediaPipe's metadata populator stamps each metadata buffer with the oldest parser that can
 read it, computed by a compiled helper (`_pywrap_metadata_version`, a wrapper of
-`mediapipe/tasks/cc/metadata/metadata_version.cc`). The mediapipe wheels since the 0.10.30
-C-API rework ship the Python writer without that helper, so the writer fails on import.
+`mediapipe/tasks/cc/metadata/metadata_version.cc`). The mediapipe 1.2.3 wheel (built on
+MediaPipe's C API) ships the Python writer without that helper, so the writer fails on import.
 This module is the same rule in Python, given to the writer only where the wheel lacks
 it (`enc_tf.export.metadata`): each schema member added after 1.0.0 raises the minimum to
 the schema version that added it.

@@ -127,6 +127,9 @@ class Segmenter:
 
     def _presence_of(self, rgb):
         # The SE head sees the whole image: long side resized to the crop, normalised, padded.
+        # A model without one (FCN) costs no pass.
+        if "se" not in self.model.outputs:
+            return None
         height, width = long_side_size(*rgb.shape[:2], self.crop_size)
         resized = resize_bilinear(rgb[None], (height, width), align_corners=True)[0]
         resized = normalize(resized).numpy()

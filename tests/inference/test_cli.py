@@ -90,7 +90,13 @@ def _dark_images_give_nan(num_classes=3):
     se = keras.layers.Dense(num_classes)(keras.layers.GlobalAveragePooling2D()(seg))
     model = keras.Model(images, {"seg": seg, "se": se})
     return LoadedModel(
-        lambda x: model(x, training=False), num_classes, None, "dark_nan.keras", None, model
+        lambda x: model(x, training=False),
+        num_classes,
+        None,
+        "dark_nan.keras",
+        None,
+        model,
+        outputs=("se", "seg"),
     )
 
 

@@ -160,3 +160,22 @@ def test_segmenter_and_cli_in_bfloat16(model_path, tmp_path):
     argv = [model_path, str(tmp_path / "a.png"), "--out", str(out), "--precision", "bfloat16"]
     assert predict_main(argv) == 0
     assert (out / "a_labels.png").exists()
+
+
+def test_presence_costs_a_pass_only_for_a_model_with_an_se_head(tmp_path, model_path):
+    """An FCN-like model (no `se` output) is predicted in the passes its label map needs: the
+    presence pass is never run; a model with an SE head runs it and reports presence."""
+    import keras
+
+    images = keras.Input((None, None, 3))
+    plain = keras.Model(images, {"seg": keras.layers.Conv2D(3, 3, padding="same")(images)})
+    path = str(tmp_path / "plain.keras")
+    plain.save(path)
+    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    for model, outputs in ((load_model(path), ("seg",)), (load_model(model_path), ("se", "seg"))):
+        assert model.outputs == outputs
+        segmenter = Segmenter(model, crop_size=32)
+        result = segmenter(image)
+        with_se = "se" in outputs
+        assert (result.presence is not None) == with_se
+        assert segmenter._presence.experimental_get_tracing_count() == int(with_se)
