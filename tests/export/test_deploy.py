@@ -77,14 +77,15 @@ def _segmenter_labels(path, images):
     return np.stack([segmenter(image).labels for image in images])
 
 
-def _deployment_file(path, mode, target, tmp_path, confidences=False, images=None):
+def _deployment_file(path, mode, target, tmp_path, confidences=False):
     from enc_tf.artifacts import load_keras_model
     from enc_tf.contracts.images import normalize
 
     model = load_keras_model(path).keras_model
     representative = None
-    if mode == "int8":
-        representative = lambda: iter(np.asarray(normalize(images)))  # noqa: E731
+    if mode == "int8":  # calibrated on training scenes, as the command calibrates
+        calibration = np.asarray(normalize(_scenes(16, seed=1)[0]))
+        representative = lambda: iter(calibration)  # noqa: E731
     flatbuffer = convert_deployment(model, mode, SIZE, representative, target, confidences)
     flatbuffer = add_metadata(flatbuffer, CLASSES.names, INFO)
     out = tmp_path / f"{mode}_{target}.tflite"
@@ -118,7 +119,7 @@ def test_mediapipe_segments_int8_file_as_our_segmenter(trained_mobilenet, tmp_pa
     kept-float Encoding path, the softmax and the (de)quantization at the ends compute in
     float."""
     path, images, expected = trained_mobilenet
-    file = _deployment_file(path, "int8", "mediapipe", tmp_path, images=images)
+    file = _deployment_file(path, "int8", "mediapipe", tmp_path)
     assert _agreement_in_mediapipe(file, images, expected, "int8", capsys) >= 0.97
     runner = DeploymentRunner(model_path=file)
     float_ops = runner.report()["float_ops"]
