@@ -104,17 +104,13 @@ def convert_deployment(
     (`enc_tf.export.metadata.add_metadata` adds it).
 
     `representative` yields normalised images, as for `enc_tf.export.tflite.convert`; they
-    are turned back into pixels for calibration.
+    are turned back into pixels for calibration (`convert_fixed` casts them to the input's
+    dtype).
     """
     fixed = deployment_model(model, size, target, confidences)
     pixels = None
     if representative is not None:
-
-        def pixels():
-            for image in representative():
-                rgb = denormalize(image)
-                yield rgb if target == "uint8" else rgb.astype(np.float32)
-
+        pixels = lambda: (denormalize(image) for image in representative())  # noqa: E731
     return convert_fixed(fixed, mode, pixels, float_scopes)
 
 
