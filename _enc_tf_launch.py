@@ -9,11 +9,31 @@ read their command line when it is imported: only a program may, and this is the
 `--verbose` (every command has it) or `TF_CPP_MIN_LOG_LEVEL=0` in the environment keep
 TensorFlow's messages; `--verbose` also sets `TF_CPP_MIN_LOG_LEVEL=0` for the run, which
 is what the library reads (`enc_tf.quiet`) when it quiets native code later.
+
+Before TensorFlow starts, the command also sets what `enc_tf.machine.command_environment`
+chooses for this CPU (TensorFlow's oneDNN kernels on AVX2 CPUs), unless the user set it.
 """
 
 import importlib
+import importlib.util
 import os
 import sys
+
+
+def _machine_module():
+    """`enc_tf/machine.py` (standard library only) loaded on its own: importing it as
+    `enc_tf.machine` would import the package, and TensorFlow with it, too early."""
+    package = importlib.util.find_spec("enc_tf")
+    path = os.path.join(package.submodule_search_locations[0], "machine.py")
+    spec = importlib.util.spec_from_file_location("_enc_tf_machine_facts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _set_machine_environment():
+    if "tensorflow" not in sys.modules:  # the kernel library is fixed at TensorFlow's import
+        os.environ.update(_machine_module().command_environment())
 
 
 def _import_tensorflow_quietly(argv):
@@ -42,6 +62,7 @@ def command(module):
     """The entry point that runs `module.main()` after importing TensorFlow quietly."""
 
     def run(argv=None):
+        _set_machine_environment()
         _import_tensorflow_quietly(sys.argv[1:] if argv is None else argv)
         return importlib.import_module(module).main(argv)
 

@@ -56,6 +56,13 @@ def machine():
     return describe_machine()
 
 
+def kernel_choices_line():
+    """enc_tf's per-machine choices in this process (`enc_tf.machine.kernel_choices`)."""
+    from enc_tf.machine import kernel_choices
+
+    return kernel_choices().describe()
+
+
 def table(header, rows):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     fmt = " | ".join(f"{{:<{w}}}" for w in widths)
@@ -78,3 +85,85 @@ def graph_gflop(fn, input_shape):
     ).with_empty_output()
     info = model_analyzer.profile(frozen.graph, options=options.build())
     return info.total_float_ops / 1e9
+
+
+# `--isa`: the instruction-set class a benchmark runs at, on both sides. oneDNN (TensorFlow's
+# and torch's) honours ONEDNN_MAX_CPU_ISA, MKL honours MKL_ENABLE_INSTRUCTIONS and torch's own
+# vectorised kernels ATEN_CPU_CAPABILITY. Each class also gets what enc_tf's commands set on
+# such a CPU (`enc_tf.machine.command_environment` for the class's flags: TensorFlow's oneDNN
+# kernels on AVX2), so that the figures are those a user of that class gets.
+ISA_CAPS = {
+    "native": {},
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    },
+    "avx512": {
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+        "ATEN_CPU_CAPABILITY": "avx512",
+    },
+}
+ISA_FLAGS = {"avx2": ("avx2",), "avx512": ("avx2", "avx512f")}  # what such a CPU reports
+
+_TF_PROBE = (
+    "import tensorflow as tf\n"
+    "from tensorflow.python.util import _pywrap_util_port as port\n"
+    "x = tf.random.normal((1, 32, 32, 64)); k = tf.random.normal((3, 3, 64, 64))\n"
+    "tf.nn.conv2d(x, k, 1, 'SAME').numpy()\n"
+    "print('onednn_enabled', port.IsMklEnabled())\n"
+)
+_TORCH_PROBE = (
+    "import torch\n"
+    "torch.nn.Conv2d(64, 64, 3)(torch.randn(1, 64, 32, 32))\n"
+    "print('aten_capability', torch.backends.cpu.get_cpu_capability())\n"
+)
+
+
+def add_isa_option(parser):
+    parser.add_argument(
+        "--isa",
+        choices=sorted(ISA_CAPS),
+        default="native",
+        help="run both sides at this instruction-set class (avx2: the class of CPUs without "
+        "AVX-512, reproduced on any x86 machine); the kernels each side ran are printed",
+    )
+
+
+def isa_environment(isa):
+    """The variables `--isa` sets: the caps, and what enc_tf's commands would set on a CPU of
+    that class (a variable the user set is kept)."""
+    from _enc_tf_launch import _machine_module  # enc_tf.machine without TensorFlow
+
+    return {**_machine_module().command_environment(ISA_FLAGS.get(isa)), **ISA_CAPS[isa]}
+
+
+def kernels_used(python=None, torch=False):
+    """What a convolution ran on under this process's environment, from oneDNN's verbose
+    output: `"oneDNN <isa>, <implementation>"`, `"Eigen (oneDNN off)"` for TensorFlow
+    without oneDNN; torch adds its ATen capability. Checks that an `--isa` cap took effect."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = _TORCH_PROBE if torch else _TF_PROBE
+    result = subprocess.run(
+        [python or sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    isa, implementations, facts = None, [], {}
+    for line in result.stdout.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and "isa:" in line:
+            isa = line.split("isa:", 1)[1].strip()
+        elif line.startswith("onednn_verbose") and fields[2:4] == ["primitive", "exec"]:
+            if fields[5] == "convolution" and fields[6] not in implementations:
+                implementations.append(fields[6])
+        elif line.startswith(("onednn_enabled", "aten_capability")):
+            key, value = line.split(maxsplit=1)
+            facts[key] = value
+    if result.returncode != 0:
+        return f"probe failed: {result.stderr.strip().splitlines()[-1:]}"
+    if facts.get("onednn_enabled") == "False":
+        return "Eigen (oneDNN off)"
+    text = f"oneDNN {isa or '?'}, convolution {'/'.join(implementations) or '?'}"
+    if "aten_capability" in facts:
+        text += f", ATen {facts['aten_capability']}"
+    return text

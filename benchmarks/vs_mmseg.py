@@ -13,7 +13,15 @@ Cases (each in its own process, ours and the peer's alternating, medians over ro
 Our forward cases run MMSegmentation's parity weights (tests/fixtures/oracle_mmseg), with
 BatchNorm folded as enc-eval loads models, and once unfolded.
 Both sides use 2 threads and the same architecture (`resnet50v1c`: MMSegmentation's
-ResNetV1c with the 32-32-64 stem, 150 classes). Prints the CPU model and flags.
+ResNetV1c with the 32-32-64 stem, 150 classes). Prints the CPU model and flags, the kernels
+each side's convolutions ran on (oneDNN's verbose output) and enc_tf's per-machine choices.
+
+`--isa avx2` runs both sides as on a CPU without AVX-512 (oneDNN, MKL and ATen capped at
+AVX2), on any x86 machine; `--isa avx512` caps at AVX-512 without VNNI/BF16; `native` (the
+default) caps nothing. Our cases run with what enc_tf's commands set on such a CPU
+(`enc_tf.machine.command_environment`: TensorFlow's oneDNN kernels on AVX2 CPUs, where
+TensorFlow alone would run its Eigen kernels); `TF_ENABLE_ONEDNN_OPTS=0` in the environment
+measures Eigen instead.
 
 MMSegmentation needs its own interpreter (torch, mmsegmentation 1.2, mmengine,
 mmcv-lite 2.1, ftfy, regex); the benchmark skips it with a message when it is absent:
@@ -155,20 +163,35 @@ def _median(results, key="seconds"):
 
 
 def main():
-    from benchmarks.common import machine, run_case
+    from benchmarks.common import (
+        add_isa_option,
+        isa_environment,
+        kernel_choices_line,
+        kernels_used,
+        machine,
+        run_case,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", nargs="*")
     parser.add_argument("--mmseg-python", help="interpreter with mmsegmentation installed")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
+    add_isa_option(parser)
     args = parser.parse_args()
     if args.worker is not None:
         kind, *rest = args.worker
         workers = {"save": worker_save, "forward": worker_forward, "train": worker_train}
         return workers[kind](*rest)
+    caps = isa_environment(args.isa)
+    os.environ.update(caps)  # every case and the peer run under it
     print(machine())
+    print(f"--isa {args.isa}: " + (" ".join(f"{k}={v}" for k, v in caps.items()) or "no caps"))
+    print(f"enc_tf's convolutions: {kernels_used()}")
+    print(f"enc_tf's choices for this machine: {kernel_choices_line()}")
     peer = peer_available(args.mmseg_python)
+    if peer:
+        print(f"MMSegmentation's convolutions: {kernels_used(args.mmseg_python, torch=True)}")
     if not peer:
         print(
             "MMSegmentation is not available (give --mmseg-python, an interpreter with "
@@ -176,6 +199,12 @@ def main():
         )
     model_path = os.path.join(tempfile.mkdtemp(), "mmseg_parity_weights.keras")
     run_case(__file__, "save", model_path)
+    from enc_tf.machine import kernel_choices  # TensorFlow starts under the caps above
+
+    # bfloat16 only where the CPU computes it natively (emulated, it is slower than float32).
+    bf16 = args.isa != "avx2" and kernel_choices().auto_precision == "bfloat16"
+    if not bf16:
+        print("The bfloat16 case is skipped: this CPU (or --isa) has no native bf16 arithmetic.")
     cases = {"forward f32": [], "forward f32 unfolded": [], "forward bf16": [], "train f32": []}
     peers = {"forward f32": [], "train f32": []}
     for _ in range(args.rounds):
@@ -189,9 +218,10 @@ def main():
             peers["forward f32"].append(
                 run_peer(args.mmseg_python, "forward", *FORWARD, args.repeats)
             )
-        cases["forward bf16"].append(
-            run_case(__file__, "forward", model_path, "bfloat16", "fold", args.repeats)
-        )
+        if bf16:
+            cases["forward bf16"].append(
+                run_case(__file__, "forward", model_path, "bfloat16", "fold", args.repeats)
+            )
         cases["train f32"].append(run_case(__file__, "train", args.repeats))
         if peer:
             peers["train f32"].append(run_peer(args.mmseg_python, "train", *TRAIN, args.repeats))
@@ -206,6 +236,8 @@ def main():
         "train f32": "<= 0.70",
     }
     for name, results in cases.items():
+        if not results:
+            continue
         ours = _median(results)
         base = peers.get("forward f32" if name.startswith("forward") else name)
         theirs = _median(base) if base else None
@@ -218,6 +250,8 @@ def main():
             f"| {rss:.0f}, {peer_rss} |"
         )
     print("\n".join(rows))
+    if not bf16:
+        return
     agreement = _median(cases["forward bf16"], "argmax_agreement")
     rounded = _median(cases["forward bf16"], "rounded_input_agreement")
     print(

@@ -20,9 +20,10 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from enc_tf.contracts.precision import BF16_CPU_FLAGS, PRECISIONS
+from enc_tf.contracts.precision import PRECISIONS
 from enc_tf.errors import ConfigError, EncTfError
 from enc_tf.files import remove_stale_temporaries
+from enc_tf.machine import BF16_CPU_FLAGS
 from enc_tf.version import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

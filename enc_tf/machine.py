@@ -1,11 +1,14 @@
 """Facts about the machine a process runs on: the CPU's model, core count and feature flags.
 
 The one reader of `/proc/cpuinfo`: the precision choice (`models.precision`), the training
-time planner (`training.budget`) and the benchmarks' headers take their facts from here.
+time planner (`training.budget`) and the benchmarks' headers take their facts from here, and
+the home of the choices that depend on the machine (`kernel_choices`).
 """
 
+import dataclasses
 import functools
 import os
+from typing import Optional
 
 # The flags that decide which kernels (and so which speed) a CPU gets: AVX2 is the common
 # x86 floor, AVX-512 and its VNNI/BF16 extensions (and AMX) speed up oneDNN's int8 and bf16.
@@ -53,3 +56,84 @@ def describe_machine():
     shown = " ".join(f"{name}={'yes' if name in flags else 'no'}" for name in ISA_FLAGS)
     cores = usable_cores()
     return f"{cpu_model()}, {cores} core{'s' if cores != 1 else ''} ({shown})"
+
+
+# The CPU flags on which `auto` precision picks bfloat16 (native bf16 arithmetic).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def command_environment(flags=None, environ=None):
+    """The variables enc_tf's commands set before TensorFlow starts (`_enc_tf_launch`), for a
+    CPU with `flags` (default: this one's), leaving any the user set (`environ`).
+
+    `TF_ENABLE_ONEDNN_OPTS=1` on x86 CPUs with AVX2: TensorFlow turns its oneDNN kernels on
+    by itself only with AVX-512 VNNI/BF16 or AMX and runs its Eigen kernels on the other
+    CPUs, where oneDNN's AVX2 kernels measured faster for EncNet's forward pass, training
+    step and the demo's step (docs/benchmarks.md, "Choices per machine"). Elsewhere nothing
+    (TensorFlow's own default).
+    """
+    flags = cpu_flags() if flags is None else set(flags)
+    environ = os.environ if environ is None else environ
+    wanted = {ONEDNN_VARIABLE: "1"} if "avx2" in flags else {}
+    return {key: value for key, value in wanted.items() if key not in environ}
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelChoices:
+    """The choices that depend on the machine, made here and nowhere else (the measured
+    reasons: docs/benchmarks.md, "Choices per machine").
+
+    Attributes:
+        gpu: TensorFlow sees a GPU.
+        onednn: TensorFlow runs its oneDNN kernels in this process. TensorFlow decides at
+            import: `TF_ENABLE_ONEDNN_OPTS` when set (enc_tf's commands set it on x86 CPUs
+            with AVX2, `command_environment`), else on for CPUs with AVX-512 VNNI/BF16 or AMX
+            and off (its Eigen kernels) on the others.
+        onednn_isa_cap: `ONEDNN_MAX_CPU_ISA` when set (oneDNN then uses no newer ISA).
+        split_wide_convolutions: `SplitConv2D` runs convolutions with more than 512 input
+            channels as a sum of 512-channel ones: on CPUs, with oneDNN's kernels (AVX-512
+            or AVX2) and Eigen's alike; cuDNN takes them whole.
+        auto_precision: what `--precision auto` resolves to: bfloat16 on a GPU or a CPU
+            with native bf16 arithmetic, float32 elsewhere.
+    """
+
+    gpu: bool
+    onednn: bool
+    onednn_isa_cap: Optional[str]
+    split_wide_convolutions: bool
+    auto_precision: str
+
+    def describe(self):
+        backend = "GPU" if self.gpu else ("oneDNN" if self.onednn else "Eigen (oneDNN off)")
+        cap = f" capped at {self.onednn_isa_cap}" if self.onednn_isa_cap and self.onednn else ""
+        split = "split" if self.split_wide_convolutions else "whole"
+        return (
+            f"kernels: {backend}{cap}; wide convolutions {split}; "
+            f"--precision auto = {self.auto_precision}"
+        )
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels in this process (fixed when TensorFlow
+    was imported)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def kernel_choices():
+    """This process's `KernelChoices` (reads TensorFlow's devices and build: call it after
+    the program has set TensorFlow up, not at import)."""
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    onednn = onednn_enabled()
+    return KernelChoices(
+        gpu=gpu,
+        onednn=onednn,
+        onednn_isa_cap=os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+        split_wide_convolutions=not gpu,
+        auto_precision="bfloat16" if gpu or cpu_flags() & set(BF16_CPU_FLAGS) else "float32",
+    )

@@ -121,7 +121,7 @@ HOMES = {
     "CHOICES": "config",
     "SOURCES": "data",
     "PRECISIONS": "contracts",
-    "BF16_CPU_FLAGS": "contracts",
+    "BF16_CPU_FLAGS": "machine",
     "EXPORT_TOLERANCE": "export",
     "FLOAT_KEPT_SUBLAYERS": "export",
     "HOME_VARIABLE": "files",

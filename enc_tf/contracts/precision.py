@@ -1,6 +1,5 @@
-"""The compute precisions a trained model runs in, and when `auto` picks bfloat16: on a GPU,
-or on a CPU with one of `BF16_CPU_FLAGS` (elsewhere bfloat16 is emulated, slower than
-float32)."""
+"""The compute precisions a trained model runs in. `auto` picks bfloat16 on a GPU or on a CPU
+with native bf16 arithmetic (`enc_tf.machine.BF16_CPU_FLAGS`; elsewhere bfloat16 is emulated,
+slower than float32): `enc_tf.machine.kernel_choices().auto_precision`."""
 
 PRECISIONS = ("auto", "float32", "bfloat16")
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")

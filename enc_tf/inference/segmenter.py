@@ -5,16 +5,13 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from enc_tf.artifacts import check_classes, load_model
 from enc_tf.console import DownloadProgress
-from enc_tf.contracts.images import long_side_size, normalize
 from enc_tf.data.classes import make_class_info
 from enc_tf.data.io import check_pixels, image_to_rgb, read_image, rgb_uint8
 from enc_tf.errors import ModelFileError
-from enc_tf.layers.resize import resize_bilinear
 from enc_tf.presets import find, model_path
 from enc_tf.protocols import PAPER_SCALES, PaperConfig, PaperPredictor
 
@@ -28,7 +25,8 @@ class Prediction:
         probabilities: `(H, W, C)` float32 class probabilities (mean over the passes),
             when asked for (`Segmenter(image, probabilities=True)`), else None.
         presence: `(C,)` float32 image-level class presence from the SE head
-            (sigmoid), or None when the model has no SE head.
+            (sigmoid; per class the largest over the windows the prediction ran,
+            `PaperResult.presence`), or None when the model has no SE head.
     """
 
     labels: np.ndarray
@@ -111,32 +109,6 @@ class Segmenter:
         )
         self.windows = PaperPredictor(self.model.logits_fn, self.model.num_classes, config)
         self.crop_size = int(crop_size)
-        crop = self.crop_size
-        logits_fn = self.model.logits_fn
-
-        @tf.function(input_signature=[tf.TensorSpec((1, crop, crop, 3), tf.float32)])
-        def presence(image):
-            out = logits_fn(image)
-            return (
-                tf.sigmoid(tf.cast(out["se"], tf.float32))[0]
-                if isinstance(out, dict) and "se" in out
-                else tf.zeros((0,))
-            )
-
-        self._presence = presence
-
-    def _presence_of(self, rgb):
-        # The SE head sees the whole image: long side resized to the crop, normalised, padded.
-        # A model without one (FCN) costs no pass.
-        if "se" not in self.model.outputs:
-            return None
-        height, width = long_side_size(*rgb.shape[:2], self.crop_size)
-        resized = resize_bilinear(rgb[None], (height, width), align_corners=True)[0]
-        resized = normalize(resized).numpy()
-        value = self._presence(
-            self.windows.pad(resized, self.crop_size, self.crop_size)[None]
-        ).numpy()
-        return value if value.size else None
 
     @classmethod
     def from_preset(cls, name, **kwargs):
@@ -162,10 +134,11 @@ class Segmenter:
         else:
             rgb = to_rgb_array(image, name, self.max_pixels)
         base = None if self.multi_scale else max(rgb.shape[:2])
-        labels, scores, finite = self.windows.labels_and_probabilities(rgb, base, probabilities)
+        labels, scores, finite, presence = self.windows.labels_and_probabilities(
+            rgb, base, probabilities
+        )
         if scores is not None:
             scores /= self.windows.num_passes
-        presence = self._presence_of(rgb)
         if not finite or (presence is not None and not np.all(np.isfinite(presence))):
             raise ModelFileError(
                 f"The model {self.model.path} gave non-finite outputs (NaN or inf) for {name}; "

@@ -3,30 +3,31 @@
 import keras
 from keras import ops
 
+from enc_tf.machine import kernel_choices
+
 SPLIT_INPUT_CHANNELS = 512  # the widest input one convolution reads on a CPU
 
 
 @keras.saving.register_keras_serializable(package="enc_tf")
 class SplitConv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` whose convolution, on a machine without a GPU, runs as a
-    sum of convolutions over groups of at most `SPLIT_INPUT_CHANNELS` input channels.
+    """`keras.layers.Conv2D` whose convolution, where the machine's kernels want it
+    (`enc_tf.machine.KernelChoices.split_wide_convolutions`: on CPUs), runs as a sum of
+    convolutions over groups of at most `SPLIT_INPUT_CHANNELS` input channels.
 
     The same function and weights (the kernel is sliced, not reshaped), within float32
-    rounding. Why: on CPUs, TensorFlow's oneDNN convolution is slow for wide inputs,
-    and EncHead's first 3x3 conv (2048 -> 512 channels at stride 8) is a quarter of
-    EncNet-ResNet50's FLOPs; four convolutions of 512 channels ran it faster (the measured
-    figures and their CPU: docs/benchmarks.md). GPUs (cuDNN) take the single convolution.
-    Grouped convolutions (`groups > 1`) take Keras's path.
+    rounding. Why: on CPUs TensorFlow's convolutions are slow for wide inputs, and EncHead's
+    first 3x3 conv (2048 -> 512 channels at stride 8) is a quarter of EncNet-ResNet50's
+    FLOPs; four convolutions of 512 channels ran it faster (oneDNN with AVX-512 and with
+    AVX2 kernels; the measured figures and their CPUs: docs/benchmarks.md). GPUs (cuDNN)
+    take the single convolution. Grouped convolutions (`groups > 1`) take Keras's path.
     """
 
     def _split(self, kernel):
-        import tensorflow as tf
-
         return (
             keras.backend.backend() == "tensorflow"
             and self.groups == 1
             and kernel.shape[2] > SPLIT_INPUT_CHANNELS
-            and not tf.config.list_physical_devices("GPU")
+            and kernel_choices().split_wide_convolutions
         )
 
     def convolution_op(self, inputs, kernel):

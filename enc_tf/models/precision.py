@@ -7,11 +7,9 @@ bfloat16 is emulated and slower than float32.
 
 import logging
 
-import tensorflow as tf
-
-from enc_tf.contracts.precision import BF16_CPU_FLAGS, PRECISIONS
+from enc_tf.contracts.precision import PRECISIONS
 from enc_tf.errors import ConfigError
-from enc_tf.machine import cpu_flags
+from enc_tf.machine import kernel_choices
 from enc_tf.models.transforms import copy_model
 
 logger = logging.getLogger(__name__)
@@ -25,9 +23,7 @@ def resolve_precision(precision):
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU") or cpu_flags() & set(BF16_CPU_FLAGS):
-        return "bfloat16"
-    return "float32"
+    return kernel_choices().auto_precision
 
 
 def with_precision(model, precision):

@@ -23,6 +23,7 @@ from enc_tf.protocols.paper import (
     PAPER_SCALES,
     PaperConfig,
     PaperPredictor,
+    PaperResult,
     window_starts,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "MMSegPredictor",
     "PaperConfig",
     "PaperPredictor",
+    "PaperResult",
     "check_settings",
     "model_align_corners",
     "slide_windows",

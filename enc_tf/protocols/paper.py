@@ -11,7 +11,7 @@ Geometry, padding value and resizing follow the original's MultiEvalModule.
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -96,13 +96,18 @@ class PaperPredictor:
         @tf.function(input_signature=[spec])
         def window_probabilities(windows):
             inputs = tf.concat([windows, tf.reverse(windows, [2])], 0) if config.flip else windows
-            logits = logits_fn(inputs)
-            logits = logits["seg"] if isinstance(logits, dict) else logits
-            probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            outputs = logits_fn(inputs)
+            outputs = outputs if isinstance(outputs, dict) else {"seg": outputs}
+            probs = tf.nn.softmax(tf.cast(outputs["seg"], tf.float32), axis=-1)
+            # The SE head's class presence of every input, from the same pass (none without one).
+            if "se" in outputs:
+                presence = tf.sigmoid(tf.cast(outputs["se"], tf.float32))
+            else:
+                presence = tf.zeros((tf.shape(inputs)[0], 0))
             if config.flip:
                 n = tf.shape(windows)[0]
                 probs = probs[:n] + tf.reverse(probs[n:], [2])
-            return probs
+            return probs, presence
 
         self._windows = window_probabilities
         self._pad_value = np.asarray(PAD_VALUE, np.float32)  # the original's -mean/std: black
@@ -121,7 +126,15 @@ class PaperPredictor:
         out[:h, :w] = image
         return out
 
-    def _scale_rows(self, image, scale, base_size=None):
+    def _run(self, windows, presence):
+        """The windows' flip-summed probabilities (NumPy); their SE presence goes to
+        `presence` (a `Presence`), when there is one."""
+        probs, seen = self._windows(windows)
+        if presence is not None:
+            presence.add(seen.numpy())
+        return probs.numpy()
+
+    def _scale_rows(self, image, scale, base_size=None, presence=None):
         """The flip-summed probabilities at one scale, before resizing back, as row bands
         in order: yields `(first_row, (rows, w_s, C) float32)`, plus the scale's size first.
 
@@ -143,7 +156,7 @@ class PaperPredictor:
             resized = resized.numpy()
         if long_size <= crop:
             window = self.pad(_normalised(resized), crop, crop)[None]
-            yield 0, self._windows(window).numpy()[0, :height, :width]
+            yield 0, self._run(window, presence)[0, :height, :width]
             return
         padded = resized  # only the short side may be below the crop: padded per window
         ph, pw = max(height, crop), max(width, crop)
@@ -172,7 +185,7 @@ class PaperPredictor:
                         for x in xs
                     ]
                 )
-                for x, p in zip(xs, self._windows(windows).numpy()):
+                for x, p in zip(xs, self._run(windows, presence)):
                     x1 = min(x + crop, pw)
                     rows = min(crop, ph - y)
                     total[:rows, x:x1] += p[:rows, : x1 - x]
@@ -193,14 +206,16 @@ class PaperPredictor:
         return np.concatenate([band for _, band in rows], 0)
 
     def _passes(self, image, base_size, want_probabilities):
-        """`(labels (H, W) int32, probabilities (H, W, C) float32 or None, finite)`, made
-        band by band: each scale streams its rows (`_scale_rows`), and output rows are resized
-        back from the rows they read (`resize_rows_bilinear`, the same rule as
-        `resize_bilinear`), summed over scales, and reduced to labels. Memory: the image,
-        the labels, and bands; the full probabilities only when asked for."""
+        """A `PaperResult`, made band by band: each scale streams its rows (`_scale_rows`),
+        and output rows are resized back from the rows they read (`resize_rows_bilinear`, the
+        same rule as `resize_bilinear`), summed over scales, and reduced to labels. Memory:
+        the image, the labels, and bands; the full probabilities only when asked for."""
         image = _checked_image(image)
         h, w = image.shape[:2]
-        streams = [_RowStream(self._scale_rows(image, s, base_size)) for s in self.config.scales]
+        presence = Presence()
+        streams = [
+            _RowStream(self._scale_rows(image, s, base_size, presence)) for s in self.config.scales
+        ]
         labels = np.empty((h, w), np.int32)
         scores = np.empty((h, w, self.num_classes), np.float32) if want_probabilities else None
         band = max(1, BAND_VALUES // max(1, w * self.num_classes))
@@ -214,7 +229,9 @@ class PaperPredictor:
             finite = finite and bool(np.isfinite(total).all())
             if scores is not None:
                 scores[first:stop] = total
-        return labels, scores, finite
+        for stream in streams:  # a scale whose last rows no output row read
+            stream.drain()
+        return PaperResult(labels, scores, finite, presence.value)
 
     def probabilities(self, image, base_size=None):
         """`(H, W, C)` float32: class probabilities summed over scales and flips.
@@ -222,17 +239,50 @@ class PaperPredictor:
         `base_size` overrides the configured one for this image (e.g. the
         image's own long side, for inference at its native resolution).
         """
-        return self._passes(image, base_size, True)[1]
+        return self._passes(image, base_size, True).probabilities
 
     def labels_and_probabilities(self, image, base_size=None, probabilities=False):
-        """`(labels, probabilities or None, finite)`: the label map, the summed
-        probabilities only when `probabilities` (they take `H x W x C x 4` bytes), and
-        whether every probability was finite (a broken model gives NaN)."""
+        """A `PaperResult`: the label map, the summed probabilities only when
+        `probabilities` (they take `H x W x C x 4` bytes), whether every probability was
+        finite (a broken model gives NaN), and the SE head's class presence."""
         return self._passes(image, base_size, probabilities)
 
     def predict(self, image, base_size=None):
         """`(H, W)` int32 label map (without keeping the image's probabilities)."""
-        return self._passes(image, base_size, False)[0]
+        return self._passes(image, base_size, False).labels
+
+
+class PaperResult(NamedTuple):
+    """One image by the paper's protocol.
+
+    Attributes:
+        labels: `(H, W)` int32.
+        probabilities: `(H, W, C)` float32 summed over scales and flips, or None.
+        finite: whether every probability was finite.
+        presence: `(C,)` float32, the SE head's class presence (sigmoid): for each class,
+            its largest value over the network inputs the protocol ran (windows and their
+            flips; a class seen in any window is present), or None for a model without
+            an SE head. It costs no pass of its own.
+    """
+
+    labels: np.ndarray
+    probabilities: Optional[np.ndarray]
+    finite: bool
+    presence: Optional[np.ndarray]
+
+
+class Presence:
+    """The largest SE presence per class over the network inputs seen so far."""
+
+    def __init__(self):
+        self.value = None
+
+    def add(self, batch):
+        """`batch`: `(N, C)` presences, or `(N, 0)` from a model without an SE head."""
+        if batch.size == 0:
+            return
+        largest = batch.max(axis=0)
+        self.value = largest if self.value is None else np.maximum(self.value, largest)
 
 
 def _checked_image(image):
@@ -259,6 +309,11 @@ class _RowStream:
         self._rows = rows
         self.height, self.width = next(rows)
         self._chunks = []  # (first row, rows) in order
+
+    def drain(self):
+        """Runs whatever windows of the scale are left (none once its last row was read)."""
+        for _ in self._rows:
+            pass
 
     def _read_to(self, stop):
         while not self._chunks or self._chunks[-1][0] + len(self._chunks[-1][1]) < stop:

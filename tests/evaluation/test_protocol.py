@@ -114,7 +114,7 @@ def test_bands_of_any_height_give_the_same_result(monkeypatch):
     np.testing.assert_allclose(whole, expected, atol=2e-5)
     for values in (1, 3 * 23 * 4, 3 * 23 * 11):  # one row a band, 4 rows, 11 rows
         monkeypatch.setattr(paper, "BAND_VALUES", values)
-        labels, scores, finite = predictor.labels_and_probabilities(image, probabilities=True)
+        labels, scores, finite, _ = predictor.labels_and_probabilities(image, probabilities=True)
         np.testing.assert_array_equal(scores, whole)
         np.testing.assert_array_equal(labels, np.argmax(whole, -1))
         assert finite and predictor.labels_and_probabilities(image)[1] is None

@@ -162,20 +162,50 @@ def test_segmenter_and_cli_in_bfloat16(model_path, tmp_path):
     assert (out / "a_labels.png").exists()
 
 
-def test_presence_costs_a_pass_only_for_a_model_with_an_se_head(tmp_path, model_path):
-    """An FCN-like model (no `se` output) is predicted in the passes its label map needs: the
-    presence pass is never run; a model with an SE head runs it and reports presence."""
+def _counting(loaded):
+    """`loaded` whose logits function counts the images it is run on."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    seen = tf.Variable(0, dtype=tf.int32)
+
+    @tf.function
+    def logits_fn(images):
+        seen.assign_add(tf.shape(images)[0])
+        return loaded.logits_fn(images)
+
+    return dataclasses.replace(loaded, logits_fn=logits_fn), seen
+
+
+def test_presence_comes_from_the_pass_that_segments(tmp_path, model_path):
+    """The SE presence costs no forward pass of its own: every image through the network is
+    a window of the label map's passes (one for an image within the crop, six for a 40 x 70
+    image with a 32 window), with or without an SE head; presence is the sigmoid of the
+    window's SE logits, the largest over windows."""
     import keras
+    import tensorflow as tf
 
     images = keras.Input((None, None, 3))
     plain = keras.Model(images, {"seg": keras.layers.Conv2D(3, 3, padding="same")(images)})
     path = str(tmp_path / "plain.keras")
     plain.save(path)
-    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    for model, outputs in ((load_model(path), ("seg",)), (load_model(model_path), ("se", "seg"))):
-        assert model.outputs == outputs
-        segmenter = Segmenter(model, crop_size=32)
-        result = segmenter(image)
-        with_se = "se" in outputs
-        assert (result.presence is not None) == with_se
-        assert segmenter._presence.experimental_get_tracing_count() == int(with_se)
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    large = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    for loaded, outputs in ((load_model(path), ("seg",)), (load_model(model_path), ("se", "seg"))):
+        assert loaded.outputs == outputs
+        counted, seen = _counting(loaded)
+        segmenter = Segmenter(counted, crop_size=32)
+        result = segmenter(small)
+        assert int(seen.numpy()) == 1
+        if "se" not in outputs:
+            assert result.presence is None
+            continue
+        window = segmenter.windows.pad(normalize(small).numpy(), 32, 32)[None]
+        expected = tf.sigmoid(loaded.logits_fn(window)["se"])[0].numpy()
+        np.testing.assert_allclose(result.presence, expected, rtol=1e-6)
+        seen.assign(0)
+        result = segmenter(large)
+        assert int(seen.numpy()) == 6
+        assert result.presence.shape == (3,) and np.all(result.presence > 0)

@@ -26,8 +26,20 @@ def _conv_ops(layer, x):
     return sum(op.type == "Conv2D" for op in graph.get_operations())
 
 
-def test_wide_inputs_are_split_into_channel_groups_with_the_same_result():
+def _splitting(monkeypatch, split):
+    """`KernelChoices` as on a machine that does (oneDNN on a CPU) or does not split."""
+    import dataclasses
+
+    from enc_tf.layers import conv
+    from enc_tf.machine import kernel_choices
+
+    choices = dataclasses.replace(kernel_choices(), split_wide_convolutions=split)
+    monkeypatch.setattr(conv, "kernel_choices", lambda: choices)
+
+
+def test_wide_inputs_are_split_into_channel_groups_with_the_same_result(monkeypatch):
     # 1100 channels: groups of 512, 512 and 76.
+    _splitting(monkeypatch, True)
     for kwargs in ({"padding": "same"}, {"padding": "valid", "dilation_rate": 2}):
         ours, theirs, x = _pair(2 * SPLIT_INPUT_CHANNELS + 76, use_bias=True, **kwargs)
         assert _conv_ops(ours, x) == 3 and _conv_ops(theirs, x) == 1
@@ -48,8 +60,17 @@ def test_wide_inputs_are_split_into_channel_groups_with_the_same_result():
             np.testing.assert_allclose(g_ours, g_theirs, atol=1e-5 * float(np.abs(g_theirs).max()))
 
 
-def test_narrow_inputs_are_one_convolution():
+def test_narrow_inputs_are_one_convolution(monkeypatch):
+    _splitting(monkeypatch, True)
     ours, theirs, x = _pair(SPLIT_INPUT_CHANNELS, padding="same")
+    assert _conv_ops(ours, x) == 1
+    np.testing.assert_array_equal(ours(x), theirs(x))
+
+
+def test_wide_inputs_are_one_convolution_where_the_kernels_take_them_whole(monkeypatch):
+    """GPUs: no slices."""
+    _splitting(monkeypatch, False)
+    ours, theirs, x = _pair(2 * SPLIT_INPUT_CHANNELS + 76, padding="same")
     assert _conv_ops(ours, x) == 1
     np.testing.assert_array_equal(ours(x), theirs(x))
 

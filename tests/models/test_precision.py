@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enc_tf.contracts.precision import BF16_CPU_FLAGS
 from enc_tf.errors import ConfigError
+from enc_tf.machine import BF16_CPU_FLAGS
 from enc_tf.models.logits import logits_function, model_logits
 from enc_tf.models.precision import resolve_precision, with_precision
 from tests.support.tiny_models import tiny_segmenter

@@ -1,0 +1,84 @@
+"""The machine's facts and the choices made from them (`enc_tf.machine`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from enc_tf.machine import BF16_CPU_FLAGS, ISA_FLAGS, cpu_flags, describe_machine, kernel_choices
+
+PROBE = (
+    "import json, tensorflow as tf\n"
+    "from enc_tf.machine import kernel_choices\n"
+    "from enc_tf.layers import SplitConv2D\n"
+    "choices = kernel_choices()\n"
+    "layer = SplitConv2D(4, 3, padding='same'); x = tf.zeros((1, 5, 5, 600))\n"
+    "graph = tf.function(layer).get_concrete_function(x).graph\n"
+    "convs = sum(op.type == 'Conv2D' for op in graph.get_operations())\n"
+    "print(json.dumps({'onednn': choices.onednn, 'split': choices.split_wide_convolutions,\n"
+    "                  'convs': convs, 'line': choices.describe()}))\n"
+)
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_kernel_choices_read_the_kernels_tensorflow_runs(onednn):
+    """TensorFlow's kernel library is fixed at its import (TF_ENABLE_ONEDNN_OPTS, else its
+    default for the CPU): read back in a process of each kind; wide convolutions are split
+    on a CPU with either."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["onednn"] is (onednn == "1")
+    assert result["split"] is True and result["convs"] == 2  # 600 channels: 512 + 88
+    assert ("oneDNN" if onednn == "1" else "Eigen (oneDNN off)") in result["line"]
+
+
+def test_auto_precision_follows_the_cpu_flags():
+    choices = kernel_choices()
+    fast = choices.gpu or bool(cpu_flags() & set(BF16_CPU_FLAGS))
+    assert choices.auto_precision == ("bfloat16" if fast else "float32")
+    assert f"--precision auto = {choices.auto_precision}" in choices.describe()
+
+
+def test_describe_machine_names_every_isa_flag():
+    line = describe_machine()
+    assert all(f"{flag}=" in line for flag in ISA_FLAGS)
+
+
+def test_command_environment_turns_onednn_on_for_avx2_cpus_only():
+    from enc_tf.machine import command_environment
+
+    assert command_environment({"avx2", "fma"}, {}) == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert command_environment({"avx2", "avx512f", "avx512_vnni"}, {}) == {
+        "TF_ENABLE_ONEDNN_OPTS": "1"  # TensorFlow's own default there: the same kernels
+    }
+    assert command_environment({"neon", "asimd"}, {}) == {}  # ARM: TensorFlow's default
+    assert command_environment({"avx2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}) == {}  # the user's
+
+
+@pytest.mark.parametrize("user", [None, "0"])
+def test_commands_start_tensorflow_with_the_machines_kernels(user):
+    """A command (through `_enc_tf_launch`) runs oneDNN on an AVX2 CPU unless the user said
+    otherwise; read back from TensorFlow in the command's process."""
+    from enc_tf.machine import command_environment
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user
+    code = (
+        "import _enc_tf_launch; _enc_tf_launch._set_machine_environment(); "
+        "_enc_tf_launch._import_tensorflow_quietly([]); "
+        "from enc_tf.machine import onednn_enabled; print(onednn_enabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    chosen = command_environment(environ=env).get("TF_ENABLE_ONEDNN_OPTS")
+    if user == "0":
+        assert out.stdout.strip() == "False"
+    elif chosen == "1":
+        assert out.stdout.strip() == "True"
