@@ -29,9 +29,19 @@ def median_seconds(fn, repeats):
     return statistics.median(times)
 
 
+def case_environment():
+    """A case's environment: this one, plus what enc_tf's commands set on this CPU before
+    TensorFlow starts (`enc_tf.machine.command_environment`: oneDNN on AVX2 CPUs), so that
+    the cases run the kernels users' commands run."""
+    from _enc_tf_launch import _machine_module  # enc_tf.machine without TensorFlow
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **_machine_module().command_environment()}
+
+
 def run_case(script, *args, timeout=1800):
-    """Runs `script --worker args...` in a fresh process; returns its JSON result."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    """Runs `script --worker args...` in a fresh process (`case_environment`); returns its
+    JSON result."""
+    env = case_environment()
     result = subprocess.run(
         [sys.executable, script, "--worker", *map(str, args)],
         capture_output=True,
@@ -50,10 +60,11 @@ def emit(result):
 
 
 def machine():
-    """The CPU model, its usable cores and the flags that decide reduced-precision speed."""
+    """The CPU model, its usable cores, the flags that decide speed, and the kernels the
+    cases' TensorFlow runs."""
     from enc_tf.machine import describe_machine  # the one reader of the CPU's facts
 
-    return describe_machine()
+    return f"{describe_machine()}; TensorFlow's convolutions: {kernels_used()}"
 
 
 def kernel_choices_line():
@@ -140,10 +151,10 @@ def isa_environment(isa):
 
 
 def kernels_used(python=None, torch=False):
-    """What a convolution ran on under this process's environment, from oneDNN's verbose
+    """What a convolution ran on in a case (torch: under this environment), from oneDNN's verbose
     output: `"oneDNN <isa>, <implementation>"`, `"Eigen (oneDNN off)"` for TensorFlow
     without oneDNN; torch adds its ATen capability. Checks that an `--isa` cap took effect."""
-    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**(os.environ if torch else case_environment()), "ONEDNN_VERBOSE": "1"}
     code = _TORCH_PROBE if torch else _TF_PROBE
     result = subprocess.run(
         [python or sys.executable, "-c", code], capture_output=True, text=True, env=env

@@ -187,7 +187,6 @@ def main():
     os.environ.update(caps)  # every case and the peer run under it
     print(machine())
     print(f"--isa {args.isa}: " + (" ".join(f"{k}={v}" for k, v in caps.items()) or "no caps"))
-    print(f"enc_tf's convolutions: {kernels_used()}")
     print(f"enc_tf's choices for this machine: {kernel_choices_line()}")
     peer = peer_available(args.mmseg_python)
     if peer:
