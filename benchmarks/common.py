@@ -38,6 +38,26 @@ def case_environment():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **_machine_module().command_environment()}
 
 
+def step_timer():
+    """A Keras callback whose `times` are the seconds of each `fit` step (each waits for its
+    loss, so that the step has finished)."""
+    import keras
+
+    class StepTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_train_batch_begin(self, step, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, step, logs=None):
+            float(logs["loss"])
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimes()
+
+
 def run_case(script, *args, timeout=1800):
     """Runs `script --worker args...` in a fresh process (`case_environment`); returns its
     JSON result."""

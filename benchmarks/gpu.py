@@ -41,13 +41,12 @@ def _devices(cpu_devices):
 
 
 def worker_train(backbone, size, batch_per_replica, replicas, policy, xla, steps, cpu_devices):
-    import time
 
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.common import emit
+    from benchmarks.common import emit, step_timer
     from enc_tf import build_encnet
     from enc_tf.contracts.labels import presence_targets
     from enc_tf.losses import encnet_losses
@@ -77,19 +76,7 @@ def worker_train(backbone, size, batch_per_replica, replicas, policy, xla, steps
     targets = {"seg": labels, "aux": labels, "se": presence}
     data = tf.data.Dataset.from_tensors((images, targets)).repeat().prefetch(2)
 
-    class StepTimes(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_train_batch_begin(self, step, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, step, logs=None):
-            float(logs["loss"])  # waits for the step to finish
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = StepTimes()
+    timer = step_timer()
     history = model.fit(
         data, steps_per_epoch=WARMUP_STEPS + steps, epochs=1, callbacks=[timer], verbose=0
     )

@@ -27,7 +27,7 @@ def worker_train(batch, size, policy, xla, steps):
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.common import emit, peak_rss_mb, rss_mb
+    from benchmarks.common import emit, peak_rss_mb, rss_mb, step_timer
     from enc_tf import build_encnet
     from enc_tf.contracts.labels import presence_targets
     from enc_tf.losses import encnet_losses
@@ -54,19 +54,7 @@ def worker_train(batch, size, policy, xla, steps):
     }
     data = tf.data.Dataset.from_tensors((images, targets)).repeat().prefetch(2)
 
-    class StepTimes(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_train_batch_begin(self, step, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, step, logs=None):
-            float(logs["loss"])  # waits for the step to finish
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = StepTimes()
+    timer = step_timer()
     model.fit(data, steps_per_epoch=WARMUP_STEPS + steps, epochs=1, callbacks=[timer], verbose=0)
     step = float(np.median(timer.times[WARMUP_STEPS:]))
 
