@@ -136,14 +136,14 @@ ISA_CAPS = {
         "ATEN_CPU_CAPABILITY": "avx512",
     },
 }
-ISA_FLAGS = {"avx2": ("avx2",), "avx512": ("avx2", "avx512f")}  # what such a CPU reports
+CLASS_FLAGS = {"avx2": ("avx2",), "avx512": ("avx2", "avx512f")}  # what such a CPU reports
 
 _TF_PROBE = (
     "import tensorflow as tf\n"
-    "from tensorflow.python.util import _pywrap_util_port as port\n"
+    "from enc_tf.machine import onednn_enabled\n"
     "x = tf.random.normal((1, 32, 32, 64)); k = tf.random.normal((3, 3, 64, 64))\n"
     "tf.nn.conv2d(x, k, 1, 'SAME').numpy()\n"
-    "print('onednn_enabled', port.IsMklEnabled())\n"
+    "print('onednn_enabled', onednn_enabled())\n"
 )
 _TORCH_PROBE = (
     "import torch\n"
@@ -167,7 +167,7 @@ def isa_environment(isa):
     that class (a variable the user set is kept)."""
     from _enc_tf_launch import _machine_module  # enc_tf.machine without TensorFlow
 
-    return {**_machine_module().command_environment(ISA_FLAGS.get(isa)), **ISA_CAPS[isa]}
+    return {**_machine_module().command_environment(CLASS_FLAGS.get(isa)), **ISA_CAPS[isa]}
 
 
 def kernels_used(python=None, torch=False):

@@ -200,8 +200,9 @@ def main():
     run_case(__file__, "save", model_path)
     from enc_tf.machine import kernel_choices  # TensorFlow starts under the caps above
 
-    # bfloat16 only where the CPU computes it natively (emulated, it is slower than float32).
-    bf16 = args.isa != "avx2" and kernel_choices().auto_precision == "bfloat16"
+    # bfloat16 only where the CPU computes it natively (emulated, it is slower than float32);
+    # an --isa cap leaves oneDNN no bf16 instructions.
+    bf16 = args.isa == "native" and kernel_choices().auto_precision == "bfloat16"
     if not bf16:
         print("The bfloat16 case is skipped: this CPU (or --isa) has no native bf16 arithmetic.")
     cases = {"forward f32": [], "forward f32 unfolded": [], "forward bf16": [], "train f32": []}

@@ -108,7 +108,6 @@ class Segmenter:
             window_batch=window_batch,
         )
         self.windows = PaperPredictor(self.model.logits_fn, self.model.num_classes, config)
-        self.crop_size = int(crop_size)
 
     @classmethod
     def from_preset(cls, name, **kwargs):
