@@ -77,7 +77,7 @@ def test_a_preset_downloads_converts_caches_and_predicts(checkpoint, monkeypatch
         # The second use: no request, no new conversion, also offline.
         monkeypatch.setenv("ENC_TF_OFFLINE", "1")
         segmenter = Segmenter.from_preset(preset.name)
-        assert segmenter.crop_size == 64
+        assert segmenter.windows.config.crop_size == 64  # the preset's training crop
         labels = segmenter(np.zeros((40, 70, 3), np.uint8)).labels
         assert labels.shape == (40, 70)
         image = tmp_path / "street.png"
