@@ -198,3 +198,27 @@ def kernels_used(python=None, torch=False):
     if "aten_capability" in facts:
         text += f", ATen {facts['aten_capability']}"
     return text
+
+
+def write_ade_like(root, count=48, size=(512, 683), num_classes=150, seed=0):
+    """`count` ADE20K-like JPEGs (smooth colour blocks with noise) and PNG masks of
+    `num_classes` labels under `root/images` and `root/masks`, with a classes.yaml."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "images"))
+    os.makedirs(os.path.join(root, "masks"))
+    h, w = size
+    for i in range(count):
+        smooth = np.kron(rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3)), np.ones((16, 16, 1)))[
+            :h, :w
+        ]
+        image = np.clip(smooth + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        mask = np.kron(rng.integers(0, num_classes, (h // 32 + 1, w // 32 + 1)), np.ones((32, 32)))[
+            :h, :w
+        ]
+        Image.fromarray(image).save(os.path.join(root, "images", f"{i:04d}.jpg"), quality=90)
+        Image.fromarray(mask.astype(np.uint8)).save(os.path.join(root, "masks", f"{i:04d}.png"))
+    with open(os.path.join(root, "classes.yaml"), "w") as f:
+        f.write("names: [" + ", ".join(f"c{i}" for i in range(num_classes)) + "]\n")

@@ -18,31 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from benchmarks.common import machine, table  # noqa: E402
+from benchmarks.common import machine, table, write_ade_like  # noqa: E402
 from enc_tf import build_encnet  # noqa: E402
 from enc_tf.data import PipelineConfig, build_dataset, ensure_context_shapes, folder_source  # noqa: E402
 from enc_tf.losses import encnet_losses  # noqa: E402
-
-
-def write_ade_like(root, count=48, size=(512, 683), num_classes=150, seed=0):
-    rng = np.random.default_rng(seed)
-    os.makedirs(os.path.join(root, "images"))
-    os.makedirs(os.path.join(root, "masks"))
-    h, w = size
-    for i in range(count):
-        smooth = np.kron(rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3)), np.ones((16, 16, 1)))[
-            :h, :w
-        ]
-        image = np.clip(smooth + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        mask = np.kron(rng.integers(0, num_classes, (h // 32 + 1, w // 32 + 1)), np.ones((32, 32)))[
-            :h, :w
-        ]
-        Image.fromarray(image).save(os.path.join(root, "images", f"{i:04d}.jpg"), quality=90)
-        Image.fromarray(mask.astype(np.uint8)).save(os.path.join(root, "masks", f"{i:04d}.png"))
-    with open(os.path.join(root, "classes.yaml"), "w") as f:
-        f.write("names: [" + ", ".join(f"c{i}" for i in range(num_classes)) + "]\n")
 
 
 def pipeline_rate(source, config, batches=6):

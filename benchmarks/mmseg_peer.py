@@ -9,10 +9,20 @@ stand-in module that fails if anything is called lets `mmseg` import.
   python benchmarks/mmseg_peer.py train BATCH SIZE STEPS
   python benchmarks/mmseg_peer.py profile forward|train BATCH SIZE
   python benchmarks/mmseg_peer.py agreement BATCH SIZE
+  python benchmarks/mmseg_peer.py predict|tta FOLDER
+  python benchmarks/mmseg_peer.py pipeline FOLDER BATCHES WORKERS
 
 `agreement` loads MMSegmentation's parity weights (tests/fixtures/oracle_mmseg, made
 with NumPy by tests/support/oracle.py) and compares bfloat16 (`torch.autocast`) with
 float32 on one random input: argmax agreement and error relative to the largest logit.
+
+The user paths run on FOLDER's `images/*.jpg` and `masks/*.png` (an ADE20K layout:
+reduce_zero_label) with the parity weights: `predict` is `mmseg.apis.inference_model`
+per image file (the config's test pipeline, whole-image inference), `tta` the
+config's `tta_pipeline` with `SegTTAModel` (ratios 0.5-1.75 of the image, flips), both
+seconds per image (median after the first); `pipeline` is the config's training pipeline
+through a DataLoader with WORKERS processes and the model's data preprocessor (normalise,
+pad, stack), images per second over BATCHES batches of 8 after the first.
 """
 
 import json
@@ -38,20 +48,28 @@ class _NoCompiledOps(types.ModuleType):
         return missing
 
 
-def build():
+def config():
     sys.modules.setdefault("mmcv._ext", _NoCompiledOps("mmcv._ext"))
     import mmseg
     import torch
     from mmengine.config import Config
-    from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
     torch.set_num_threads(THREADS)
     register_all_modules()
     path = os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", "encnet", CONFIG)
-    cfg = Config.fromfile(path)
+    return Config.fromfile(path)
+
+
+def build(preprocess=False):
+    """The config's model on one device; `preprocess`: with its data preprocessor (the user
+    paths read image files), else inputs arrive normalised, as ours."""
+    from mmseg.registry import MODELS
+
+    cfg = config()
     cfg.model.pretrained = None
-    cfg.model.data_preprocessor = None  # inputs arrive normalised, as ours
+    if not preprocess:
+        cfg.model.data_preprocessor = None
 
     def one_device(node):  # SyncBN -> BN: the same maths on one device
         if isinstance(node, dict):
@@ -61,7 +79,9 @@ def build():
                 one_device(value)
 
     one_device(cfg.model)
-    return MODELS.build(cfg.model)
+    model = MODELS.build(cfg.model)
+    model.cfg = cfg  # as mmseg.apis.init_model leaves it: inference_model reads its pipeline
+    return model
 
 
 def _metas(batch, size):
@@ -112,9 +132,7 @@ def train_fn(model, batch, size):
     return step
 
 
-def bfloat16_agreement(model, batch, size):
-    """MMSegmentation's own bfloat16 (CPU autocast) against its float32, on the parity
-    weights: `{"argmax_agreement", "relative_error"}`."""
+def load_parity_weights(model):
     import numpy as np
     import torch
 
@@ -123,6 +141,97 @@ def bfloat16_agreement(model, batch, size):
 
     state = oracle.state_dict("mmseg_ade_r50", oracle.MMSEG_DIR)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+
+
+def _files(folder):
+    import glob
+
+    images = sorted(glob.glob(os.path.join(folder, "images", "*.jpg")))
+    masks = [os.path.join(folder, "masks", os.path.basename(p)[:-4] + ".png") for p in images]
+    return images, masks
+
+
+def _per_image(step, count):
+    """Median seconds of `step(i)` over images 1..count-1 (image 0 warms up)."""
+    import time
+
+    step(0)
+    times = []
+    for i in range(1, count):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def predict_seconds(model, folder):
+    """`inference_model` per image file: the test pipeline, whole-image inference."""
+    from mmseg.apis import inference_model
+
+    images, _ = _files(folder)
+    model.eval()
+    return _per_image(lambda i: inference_model(model, images[i]).pred_sem_seg, len(images))
+
+
+def tta_seconds(model, folder):
+    """The config's `tta_pipeline` and `SegTTAModel` per image, as `tools/test.py --tta`."""
+    import torch
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+    from mmseg.models import SegTTAModel
+
+    images, masks = _files(folder)
+    model.eval()
+    tta = SegTTAModel(module=model)
+    pipeline = Compose(model.cfg.tta_pipeline)
+
+    def step(i):
+        sample = dict(img_path=images[i], seg_map_path=masks[i], reduce_zero_label=True)
+        data = pipeline({**sample, "seg_fields": []})
+        with torch.no_grad():
+            return tta.test_step(pseudo_collate([data]))
+
+    return _per_image(step, len(images))
+
+
+def pipeline_rate(model, folder, batches, workers):
+    """Images per second of the training pipeline: ADE20KDataset with the config's
+    `train_pipeline`, a DataLoader of `workers` processes (batch 8, as a GPU of
+    MMSegmentation's 4x4 recipe would take 4), the data preprocessor."""
+    import time
+
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmseg.datasets import ADE20KDataset
+
+    dataset = ADE20KDataset(
+        data_root=folder,
+        data_prefix=dict(img_path="images", seg_map_path="masks"),
+        pipeline=model.cfg.train_pipeline,
+    )
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**6)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=8,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=pseudo_collate,
+        persistent_workers=workers > 0,
+    )
+    batches_iter = iter(loader)
+    model.data_preprocessor(next(batches_iter), True)  # workers started, first batch
+    start = time.perf_counter()
+    for _ in range(batches):
+        model.data_preprocessor(next(batches_iter), True)
+    return batches * 8 / (time.perf_counter() - start)
+
+
+def bfloat16_agreement(model, batch, size):
+    """MMSegmentation's own bfloat16 (CPU autocast) against its float32, on the parity
+    weights: `{"argmax_agreement", "relative_error"}`."""
+    import torch
+
+    load_parity_weights(model)
     step = forward_fn(model, batch, size)
     full = step()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -149,8 +258,16 @@ def profile(step):
 
 def main(argv):
     case = argv[0]
-    model = build()
-    if case == "agreement":
+    paths = case in ("predict", "tta", "pipeline")
+    model = build(preprocess=paths)
+    if paths:
+        load_parity_weights(model)
+    if case in ("predict", "tta"):
+        timed = predict_seconds if case == "predict" else tta_seconds
+        result = {"seconds": timed(model, argv[1])}
+    elif case == "pipeline":
+        result = {"images_per_second": pipeline_rate(model, argv[1], int(argv[2]), int(argv[3]))}
+    elif case == "agreement":
         result = bfloat16_agreement(model, int(argv[1]), int(argv[2]))
     elif case == "profile":
         what, batch, size = argv[1], int(argv[2]), int(argv[3])
