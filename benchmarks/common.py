@@ -29,6 +29,17 @@ def median_seconds(fn, repeats):
     return statistics.median(times)
 
 
+def per_image_seconds(step, count):
+    """Median seconds of `step(i)` over images 1..count-1 (image 0 warms up: tracing)."""
+    step(0)
+    times = []
+    for i in range(1, count):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def case_environment():
     """A case's environment: this one, plus what enc_tf's commands set on this CPU before
     TensorFlow starts (`enc_tf.machine.command_environment`: oneDNN on AVX2 CPUs), so that

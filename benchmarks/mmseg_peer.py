@@ -31,7 +31,7 @@ import resource
 import sys
 import types
 
-from common import median_seconds  # benchmarks/common.py: standard library only
+from common import median_seconds, per_image_seconds  # benchmarks/common.py: standard library only
 
 CONFIG = "encnet_r50-d8_4xb4-80k_ade20k-512x512.py"
 THREADS = 2
@@ -151,26 +151,13 @@ def _files(folder):
     return images, masks
 
 
-def _per_image(step, count):
-    """Median seconds of `step(i)` over images 1..count-1 (image 0 warms up)."""
-    import time
-
-    step(0)
-    times = []
-    for i in range(1, count):
-        start = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def predict_seconds(model, folder):
     """`inference_model` per image file: the test pipeline, whole-image inference."""
     from mmseg.apis import inference_model
 
     images, _ = _files(folder)
     model.eval()
-    return _per_image(lambda i: inference_model(model, images[i]).pred_sem_seg, len(images))
+    return per_image_seconds(lambda i: inference_model(model, images[i]).pred_sem_seg, len(images))
 
 
 def tta_seconds(model, folder):
@@ -191,7 +178,7 @@ def tta_seconds(model, folder):
         with torch.no_grad():
             return tta.test_step(pseudo_collate([data]))
 
-    return _per_image(step, len(images))
+    return per_image_seconds(step, len(images))
 
 
 def pipeline_rate(model, folder, batches, workers):

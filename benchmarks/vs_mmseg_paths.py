@@ -34,26 +34,15 @@ BASE = 520
 BATCH = 8
 
 
-def _per_image(step, count):
-    """Median seconds of `step(i)` over images 1..count-1 (image 0 warms up)."""
-    step(0)
-    times = []
-    for i in range(1, count):
-        start = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def worker_predict(model_path, folder):
-    from benchmarks.common import emit, peak_rss_mb
+    from benchmarks.common import emit, peak_rss_mb, per_image_seconds
     from benchmarks.vs_mmseg import _set_threads
     from enc_tf.inference import Segmenter
 
     _set_threads()
     files = sorted(str(p) for p in Path(folder, "images").glob("*.jpg"))
     segmenter = Segmenter(model_path, crop_size=CROP, base_size=BASE)
-    seconds = _per_image(lambda i: segmenter(files[i]).labels, len(files))
+    seconds = per_image_seconds(lambda i: segmenter(files[i]).labels, len(files))
     emit({"seconds": seconds, "peak_rss_mib": peak_rss_mb()})
 
 
