@@ -183,8 +183,8 @@ def tta_seconds(model, folder):
 
 def pipeline_rate(model, folder, batches, workers):
     """Images per second of the training pipeline: ADE20KDataset with the config's
-    `train_pipeline`, a DataLoader of `workers` processes (batch 8, as a GPU of
-    MMSegmentation's 4x4 recipe would take 4), the data preprocessor."""
+    `train_pipeline`, a DataLoader of `workers` processes (batches of 8, as ours in
+    benchmarks/vs_mmseg_paths.py), the data preprocessor."""
     import time
 
     import torch
