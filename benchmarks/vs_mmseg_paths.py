@@ -22,6 +22,7 @@ Never part of `make test`.
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -72,25 +73,26 @@ def worker_multi_scale(model_path, folder):
 
     with NumpyIterator(examples, source) as arrays:
         evaluate_protocol(predictor, arrays, source.ignore_index, progress=progress)
-    times = sorted(b - a for a, b in zip(stamps[1:], stamps[2:]))
-    emit({"seconds": times[len(times) // 2], "peak_rss_mib": peak_rss_mb()})
+    times = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # after the first image
+    emit({"seconds": statistics.median(times), "peak_rss_mib": peak_rss_mb()})
 
 
 def worker_pipeline(folder, batches):
     from benchmarks.common import emit, peak_rss_mb
+    from benchmarks.data import pipeline_rate
     from benchmarks.vs_mmseg import _set_threads
-    from enc_tf.data import PipelineConfig, build_dataset, folder_source
+    from enc_tf.data import PipelineConfig, folder_source
 
     _set_threads()
-    source = folder_source(folder)
     config = PipelineConfig(batch_size=BATCH, base_size=BASE, crop_size=CROP)
-    iterator = iter(build_dataset(source, "train", config, repeat=True))
-    next(iterator)  # tracing, the first decodes
-    start = time.perf_counter()
-    for _ in range(int(batches)):
-        next(iterator)
-    rate = int(batches) * BATCH / (time.perf_counter() - start)
+    rate = pipeline_rate(folder_source(folder), config, int(batches))
     emit({"images_per_second": rate, "peak_rss_mib": peak_rss_mb()})
+
+
+def _row(name, ours, theirs, goal, form):
+    ratio = f"{ours / theirs:.2f}" if theirs else "-"
+    theirs = form.format(theirs) if theirs else "-"
+    return f"| {name} | {form.format(ours)} | {theirs} | {ratio} | {goal} |"
 
 
 def main():
@@ -133,31 +135,21 @@ def main():
         write_ade_like(folders[name], count=count)
     model_path = os.path.join(tmp, "mmseg_parity_weights.keras")
     run_case(str(Path(__file__).parent / "vs_mmseg.py"), "save", model_path)
-    rows = []
-    cases = (
-        ("predict, s/image", ("predict", model_path, folders["predict"]), ("predict",), "<= 0.75"),
-        (
-            "multi-scale + flip, s/image",
-            ("multi_scale", model_path, folders["tta"]),
-            ("tta",),
-            "<= 0.77 (1.3x images/s)",
-        ),
+    cases = (  # name, our worker, the peer's case, files, goal
+        ("predict, s/image", "predict", "predict", "predict", "<= 0.75"),
+        ("multi-scale + flip, s/image", "multi_scale", "tta", "tta", "<= 0.77 (1.3x images/s)"),
     )
-    for name, ours_args, peer_args, goal in cases:
-        ours = run_case(__file__, *ours_args)["seconds"]
-        folder = folders["predict" if peer_args[0] == "predict" else "tta"]
-        theirs = run_peer(args.mmseg_python, *peer_args, folder)["seconds"] if peer else None
-        ratio = f"{ours / theirs:.2f}" if theirs else "-"
-        theirs = f"{theirs:.2f}" if theirs else "-"
-        rows.append(f"| {name} | {ours:.2f} | {theirs} | {ratio} | {goal} |")
+    rows = []
+    for name, worker, peer_case, files, goal in cases:
+        ours = run_case(__file__, worker, model_path, folders[files])["seconds"]
+        theirs = run_peer(args.mmseg_python, peer_case, folders[files])["seconds"] if peer else None
+        rows.append(_row(name, ours, theirs, goal, "{:.2f}"))
     ours = run_case(__file__, "pipeline", folders["pipeline"], args.batches)["images_per_second"]
     theirs = None
     if peer:
         theirs = run_peer(args.mmseg_python, "pipeline", folders["pipeline"], args.batches, 2)
         theirs = theirs["images_per_second"]
-    ratio = f"{ours / theirs:.2f}" if theirs else "-"
-    theirs = f"{theirs:.1f}" if theirs else "-"
-    rows.append(f"| input pipeline, images/s | {ours:.1f} | {theirs} | {ratio} | >= 1.3 |")
+    rows.append(_row("input pipeline, images/s", ours, theirs, ">= 1.3", "{:.1f}"))
     print("| path | enc_tf | MMSegmentation | ratio | goal |\n|---|---|---|---|---|")
     print("\n".join(rows))
 
