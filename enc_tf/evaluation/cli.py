@@ -36,6 +36,7 @@ from enc_tf.protocols import (
     PaperPredictor,
     check_settings,
     model_align_corners,
+    preset_summary,
 )
 
 logger = logging.getLogger(__name__)
@@ -313,9 +314,8 @@ def main(argv=None):
     mmseg.add_argument(
         "--mmseg-preset",
         choices=sorted(MMSEG_PRESETS),
-        help="MMSegmentation's EncNet test settings: ade20k (whole, 2048 512), cityscapes "
-        "(512x1024 configs: whole, 2048 1024), cityscapes-769 (slide, 2049 1025, crop 769, "
-        "stride 513); options given explicitly win",
+        help=f"MMSegmentation's EncNet test settings: {preset_summary()}; options given "
+        "explicitly win",
     )
     mmseg.add_argument(
         "--mmseg-scale",

@@ -32,14 +32,20 @@ from enc_tf.console import ProgressBar, add_precision_option, command_parser, er
 from enc_tf.data.io import list_images, read_image
 from enc_tf.errors import ConfigError, DataError, EncTfError
 from enc_tf.files import atomic_write, remove_stale_temporaries, write_text_atomic
-from enc_tf.inference.segmenter import DEFAULT_MAX_PIXELS, Segmenter
+from enc_tf.inference.segmenter import (
+    DEFAULT_MAX_PIXELS,
+    PROTOCOLS,
+    Segmenter,
+    resolve_protocol,
+)
 from enc_tf.presets import MODEL_HELP, find
-from enc_tf.protocols import PAPER_SCALES
+from enc_tf.protocols import MMSEG_PRESETS, PAPER_SCALES, preset_summary
 from enc_tf.visualize import index_png, overlay
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.json"
+PROTOCOL_LABELS = {"protocol": "--protocol", "mmseg_preset": "--mmseg-preset"}
 
 
 def expand_inputs(inputs):
@@ -170,6 +176,20 @@ def predict_files(segmenter, paths, out_dir, probabilities=False, progress=None)
     return summary, failures
 
 
+def _protocol(args):
+    """`(protocol, mmseg_preset)` from the options and the model (see `resolve_protocol`)."""
+    protocol, mmseg_preset = resolve_protocol(
+        args.model, args.protocol, args.mmseg_preset, PROTOCOL_LABELS
+    )
+    for flag, value in (("--base-size", args.base_size), ("--crop-size", args.crop_size)):
+        if protocol == "mmseg" and value is not None:
+            raise ConfigError(
+                f"{flag} applies to --protocol paper only; --protocol mmseg uses the settings "
+                f"of --mmseg-preset ({mmseg_preset})."
+            )
+    return protocol, mmseg_preset
+
+
 def _window(args):
     """`--crop-size` / `--base-size`, else a preset's training crop, else the paper's 480/520."""
     preset = find(args.model)
@@ -194,6 +214,7 @@ def run(args):
     paths = expand_inputs(args.inputs)
     output_names(paths)  # name clashes are refused before the model is loaded
     classes = read_class_file(args.classes) if args.classes else None
+    protocol, mmseg_preset = _protocol(args)
     base_size, crop_size = _window(args)
     segmenter = Segmenter(
         args.model,
@@ -204,6 +225,8 @@ def run(args):
         args.scales,
         precision=args.precision,
         max_pixels=args.max_pixels,
+        protocol=protocol,
+        mmseg_preset=mmseg_preset,
     )
     summary, failures = predict_files(
         segmenter, paths, args.out, args.probabilities, ProgressBar("images", "segmenting")
@@ -227,25 +250,40 @@ def main(argv=None):
         "--classes", help="class list (YAML/JSON) when the model does not carry one"
     )
     parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="paper: the paper's test-time protocol; mmseg: MMSegmentation's (default: mmseg "
+        "for the models MMSegmentation published, with their settings; else paper)",
+    )
+    parser.add_argument(
+        "--mmseg-preset",
+        choices=sorted(MMSEG_PRESETS),
+        help=f"--protocol mmseg: MMSegmentation's test settings, {preset_summary()} (default: "
+        "the preset model's own)",
+    )
+    parser.add_argument(
         "--multi-scale",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="the paper's multi-scale + flip protocol",
+        help="multi-scale + flip: the paper's scales of --base-size, or MMSegmentation's "
+        "ratios of its scale box",
     )
     parser.add_argument(
         "--scales",
         type=float,
         nargs="+",
         default=list(PAPER_SCALES),
-        help="the scales of --multi-scale",
+        help="the scales (ratios) of --multi-scale",
     )
     parser.add_argument(
-        "--base-size", type=int, help="multi-scale base size (default: max(520, crop size))"
+        "--base-size",
+        type=int,
+        help="--protocol paper: multi-scale base size (default: max(520, crop size))",
     )
     parser.add_argument(
         "--crop-size",
         type=int,
-        help="sliding-window side (default: a preset's training crop, else 480)",
+        help="--protocol paper: sliding-window side (default: a preset's training crop, else 480)",
     )
     parser.add_argument(
         "--probabilities",

@@ -77,27 +77,34 @@ class BilinearResize(keras.layers.Layer):
         return config
 
 
-def _align_corners_weights(in_size, out_size, first=0, stop=None):
-    """TF's `ResizeBilinear(align_corners=True)` sampling of output positions
-    `first..stop-1`: lower and upper input indices and the weight of the upper, computed
-    as its kernel does (in float32: position = index x float32 scale)."""
+def _sampling(in_size, out_size, align_corners, first=0, stop=None):
+    """TF's `ResizeBilinear` sampling of output positions `first..stop-1`: lower and upper
+    input indices and the weight of the upper, computed as its kernel does in float32
+    (`compute_interpolation_weights`: position `i x scale` with aligned corners, else
+    `(i + 0.5) x scale - 0.5`; lower `max(floor, 0)`, upper `min(ceil, in_size - 1)`)."""
     stop = out_size if stop is None else stop
-    scale = np.float32((in_size - 1) / np.float32(out_size - 1)) if out_size > 1 else np.float32(0)
-    position = np.arange(first, stop, dtype=np.float32) * scale
-    lower = np.floor(position).astype(np.int64)
-    upper = np.minimum(lower + 1, in_size - 1)
-    return lower, upper, (position - lower).astype(np.float32)
+    index = np.arange(first, stop, dtype=np.float32)
+    if align_corners:
+        scale = np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else 0
+        position = index * np.float32(scale)
+    else:
+        scale = np.float32(in_size) / np.float32(out_size)
+        position = (index + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(position)
+    lower = np.maximum(floor.astype(np.int64), 0)
+    upper = np.minimum(np.ceil(position).astype(np.int64), in_size - 1)
+    return lower, upper, (position - floor).astype(np.float32)
 
 
-def source_rows(first, stop, in_height, out_height):
-    """The input rows `[y0, y1)` that output rows `[first, stop)` of an align-corners
-    resize from `in_height` to `out_height` rows read."""
-    lower, upper, _ = _align_corners_weights(in_height, out_height, first, stop)
-    return int(lower[0]), int(upper[-1]) + 1
+def source_rows(first, stop, in_height, out_height, align_corners=True):
+    """The input rows `[y0, y1)` that output rows `[first, stop)` of a bilinear resize
+    from `in_height` to `out_height` rows read."""
+    lower, upper, _ = _sampling(in_height, out_height, align_corners, first, stop)
+    return int(lower.min()), int(upper.max()) + 1
 
 
-def resize_rows_bilinear(rows, y0, first, stop, in_height, out_size):
-    """Output rows `[first, stop)` of `resize_bilinear(map, out_size, align_corners=True)`,
+def resize_rows_bilinear(rows, y0, first, stop, in_height, out_size, align_corners=True):
+    """Output rows `[first, stop)` of `resize_bilinear(map, out_size, align_corners)`,
     computed from the input rows `rows = map[y0:y1]` only (`source_rows` says which), so
     that a large output is made band by band with memory for the band alone. `rows` is
     `(n, W, C)`; returns `(stop - first, out_width, C)` float32, the arithmetic of TF's
@@ -106,8 +113,8 @@ def resize_rows_bilinear(rows, y0, first, stop, in_height, out_size):
     rows = np.asarray(rows, np.float32)
     if (in_height, rows.shape[1]) == (out_height, out_width):
         return rows[first - y0 : stop - y0]
-    y_lo, y_hi, y_w = _align_corners_weights(in_height, out_height, first, stop)
-    x_lo, x_hi, x_w = _align_corners_weights(rows.shape[1], out_width)
+    y_lo, y_hi, y_w = _sampling(in_height, out_height, align_corners, first, stop)
+    x_lo, x_hi, x_w = _sampling(rows.shape[1], out_width, align_corners)
     x_w = x_w[None, :, None]
     top, bottom = rows[y_lo - y0], rows[y_hi - y0]
     top = top[:, x_lo] + (top[:, x_hi] - top[:, x_lo]) * x_w

@@ -5,10 +5,13 @@
 - `MMSegPredictor` (`mmseg.py`): MMSegmentation's test-time protocol, to reproduce its
   published mIoU with converted checkpoints (`enc-eval --protocol mmseg`).
 
-Both take one normalised `(H, W, 3)` image: `probabilities(image)` -> `(H, W, C)`,
-`predict(image)` -> `(H, W)` labels.
+Both take one `(H, W, 3)` image, uint8 RGB or normalised float32:
+`labels_and_probabilities(image)` -> `ProtocolResult` (labels, probabilities summed over
+the passes when asked for, SE presence; made in bands of rows),
+`probabilities(image)` -> `(H, W, C)`, `predict(image)` -> `(H, W)` labels.
 """
 
+from enc_tf.protocols.common import ProtocolResult
 from enc_tf.protocols.mmseg import (
     MMSEG_PRESETS,
     MMSEG_RATIOS,
@@ -16,6 +19,7 @@ from enc_tf.protocols.mmseg import (
     MMSegPredictor,
     check_settings,
     model_align_corners,
+    preset_summary,
     slide_windows,
 )
 from enc_tf.protocols.paper import (
@@ -23,7 +27,6 @@ from enc_tf.protocols.paper import (
     PAPER_SCALES,
     PaperConfig,
     PaperPredictor,
-    PaperResult,
     window_starts,
 )
 
@@ -36,9 +39,10 @@ __all__ = [
     "MMSegPredictor",
     "PaperConfig",
     "PaperPredictor",
-    "PaperResult",
+    "ProtocolResult",
     "check_settings",
     "model_align_corners",
+    "preset_summary",
     "slide_windows",
     "window_starts",
 ]

@@ -11,7 +11,8 @@ As MMSegmentation's `EncoderDecoder.predict` (`whole_inference`, `slide_inferenc
    `i * stride`, the last shifted back inside the image (no padding); their logits are
    summed and divided by the per-pixel count.
 3. The logits are resized to the original size with the model's `align_corners` (a
-   flipped pass is flipped back); the passes' softmax probabilities are averaged.
+   flipped pass is flipped back); the passes' softmax probabilities are averaged. A
+   single pass's labels are the argmax of its logits (`postprocess_result`).
 """
 
 import dataclasses
@@ -22,9 +23,22 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.contracts.images import kept_ratio_size, normalised_image
+from enc_tf.contracts.images import kept_ratio_size, normalize
 from enc_tf.errors import ConfigError
-from enc_tf.layers.resize import BilinearResize, resize_bilinear
+from enc_tf.layers.resize import (
+    BilinearResize,
+    resize_bilinear,
+    resize_rows_bilinear,
+    source_rows,
+)
+from enc_tf.protocols.common import (
+    Presence,
+    ProtocolResult,
+    banded_result,
+    input_image,
+    normalised,
+    seg_and_presence,
+)
 
 MMSEG_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # MMSegmentation's `img_ratios`
 MODES = ("whole", "slide")
@@ -51,6 +65,18 @@ MMSEG_PRESETS = {
         "align_corners": True,
     },
 }
+
+
+def preset_summary() -> str:
+    """`MMSEG_PRESETS` in one line, for help texts: `ade20k (whole, 2048 512), ...`."""
+    parts = []
+    for name, preset in MMSEG_PRESETS.items():
+        slide = preset["mode"] == "slide"
+        window = f", crop {preset['crop_size']}, stride {preset['stride']}" if slide else ""
+        parts.append(
+            f"{name} ({preset['mode']}, {preset['scale'][0]} {preset['scale'][1]}{window})"
+        )
+    return ", ".join(parts)
 
 
 def _is_count(value):
@@ -202,14 +228,17 @@ class MMSegPredictor:
     Args:
         logits_fn: `(B, h, w, 3)` normalised float32 images of any size ->
             `(B, h, w, C)` logits at the input size (or a dict with them under
-            `seg`): a Keras model or `LoadedModel.logits_fn`.
+            `seg`, and the SE head's presence logits under `se`): a Keras model or
+            `LoadedModel.logits_fn`.
         num_classes: `C`.
         config: `MMSegConfig`.
 
-    Call `probabilities(image)` with one normalised `(H, W, 3)` image: it returns
-    the `(H, W, C)` mean over ratios and flips of the softmax probabilities;
-    `predict(image)` its argmax. Every network call runs through one
-    `tf.function` traced once for all sizes.
+    Call `labels_and_probabilities(image)` with one `(H, W, 3)` image, uint8 RGB or
+    normalised float32: a `ProtocolResult` whose output rows are made in bands from the
+    passes' logits (memory holds the logits at the passes' sizes, not the image's
+    probabilities). `probabilities(image)` returns the `(H, W, C)` mean over ratios and
+    flips of the softmax probabilities; `predict(image)` its argmax. Every network call
+    runs through one `tf.function` traced once for all sizes.
     """
 
     def __init__(self, logits_fn: Callable, num_classes: int, config: MMSegConfig = MMSegConfig()):
@@ -217,22 +246,27 @@ class MMSegPredictor:
         self.num_classes = int(num_classes)
 
         @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
-        def batch_logits(images):
-            logits = logits_fn(images)
-            logits = logits["seg"] if isinstance(logits, dict) else logits
-            return tf.cast(logits, tf.float32)
+        def batch_outputs(images):
+            return seg_and_presence(logits_fn(images), tf.shape(images)[0])
 
-        self._logits = batch_logits
+        self._outputs = batch_outputs
 
     @property
     def num_passes(self) -> int:
         return len(self.config.ratios) * (2 if self.config.flip else 1)
 
-    def view_logits(self, view: np.ndarray) -> np.ndarray:
-        """`(h, w, C)` logits of one resized `(h, w, 3)` image: one pass, or the windows' mean."""
+    def _logits(self, views, presence):
+        logits, seen = self._outputs(views)
+        if presence is not None:
+            presence.add(seen.numpy())
+        return logits.numpy()
+
+    def view_logits(self, view: np.ndarray, presence: Optional[Presence] = None) -> np.ndarray:
+        """`(h, w, C)` logits of one resized `(h, w, 3)` image: one pass, or the windows'
+        mean; the SE presence of every network input goes to `presence` when given."""
         c = self.config
         if c.mode == "whole":
-            return self._logits(view[None]).numpy()[0]
+            return self._logits(view[None], presence)[0]
         h, w = view.shape[:2]
         spans = [
             (ys, xs)
@@ -244,31 +278,53 @@ class MMSegPredictor:
         for i in range(0, len(spans), c.window_batch):
             batch = spans[i : i + c.window_batch]
             windows = np.stack([view[y0:y1, x0:x1] for (y0, y1), (x0, x1) in batch])
-            for ((y0, y1), (x0, x1)), logits in zip(batch, self._logits(windows).numpy()):
+            for ((y0, y1), (x0, x1)), logits in zip(batch, self._logits(windows, presence)):
                 total[y0:y1, x0:x1] += logits
                 count[y0:y1, x0:x1] += 1
         return total / count
 
-    def _original_size_probabilities(self, logits, height, width):
-        """Softmax of `(h, w, C)` logits resized to `(height, width)` with `align_corners`."""
-        resized = resize_bilinear(logits[None], (height, width), self.config.align_corners)
-        return tf.nn.softmax(resized[0], axis=-1).numpy()
+    def _resized(self, image, size):
+        """The normalised image at `size` (a uint8 image is resized, then normalised: the
+        same values up to rounding, without a float copy at the original size)."""
+        if tuple(size) == image.shape[:2]:
+            return normalised(image)
+        resized = resize_bilinear(image[None], size, align_corners=False)[0]
+        return (normalize(resized) if image.dtype == np.uint8 else resized).numpy()
+
+    def labels_and_probabilities(self, image, probabilities=False) -> ProtocolResult:
+        """A `ProtocolResult`: the label map; the probabilities summed over ratios and flips
+        only when `probabilities` (they take `H x W x C x 4` bytes); whether they were
+        finite; the SE head's class presence. One pass and no probabilities: the argmax of
+        the resized logits, as MMSegmentation's `postprocess_result`."""
+        image = input_image(image)
+        h, w = image.shape[:2]
+        presence = Presence()
+        passes = []  # each pass's logits at its size, flips undone
+        for ratio in self.config.ratios:
+            resized = self._resized(image, self.config.pass_size(h, w, ratio))
+            for flip in (False, True) if self.config.flip else (False,):
+                view = np.ascontiguousarray(resized[:, ::-1]) if flip else resized
+                logits = self.view_logits(view, presence)
+                passes.append(np.ascontiguousarray(logits[:, ::-1]) if flip else logits)
+        logits_only = len(passes) == 1 and not probabilities
+        align = self.config.align_corners
+
+        def band_scores(first, stop):
+            total = np.zeros((stop - first, w, self.num_classes), np.float32)
+            for logits in passes:
+                y0, y1 = source_rows(first, stop, logits.shape[0], h, align)
+                rows = resize_rows_bilinear(
+                    logits[y0:y1], y0, first, stop, logits.shape[0], (h, w), align
+                )
+                total += rows if logits_only else tf.nn.softmax(rows, axis=-1).numpy()
+            return total
+
+        return banded_result((h, w), self.num_classes, band_scores, probabilities, presence)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """`(H, W, C)` float32: softmax probabilities averaged over ratios and flips."""
-        image = normalised_image(image)
-        h, w = image.shape[:2]
-        total = np.zeros((h, w, self.num_classes), np.float32)
-        for ratio in self.config.ratios:
-            size = self.config.pass_size(h, w, ratio)
-            resized = resize_bilinear(image[None], size, align_corners=False)[0].numpy()
-            for flip in (False, True) if self.config.flip else (False,):
-                view = np.ascontiguousarray(resized[:, ::-1]) if flip else resized
-                logits = self.view_logits(view)
-                logits = np.ascontiguousarray(logits[:, ::-1]) if flip else logits
-                total += self._original_size_probabilities(logits, h, w)
-        return total / self.num_passes
+        return self.labels_and_probabilities(image, True).probabilities / self.num_passes
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """`(H, W)` int32 label map."""
-        return np.argmax(self.probabilities(image), -1).astype(np.int32)
+        return self.labels_and_probabilities(image).labels

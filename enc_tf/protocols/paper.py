@@ -11,18 +11,23 @@ Geometry, padding value and resizing follow the original's MultiEvalModule.
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from enc_tf.contracts.images import PAD_VALUE, long_side_size, normalised_image, normalize
+from enc_tf.contracts.images import PAD_VALUE, long_side_size
 from enc_tf.errors import ConfigError
 from enc_tf.layers.resize import resize_bilinear, resize_rows_bilinear, source_rows
+from enc_tf.protocols.common import (
+    Presence,
+    banded_result,
+    input_image,
+    normalised,
+    seg_and_presence,
+)
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-# Output rows are made in bands of about this many float32 values (16 MB).
-BAND_VALUES = 1 << 22
 # A window batch holds at most about this many probabilities (128 MB).
 WINDOW_VALUES = 1 << 25
 CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
@@ -96,14 +101,9 @@ class PaperPredictor:
         @tf.function(input_signature=[spec])
         def window_probabilities(windows):
             inputs = tf.concat([windows, tf.reverse(windows, [2])], 0) if config.flip else windows
-            outputs = logits_fn(inputs)
-            outputs = outputs if isinstance(outputs, dict) else {"seg": outputs}
-            probs = tf.nn.softmax(tf.cast(outputs["seg"], tf.float32), axis=-1)
-            # The SE head's class presence of every input, from the same pass (none without one).
-            if "se" in outputs:
-                presence = tf.sigmoid(tf.cast(outputs["se"], tf.float32))
-            else:
-                presence = tf.zeros((tf.shape(inputs)[0], 0))
+            # The SE head's class presence of every input comes from the same pass.
+            logits, presence = seg_and_presence(logits_fn(inputs), tf.shape(inputs)[0])
+            probs = tf.nn.softmax(logits, axis=-1)
             if config.flip:
                 n = tf.shape(windows)[0]
                 probs = probs[:n] + tf.reverse(probs[n:], [2])
@@ -151,11 +151,11 @@ class PaperPredictor:
         if (height, width) == (h, w):
             resized = image  # uint8 stays uint8: windows are normalised one by one
         else:
-            resized = _normalised(image)
+            resized = normalised(image)
             resized = resize_bilinear(resized[None], (height, width), align_corners=True)[0]
             resized = resized.numpy()
         if long_size <= crop:
-            window = self.pad(_normalised(resized), crop, crop)[None]
+            window = self.pad(normalised(resized), crop, crop)[None]
             yield 0, self._run(window, presence)[0, :height, :width]
             return
         padded = resized  # only the short side may be below the crop: padded per window
@@ -181,7 +181,7 @@ class PaperPredictor:
                 xs = columns[i : i + step]
                 windows = np.stack(
                     [
-                        self.pad(_normalised(padded[y : y + crop, x : x + crop]), crop, crop)
+                        self.pad(normalised(padded[y : y + crop, x : x + crop]), crop, crop)
                         for x in xs
                     ]
                 )
@@ -206,32 +206,27 @@ class PaperPredictor:
         return np.concatenate([band for _, band in rows], 0)
 
     def _passes(self, image, base_size, want_probabilities):
-        """A `PaperResult`, made band by band: each scale streams its rows (`_scale_rows`),
+        """A `ProtocolResult`, made band by band: each scale streams its rows (`_scale_rows`),
         and output rows are resized back from the rows they read (`resize_rows_bilinear`, the
         same rule as `resize_bilinear`), summed over scales, and reduced to labels. Memory:
         the image, the labels, and bands; the full probabilities only when asked for."""
-        image = _checked_image(image)
+        image = input_image(image)
         h, w = image.shape[:2]
         presence = Presence()
         streams = [
             _RowStream(self._scale_rows(image, s, base_size, presence)) for s in self.config.scales
         ]
-        labels = np.empty((h, w), np.int32)
-        scores = np.empty((h, w, self.num_classes), np.float32) if want_probabilities else None
-        band = max(1, BAND_VALUES // max(1, w * self.num_classes))
-        finite = True
-        for first in range(0, h, band):
-            stop = min(h, first + band)
+
+        def band_scores(first, stop):
             total = np.zeros((stop - first, w, self.num_classes), np.float32)
             for stream in streams:
                 total += stream.resized_rows(first, stop, (h, w))
-            labels[first:stop] = np.argmax(total, -1)
-            finite = finite and bool(np.isfinite(total).all())
-            if scores is not None:
-                scores[first:stop] = total
+            return total
+
+        result = banded_result((h, w), self.num_classes, band_scores, want_probabilities, presence)
         for stream in streams:  # a scale whose last rows no output row read
             stream.drain()
-        return PaperResult(labels, scores, finite, presence.value)
+        return result
 
     def probabilities(self, image, base_size=None):
         """`(H, W, C)` float32: class probabilities summed over scales and flips.
@@ -242,7 +237,7 @@ class PaperPredictor:
         return self._passes(image, base_size, True).probabilities
 
     def labels_and_probabilities(self, image, base_size=None, probabilities=False):
-        """A `PaperResult`: the label map, the summed probabilities only when
+        """A `ProtocolResult`: the label map, the summed probabilities only when
         `probabilities` (they take `H x W x C x 4` bytes), whether every probability was
         finite (a broken model gives NaN), and the SE head's class presence."""
         return self._passes(image, base_size, probabilities)
@@ -250,55 +245,6 @@ class PaperPredictor:
     def predict(self, image, base_size=None):
         """`(H, W)` int32 label map (without keeping the image's probabilities)."""
         return self._passes(image, base_size, False).labels
-
-
-class PaperResult(NamedTuple):
-    """One image by the paper's protocol.
-
-    Attributes:
-        labels: `(H, W)` int32.
-        probabilities: `(H, W, C)` float32 summed over scales and flips, or None.
-        finite: whether every probability was finite.
-        presence: `(C,)` float32, the SE head's class presence (sigmoid): for each class,
-            its largest value over the network inputs the protocol ran (windows and their
-            flips; a class seen in any window is present), or None for a model without
-            an SE head. It costs no pass of its own.
-    """
-
-    labels: np.ndarray
-    probabilities: Optional[np.ndarray]
-    finite: bool
-    presence: Optional[np.ndarray]
-
-
-class Presence:
-    """The largest SE presence per class over the network inputs seen so far."""
-
-    def __init__(self):
-        self.value = None
-
-    def add(self, batch):
-        """`batch`: `(N, C)` presences, or `(N, 0)` from a model without an SE head."""
-        if batch.size == 0:
-            return
-        largest = batch.max(axis=0)
-        self.value = largest if self.value is None else np.maximum(self.value, largest)
-
-
-def _checked_image(image):
-    """A uint8 RGB image as it is (normalised window by window), else a normalised one."""
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"Expected one (H, W, 3) image, got shape {image.shape}.")
-        return image
-    return normalised_image(image)
-
-
-def _normalised(image):
-    """`image` normalised (`contracts.images.normalize`) when it is uint8 RGB."""
-    if image.dtype == np.uint8:
-        return normalize(tf.constant(image)).numpy()
-    return image
 
 
 class _RowStream:

@@ -103,7 +103,7 @@ def test_multi_scale_flip_sliding_window_equals_composed_single_passes(flip):
 
 def test_bands_of_any_height_give_the_same_result(monkeypatch):
     """Output rows are made in bands (bounded memory); one row or many, the same numbers."""
-    from enc_tf.protocols import paper
+    from enc_tf.protocols import common
 
     model = tiny_segmenter(3)
     image = normalize(np.random.default_rng(3).integers(0, 256, (37, 23, 3))).numpy()
@@ -113,7 +113,7 @@ def test_bands_of_any_height_give_the_same_result(monkeypatch):
     expected = reference(model, image, 30, 16, (0.75, 1.0, 1.5), True, predictor._pad_value)
     np.testing.assert_allclose(whole, expected, atol=2e-5)
     for values in (1, 3 * 23 * 4, 3 * 23 * 11):  # one row a band, 4 rows, 11 rows
-        monkeypatch.setattr(paper, "BAND_VALUES", values)
+        monkeypatch.setattr(common, "BAND_VALUES", values)
         labels, scores, finite, _ = predictor.labels_and_probabilities(image, probabilities=True)
         np.testing.assert_array_equal(scores, whole)
         np.testing.assert_array_equal(labels, np.argmax(whole, -1))

@@ -194,6 +194,13 @@ def test_bad_arguments_are_one_line(model_path, tmp_path, capsys):
     assert "--crop-size must be a positive integer, got 0" in _one_error_line(capsys)
     assert predict_main([model_path, image, "--multi-scale", "--scales", "1", "nan"]) == 2
     assert "--scales must be positive numbers, got nan" in _one_error_line(capsys)
+    assert predict_main([model_path, image, "--protocol", "mmseg"]) == 2
+    assert "--mmseg-preset must be one of ade20k" in _one_error_line(capsys)
+    assert predict_main([model_path, image, "--mmseg-preset", "ade20k"]) == 2
+    assert "--mmseg-preset applies to the mmseg protocol only" in _one_error_line(capsys)
+    mmseg = ["--protocol", "mmseg", "--mmseg-preset", "ade20k", "--crop-size", "32"]
+    assert predict_main([model_path, image, *mmseg]) == 2
+    assert "--crop-size applies to --protocol paper only" in _one_error_line(capsys)
     assert predict_main([model_path, str(tmp_path / "*.jpeg")]) == 2
     assert "No file matches" in _one_error_line(capsys)
     assert predict_main([str(tmp_path / "missing.keras"), image]) == 2

@@ -6,9 +6,11 @@ from PIL import Image
 
 from enc_tf.data.augment import normalize
 from enc_tf.data.classes import make_class_info
+from enc_tf.errors import ConfigError
 from enc_tf.inference import Segmenter, load_model, to_rgb_array
 from enc_tf.inference.cli import main as predict_main
-from enc_tf.protocols import PaperConfig, PaperPredictor
+from enc_tf.inference.segmenter import resolve_protocol
+from enc_tf.protocols import MMSEG_PRESETS, MMSegConfig, MMSegPredictor, PaperConfig, PaperPredictor
 from tests.support.tiny_models import tiny_segmenter
 
 
@@ -202,10 +204,55 @@ def test_presence_comes_from_the_pass_that_segments(tmp_path, model_path):
         if "se" not in outputs:
             assert result.presence is None
             continue
-        window = segmenter.windows.pad(normalize(small).numpy(), 32, 32)[None]
+        window = segmenter.predictor.pad(normalize(small).numpy(), 32, 32)[None]
         expected = tf.sigmoid(loaded.logits_fn(window)["se"])[0].numpy()
         np.testing.assert_allclose(result.presence, expected, rtol=1e-6)
         seen.assign(0)
         result = segmenter(large)
         assert int(seen.numpy()) == 6
         assert result.presence.shape == (3,) and np.all(result.presence > 0)
+
+
+def test_mmsegmentation_protocol_one_pass_at_its_scale(model_path, tmp_path):
+    """`protocol="mmseg"`: the image resized into the preset's box, one network pass (as
+    MMSegmentation's `inference_model`), labels and probabilities at the image's size as
+    `MMSegPredictor`'s, the SE presence from that pass; `enc-predict --protocol mmseg` writes
+    the same labels."""
+    import tensorflow as tf
+
+    loaded = load_model(model_path)
+    counted, seen = _counting(loaded)
+    segmenter = Segmenter(counted, protocol="mmseg", mmseg_preset="ade20k")
+    image = np.random.default_rng(3).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    result = segmenter(image, probabilities=True)
+    assert int(seen.numpy()) == 1 and segmenter.protocol == "mmseg"
+    config = MMSegConfig(**MMSEG_PRESETS["ade20k"])
+    reference = MMSegPredictor(loaded.logits_fn, 3, config)
+    normalised = normalize(image).numpy()
+    np.testing.assert_allclose(result.probabilities, reference.probabilities(normalised), atol=1e-5)
+    np.testing.assert_array_equal(result.labels, reference.predict(normalised))
+    assert result.labels.shape == (40, 70)
+    view = tf.image.resize(normalised[None], config.pass_size(40, 70, 1.0))  # 512 x 896
+    expected = tf.sigmoid(loaded.logits_fn(view)["se"])[0].numpy()
+    np.testing.assert_allclose(result.presence, expected, rtol=1e-5)
+    path = tmp_path / "x.png"
+    Image.fromarray(image).save(path)
+    out = tmp_path / "out"
+    args = [model_path, str(path), "--out", str(out), "--protocol", "mmseg"]
+    assert predict_main([*args, "--mmseg-preset", "ade20k"]) == 0
+    written = np.asarray(Image.open(out / "x_labels.png"))
+    np.testing.assert_array_equal(written, segmenter(image).labels)
+
+
+def test_the_protocol_of_a_published_model():
+    """MMSegmentation's models predict with its settings by default; the others with the
+    paper's; a bad choice is a `ConfigError` naming it."""
+    assert resolve_protocol("encnet_r50-d8_512x512_80k_ade20k") == ("mmseg", "ade20k")
+    assert resolve_protocol("encnet_r50-d8_769x769_40k_cityscapes") == ("mmseg", "cityscapes-769")
+    assert resolve_protocol("encnet_r50-d8_512x512_80k_ade20k", "paper") == ("paper", None)
+    assert resolve_protocol("resnet50s.gluon_in1k") == ("paper", None)
+    assert resolve_protocol("run/model.keras", "mmseg", "cityscapes") == ("mmseg", "cityscapes")
+    with pytest.raises(ConfigError, match="protocol must be one of paper, mmseg, got 'tta'"):
+        resolve_protocol("run/model.keras", "tta")
+    with pytest.raises(ConfigError, match="mmseg_preset must be one of .* got None"):
+        resolve_protocol("run/model.keras", "mmseg")

@@ -55,3 +55,21 @@ def test_layer_contract(align_corners, tmp_path):
         0,
         tmp_path,
     )
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize(
+    "src,dst", [((13, 17), (97, 131)), ((97, 131), (13, 17)), ((5, 6), (5, 9))]
+)
+def test_rows_in_bands_are_the_whole_resize(align_corners, src, dst):
+    """Output rows made band by band from the input rows `source_rows` names are TF's kernel's
+    values exactly, for both conventions, up and down."""
+    from enc_tf.layers.resize import resize_bilinear, resize_rows_bilinear, source_rows
+
+    x = np.random.default_rng(2).normal(size=(*src, 3)).astype("float32")
+    whole = resize_bilinear(x[None], dst, align_corners)[0].numpy()
+    for first, stop in [(0, 1), (0, 7), (3, 11), (dst[0] - 2, dst[0])]:
+        stop = min(stop, dst[0])
+        y0, y1 = source_rows(first, stop, src[0], dst[0], align_corners)
+        band = resize_rows_bilinear(x[y0:y1], y0, first, stop, src[0], dst, align_corners)
+        np.testing.assert_array_equal(band, whole[first:stop])

@@ -15,6 +15,7 @@ from enc_tf.inference import Segmenter
 from enc_tf.inference.cli import main as predict_main
 from enc_tf.models import build_encnet
 from enc_tf.presets import DownloadError, from_preset, model_path, registry
+from enc_tf.protocols import MMSEG_PRESETS
 from enc_tf.state_dicts import write_state_dict
 from tests.support.http_server import Route, serve
 from tests.support.tiny_models import randomise_batch_norms
@@ -76,8 +77,14 @@ def test_a_preset_downloads_converts_caches_and_predicts(checkpoint, monkeypatch
         assert list(model.class_names) == list(CITYSCAPES.names)
         # The second use: no request, no new conversion, also offline.
         monkeypatch.setenv("ENC_TF_OFFLINE", "1")
+        # MMSegmentation's model predicts with its test settings (a smaller box, to be quick).
+        small = {**MMSEG_PRESETS["cityscapes"], "scale": (96, 48)}
+        monkeypatch.setitem(MMSEG_PRESETS, "cityscapes", small)
         segmenter = Segmenter.from_preset(preset.name)
-        assert segmenter.windows.config.crop_size == 64  # the preset's training crop
+        assert segmenter.protocol == "mmseg" and segmenter.predictor.config.scale == (96, 48)
+        paper = Segmenter.from_preset(preset.name, protocol="paper")
+        assert paper.predictor.config.crop_size == 64  # the preset's training crop
+        assert paper(np.zeros((40, 70, 3), np.uint8)).labels.shape == (40, 70)
         labels = segmenter(np.zeros((40, 70, 3), np.uint8)).labels
         assert labels.shape == (40, 70)
         image = tmp_path / "street.png"

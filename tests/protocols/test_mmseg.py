@@ -238,7 +238,7 @@ def test_a_keras_model_with_window_batches_and_one_trace():
     one = MMSegPredictor(model, 3, MMSegConfig(**{**vars(config), "window_batch": 1}))
     np.testing.assert_allclose(one.probabilities(image), ours, atol=1e-6)
     predictor.probabilities(random_image(15, 9, seed=5))  # other sizes, other window shapes
-    assert predictor._logits.experimental_get_tracing_count() == 1
+    assert predictor._outputs.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize(
@@ -284,3 +284,49 @@ def test_model_align_corners_of_encnet():
 
     model = build_encnet(3, output_stride=16, aux=False, num_codes=4, align_corners=False)
     assert model_align_corners(model) is False
+
+
+@pytest.mark.parametrize("ratios", [(1.0,), (0.5, 1.5)])
+@pytest.mark.parametrize("size", [(13, 21), (40, 9)])  # the box (30, 20) shrinks one, grows one
+def test_bands_of_any_height_give_the_same_result(monkeypatch, ratios, size):
+    """Output rows are made in bands from the passes' logits (memory for a band, not the
+    image's probabilities); one row a band or many, the same numbers. One pass without
+    probabilities gives the argmax of its resized logits, as MMSegmentation."""
+    from enc_tf.protocols import common
+
+    config = MMSegConfig(scale=(30, 20), ratios=ratios, flip=len(ratios) > 1)
+    predictor = MMSegPredictor(tf_logits, C, config)
+    image = random_image(*size, seed=8)
+    expected = reference(image, np_logits, config)
+    whole = predictor.labels_and_probabilities(image, probabilities=True)
+    np.testing.assert_allclose(whole.probabilities / predictor.num_passes, expected, atol=1e-5)
+    for values in (1, 4 * size[1] * C, 7 * size[1] * C):  # one row a band, 4 rows, 7 rows
+        monkeypatch.setattr(common, "BAND_VALUES", values)
+        banded = predictor.labels_and_probabilities(image, probabilities=True)
+        # (tf.nn.softmax of another shape may round the last bit differently)
+        np.testing.assert_allclose(banded.probabilities, whole.probabilities, atol=1e-6)
+        labels = predictor.labels_and_probabilities(image)
+        assert labels.probabilities is None and labels.finite
+        np.testing.assert_array_equal(labels.labels, np.argmax(expected, -1))
+
+
+def test_uint8_images_and_the_se_presence_of_every_pass():
+    """A uint8 RGB image is resized, then normalised (no float copy at its own size): the
+    result of its normalised float image up to rounding. The SE presence is the largest
+    sigmoid over the passes' inputs, from the passes that segment."""
+    model = tiny_segmenter(3, seed=6)
+    pixels = np.random.default_rng(9).integers(0, 256, (14, 23, 3)).astype(np.uint8)
+    config = MMSegConfig(scale=(30, 20), ratios=(0.5, 1.0), flip=True)
+    predictor = MMSegPredictor(model, 3, config)
+    ours = predictor.labels_and_probabilities(pixels, probabilities=True)
+    normalised = predictor.labels_and_probabilities(normalize(pixels).numpy(), True)
+    np.testing.assert_allclose(ours.probabilities, normalised.probabilities, atol=1e-5)
+    views = []
+    for ratio in config.ratios:
+        size = config.pass_size(14, 23, ratio)
+        resized = tf.image.resize(normalize(pixels)[None], size).numpy()
+        views += [resized, resized[:, :, ::-1]]
+    seen = [tf.sigmoid(model(v)["se"]).numpy()[0] for v in views]
+    np.testing.assert_allclose(ours.presence, np.max(seen, 0), rtol=1e-5)
+    no_se = MMSegPredictor(lambda x: model(x)["seg"], 3, config)
+    assert no_se.labels_and_probabilities(pixels).presence is None
