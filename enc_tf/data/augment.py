@@ -46,7 +46,7 @@ class AugmentConfig:
 def resize_pair(image, label, height, width):
     """Image bilinear (float32 out), label nearest-neighbour."""
     size = tf.stack([height, width])
-    image = resize_bilinear(tf.cast(image, tf.float32)[None], size, align_corners=False)[0]
+    image = resize_bilinear(image[None], size, align_corners=False)[0]  # uint8 in: no float copy
     label = resize_nearest(label[None, ..., None], size)[0, ..., 0]
     return image, label
 
@@ -114,8 +114,8 @@ def pad_pair(image, label, height, width, ignore_index):
 
 
 def train_transform(image, label, seed, base_size, crop_size, config, ignore_index):
-    """The training recipe: flip, random long-side scale, (rotate, blur, colour),
-    normalise, pad to the crop (image 0, label ignore), random crop.
+    """The training recipe: flip, random long-side scale, (rotate, blur, colour), random
+    crop of the image padded to the crop size (image 0 after normalising, label ignore).
 
     Args:
         image: `(H, W, 3)` uint8. label: `(H, W)` integer train ids.
@@ -125,7 +125,6 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
         `(crop, crop, 3)` float32 normalised image and `(crop, crop)` int32 labels.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
-    label = tf.cast(label, tf.int32)
     if config.flip:
         flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
         image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
@@ -147,12 +146,15 @@ def train_transform(image, label, seed, base_size, crop_size, config, ignore_ind
         image = tf.cond(blur, lambda: gaussian_blur(image, sigma), lambda: image)
     if config.photometric:
         image = _photometric(image, seeds[5:9])
-    image, label = pad_pair(normalize(image), label, crop_size, crop_size, ignore_index)
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    # The crop's corner on the image padded to the crop (bottom/right); then only the crop
+    # is normalised and padded (normalising is per pixel: the same values).
+    h = tf.maximum(tf.shape(image)[0], crop_size)
+    w = tf.maximum(tf.shape(image)[1], crop_size)
     y0 = tf.random.stateless_uniform([], seeds[9], 0, h - crop_size + 1, dtype=tf.int32)
     x0 = tf.random.stateless_uniform([], seeds[10], 0, w - crop_size + 1, dtype=tf.int32)
     image = image[y0 : y0 + crop_size, x0 : x0 + crop_size]
-    label = label[y0 : y0 + crop_size, x0 : x0 + crop_size]
+    label = tf.cast(label[y0 : y0 + crop_size, x0 : x0 + crop_size], tf.int32)
+    image, label = pad_pair(normalize(image), label, crop_size, crop_size, ignore_index)
     return tf.ensure_shape(image, (crop_size, crop_size, 3)), tf.ensure_shape(
         label, (crop_size, crop_size)
     )

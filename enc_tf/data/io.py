@@ -117,7 +117,8 @@ def image_to_rgb(image, name="<image>"):
 
 
 def read_label(path):
-    """Reads a label map as `(H, W)` integers: palette indices or single-channel values.
+    """Reads a label map as `(H, W)` integers: palette indices or single-channel values
+    (uint8 or uint16 as stored, else int64).
 
     RGB(A) colour-coded masks are rejected: give palette or single-channel PNGs.
     """
@@ -129,7 +130,9 @@ def read_label(path):
         )
     if image.mode == "LA":
         image = image.getchannel("L")
-    return np.asarray(image).astype(np.int64)
+    label = np.asarray(image)
+    # Palette and 8/16-bit masks keep their unsigned dtype (no int64 copy); others, int64.
+    return label if label.dtype in (np.uint8, np.uint16) else label.astype(np.int64)
 
 
 def apply_label_map(label, lookup, ignore_index, path="<mask>"):
@@ -138,7 +141,11 @@ def apply_label_map(label, lookup, ignore_index, path="<mask>"):
     Raises:
         DataError: naming the file and every value that is neither a class nor ignored.
     """
-    values = np.unique(label)
+    label = np.asarray(label)
+    if label.dtype in (np.uint8, np.uint16):  # the values present by counting, not sorting
+        values = np.flatnonzero(np.bincount(label.ravel()))
+    else:
+        values = np.unique(label)
     bad = values[(values < 0) | (values >= len(lookup))]
     if bad.size == 0:
         bad = values[lookup[values] < 0]

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 
 def resize_bilinear(images, size, align_corners=True):
-    """Bilinear resize of `(B, H, W, C)` float images to `size = (height, width)`.
+    """Bilinear resize of `(B, H, W, C)` images (float, or integer such as uint8) to
+    `size = (height, width)`.
 
     `align_corners=True` aligns the corner pixels of input and output (the original's
     `F.interpolate(..., align_corners=True)`); False uses half-pixel centres (as

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD, normalize
-from enc_tf.data.augment import AugmentConfig, gaussian_blur, train_transform, val_transform
+from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD, long_side_size, normalize
+from enc_tf.data.augment import (
+    AugmentConfig,
+    gaussian_blur,
+    pad_pair,
+    resize_pair,
+    train_transform,
+    val_transform,
+)
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 
@@ -108,3 +115,25 @@ def test_denormalize_inverts_normalize():
     back = denormalize(normalize(tf.constant(pixels)).numpy())
     assert back.dtype == np.uint8 and back.shape == pixels.shape
     assert np.max(np.abs(back.astype(int) - pixels)) <= 1  # truncation of a float round trip
+
+
+@pytest.mark.parametrize("size", [(60, 90), (30, 20), (200, 130)])
+def test_the_recipe_is_resize_normalise_pad_crop(size):
+    """The recipe (which normalises and pads only its crop) equals its definition: flip,
+    resize the whole image, normalise, pad to the crop, crop; the same random draws."""
+    image, label = _coded_pair(*size, seed=3)
+    base, crop = 80, 64
+    for seed in ([0, 1], [5, 9], [12, 3], [8, 8]):
+        ours = _run(image, label, seed, base=base, crop=crop)
+        seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int64), num=12)
+        flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+        x, y = (image[:, ::-1], label[:, ::-1]) if flip else (image, label)
+        long_side = tf.random.stateless_uniform([], seeds[1], 40, 161, dtype=tf.int32)
+        new = long_side_size(*size, int(long_side))
+        x, y = resize_pair(tf.constant(x), tf.constant(y.astype(np.int32)), *new)
+        x, y = pad_pair(normalize(x), y, crop, crop, 255)
+        y0 = tf.random.stateless_uniform([], seeds[9], 0, x.shape[0] - crop + 1, dtype=tf.int32)
+        x0 = tf.random.stateless_uniform([], seeds[10], 0, x.shape[1] - crop + 1, dtype=tf.int32)
+        window = (slice(int(y0), int(y0) + crop), slice(int(x0), int(x0) + crop))
+        np.testing.assert_array_equal(ours[0], x.numpy()[window])
+        np.testing.assert_array_equal(ours[1], y.numpy()[window])

@@ -50,6 +50,17 @@ def test_label_values_are_checked_and_mapped(tmp_path):
     np.testing.assert_array_equal(apply_label_map(label, lookup, 255), [[255, 0, 2], [255, 1, 1]])
     with pytest.raises(DataError, match=r"m.png has values \[4, 9\]"):
         apply_label_map(np.array([[4, 9, 1]]), lookup, 255, "m.png")
+    # Stored dtypes: uint8 / uint16 masks are checked by counting values, others by sorting.
+    for dtype in (np.uint8, np.uint16, np.int32, np.int64):
+        mapped = apply_label_map(label.astype(dtype), lookup, 255)
+        np.testing.assert_array_equal(mapped, [[255, 0, 2], [255, 1, 1]])
+        assert mapped.dtype == np.uint8
+        with pytest.raises(DataError, match=r"m.png has values \[4, 9\]"):
+            apply_label_map(np.array([[4, 9, 1, 3]], dtype), lookup, 255, "m.png")
+    with pytest.raises(DataError, match=r"m.png has values \[-1\]"):
+        apply_label_map(np.array([[-1, 1]], np.int32), lookup, 255, "m.png")
+    Image.fromarray(np.full((2, 3), 300, np.uint16)).save(tmp_path / "wide.png")
+    assert read_label(str(tmp_path / "wide.png")).max() == 300
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "i.png")
     Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "m.png")
     with pytest.raises(DataError, match="i.png is 6x5 but its mask .*m.png is 7x5"):
