@@ -33,6 +33,7 @@ with strategy.scope():
     # No dropout: its random masks would differ between one and two devices.
     model = build_encnet(
         5,
+        backbone="mobilenetv3_small",  # BatchNorm everywhere, and quick to build
         output_stride=16,
         input_shape=(64, 64, 3),
         dropout=0.0,

@@ -38,7 +38,10 @@ def _steps(modes, directory):
 
 
 def _worst_relative(a, b):
-    return max(np.max(np.abs(x - y)) / max(np.max(np.abs(x)), 1e-12) for x, y in zip(a, b))
+    """The largest difference relative to its tensor's largest value. The floor of 1e-8: some
+    moving means are zero by construction (the batch mean of a bias-free 1x1 convolution of
+    a BatchNorm's output), where float64 rounding leaves values of about 1e-17."""
+    return max(np.max(np.abs(x - y)) / max(np.max(np.abs(x)), 1e-8) for x, y in zip(a, b))
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +53,9 @@ def steps(tmp_path_factory):
 @pytest.mark.slow
 def test_mirrored_step_with_sync_batch_norm_equals_one_device(steps):
     # Weights and BatchNorm moving statistics (model.weights holds both), in float64.
-    assert len(steps["single"]) > 300
+    assert len(steps["single"]) > 200
     synced = _worst_relative(steps["single"], steps["mirrored_sync"])
-    assert synced < 1e-5, synced  # measured 2.8e-13
+    assert synced < 1e-5, synced  # measured 2.3e-9
 
 
 @pytest.mark.slow
