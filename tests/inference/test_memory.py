@@ -44,6 +44,7 @@ def _model(tmp_path, classes):
 
 
 def test_a_9000_square_image_and_a_3_megapixel_photo_with_150_classes(tmp_path):
+    """The paper's protocol on both, and MMSegmentation's on the large one."""
     big = tmp_path / "big.png"
     Image.new("RGB", (9000, 9000), (40, 120, 200)).save(big)  # a 250 KB file of 243 MB of pixels
     assert big.stat().st_size < 300_000
@@ -55,6 +56,12 @@ def test_a_9000_square_image_and_a_3_megapixel_photo_with_150_classes(tmp_path):
     done, peak = _predict(_model(tmp_path, 150), photo, "--out", tmp_path / "out150")
     assert done.returncode == 0 and peak < 3 * GIB, (peak, done.stderr[-2000:])
     assert (tmp_path / "out150" / "photo_labels.png").is_file()
+    # MMSegmentation's protocol: one pass in the 2048 x 512 box, its logits resized back in
+    # bands (the whole 9000 x 9000 x 8 would be 2.4 GiB, with the image and labels over 3).
+    mmseg = ["--protocol", "mmseg", "--mmseg-preset", "ade20k", "--out", tmp_path / "mm"]
+    done, peak = _predict(_model(tmp_path, 8), big, *mmseg)
+    assert done.returncode == 0 and peak < 3 * GIB, (peak, done.stderr[-2000:])
+    assert Image.open(tmp_path / "mm" / "big_labels.png").size == (9000, 9000)
 
 
 def test_an_image_over_the_limit_is_refused_before_decoding(tmp_path):
