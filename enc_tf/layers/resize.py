@@ -116,8 +116,16 @@ def resize_rows_bilinear(rows, y0, first, stop, in_height, out_size, align_corne
         return rows[first - y0 : stop - y0]
     y_lo, y_hi, y_w = _sampling(in_height, out_height, align_corners, first, stop)
     x_lo, x_hi, x_w = _sampling(rows.shape[1], out_width, align_corners)
-    x_w = x_w[None, :, None]
-    top, bottom = rows[y_lo - y0], rows[y_hi - y0]
-    top = top[:, x_lo] + (top[:, x_hi] - top[:, x_lo]) * x_w
-    bottom = bottom[:, x_lo] + (bottom[:, x_hi] - bottom[:, x_lo]) * x_w
-    return top + (bottom - top) * y_w[:, None, None]
+    # Each input row is resized along x once (TF's kernel does it per output row: the same
+    # values, as often as output rows read the row), then output rows blend two of them.
+    left = np.take(rows, x_lo, axis=1)
+    across = np.take(rows, x_hi, axis=1)
+    across -= left
+    across *= x_w[None, :, None]
+    across += left  # left + (right - left) * x_weight
+    top = np.take(across, y_lo - y0, axis=0)
+    out = np.take(across, y_hi - y0, axis=0)
+    out -= top
+    out *= y_w[:, None, None]
+    out += top  # top + (bottom - top) * y_weight
+    return out

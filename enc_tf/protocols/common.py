@@ -88,6 +88,13 @@ def input_image(image):
     return normalised_image(image)
 
 
+def host_view(tensor):
+    """An eager tensor's values as a read-only NumPy array on the tensor's own buffer (which
+    it keeps alive). `Tensor.numpy()` copies: 0.1-0.3 s for one 480 x 480 window's
+    probabilities of 150 classes, a tenth of a pass."""
+    return np.asarray(tensor)
+
+
 def normalised(image):
     """`image` normalised (`contracts.images.normalize`) when it is uint8 RGB."""
     if image.dtype == np.uint8:

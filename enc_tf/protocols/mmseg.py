@@ -35,6 +35,7 @@ from enc_tf.protocols.common import (
     Presence,
     ProtocolResult,
     banded_result,
+    host_view,
     input_image,
     normalised,
     seg_and_presence,
@@ -259,7 +260,7 @@ class MMSegPredictor:
         logits, seen = self._outputs(views)
         if presence is not None:
             presence.add(seen.numpy())
-        return logits.numpy()
+        return host_view(logits)
 
     def view_logits(self, view: np.ndarray, presence: Optional[Presence] = None) -> np.ndarray:
         """`(h, w, C)` logits of one resized `(h, w, 3)` image: one pass, or the windows'
@@ -316,7 +317,7 @@ class MMSegPredictor:
                 rows = resize_rows_bilinear(
                     logits[y0:y1], y0, first, stop, logits.shape[0], (h, w), align
                 )
-                total += rows if logits_only else tf.nn.softmax(rows, axis=-1).numpy()
+                total += rows if logits_only else host_view(tf.nn.softmax(rows, axis=-1))
             return total
 
         return banded_result((h, w), self.num_classes, band_scores, probabilities, presence)

@@ -22,6 +22,7 @@ from enc_tf.layers.resize import resize_bilinear, resize_rows_bilinear, source_r
 from enc_tf.protocols.common import (
     Presence,
     banded_result,
+    host_view,
     input_image,
     normalised,
     seg_and_presence,
@@ -132,7 +133,7 @@ class PaperPredictor:
         probs, seen = self._windows(windows)
         if presence is not None:
             presence.add(seen.numpy())
-        return probs.numpy()
+        return host_view(probs)
 
     def _scale_rows(self, image, scale, base_size=None, presence=None):
         """The flip-summed probabilities at one scale, before resizing back, as row bands
@@ -171,11 +172,9 @@ class PaperPredictor:
         for y in window_starts(ph, crop, stride):
             if y > origin:  # rows origin..y-1 are complete: no later window covers them
                 yield from self._finish(total, count, origin, y, height, width)
-                kept = crop - (y - origin)
-                total[:kept] = total[y - origin :].copy()
-                count[:kept] = count[y - origin :].copy()
-                total[kept:] = 0
-                count[kept:] = 0
+                # The yielded rows are views of `total`: the band goes on in new arrays.
+                done = y - origin
+                total, count = self._band_from(total, done), self._band_from(count, done)
                 origin = y
             for i in range(0, len(columns), step):
                 xs = columns[i : i + step]
@@ -193,11 +192,21 @@ class PaperPredictor:
         yield from self._finish(total, count, origin, ph, height, width)
 
     @staticmethod
+    def _band_from(band, done):
+        """A band like `band` holding its rows from `done` on at the top, zeros below."""
+        moved = np.zeros(band.shape, band.dtype)  # calloc: pages are zeroed as touched
+        moved[: len(band) - done] = band[done:]
+        return moved
+
+    @staticmethod
     def _finish(total, count, origin, stop, height, width):
+        """Rows `origin..stop-1` of the image's probabilities, the window mean: divided in
+        place, yielded as a view of `total` (which the caller no longer writes)."""
         stop = min(stop, height)
         if stop > origin:
-            n = stop - origin
-            yield origin, total[:n, :width] / count[:n, :width]
+            rows = total[: stop - origin, :width]
+            rows /= count[: stop - origin, :width]
+            yield origin, rows
 
     def scale_probabilities(self, image, scale, base_size=None):
         """`(h_s, w_s, C)` flip-summed probabilities at one scale, before resizing back."""
