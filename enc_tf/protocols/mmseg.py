@@ -263,8 +263,9 @@ class MMSegPredictor:
         return host_view(logits)
 
     def view_logits(self, view: np.ndarray, presence: Optional[Presence] = None) -> np.ndarray:
-        """`(h, w, C)` logits of one resized `(h, w, 3)` image: one pass, or the windows'
-        mean; the SE presence of every network input goes to `presence` when given."""
+        """`(h, w, C)` logits of one resized `(h, w, 3)` image: one pass (read-only, the
+        network output's own buffer), or the windows' mean; the SE presence of every network
+        input goes to `presence` when given."""
         c = self.config
         if c.mode == "whole":
             return self._logits(view[None], presence)[0]
