@@ -62,6 +62,34 @@ def describe_machine():
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+# `ONEDNN_MAX_CPU_ISA` values that leave oneDNN its bf16 instructions. Below them, on a CPU
+# that has bf16 instructions, TensorFlow 2.21 still sends bfloat16 ops to oneDNN, which has no
+# kernel for them: a bfloat16 MatMul ends the process (segmentation fault), a Conv2D fails.
+ONEDNN_BF16_ISAS = (
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "ALL",
+    "DEFAULT",
+)
+
+
+def bfloat16_support(gpu, onednn, flags, isa_cap):
+    """How this machine runs bfloat16: `native` (a GPU, or a CPU with `BF16_CPU_FLAGS`),
+    `emulated` (other CPUs: slower than float32), or `unavailable` (oneDNN on, its ISA
+    capped by `ONEDNN_MAX_CPU_ISA` below bf16 on a CPU with bf16 instructions: TensorFlow's
+    bfloat16 ops crash there, see `ONEDNN_BF16_ISAS`)."""
+    if gpu:
+        return "native"
+    if not set(flags) & set(BF16_CPU_FLAGS):
+        return "emulated"
+    if onednn and isa_cap and isa_cap.strip().upper() not in ONEDNN_BF16_ISAS:
+        return "unavailable"
+    return "native"
 
 
 def command_environment(flags=None, environ=None):
@@ -95,14 +123,16 @@ class KernelChoices:
         split_wide_convolutions: `SplitConv2D` runs convolutions with more than 512 input
             channels as a sum of 512-channel ones: on CPUs, with oneDNN's kernels (AVX-512
             or AVX2) and Eigen's alike; cuDNN takes them whole.
-        auto_precision: what `--precision auto` resolves to: bfloat16 on a GPU or a CPU
-            with native bf16 arithmetic, float32 elsewhere.
+        bfloat16: `bfloat16_support`: `native`, `emulated` or `unavailable`.
+        auto_precision: what `--precision auto` resolves to: bfloat16 where it is native,
+            float32 elsewhere.
     """
 
     gpu: bool
     onednn: bool
     onednn_isa_cap: Optional[str]
     split_wide_convolutions: bool
+    bfloat16: str
     auto_precision: str
 
     def describe(self):
@@ -112,6 +142,11 @@ class KernelChoices:
         return (
             f"kernels: {backend}{cap}; wide convolutions {split}; "
             f"--precision auto = {self.auto_precision}"
+            + (
+                " (bfloat16 unavailable under the oneDNN cap)"
+                if self.bfloat16 == "unavailable"
+                else ""
+            )
         )
 
 
@@ -130,10 +165,13 @@ def kernel_choices():
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     onednn = onednn_enabled()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or None
+    bfloat16 = bfloat16_support(gpu, onednn, cpu_flags(), cap)
     return KernelChoices(
         gpu=gpu,
         onednn=onednn,
-        onednn_isa_cap=os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+        onednn_isa_cap=cap,
         split_wide_convolutions=not gpu,
-        auto_precision="bfloat16" if gpu or cpu_flags() & set(BF16_CPU_FLAGS) else "float32",
+        bfloat16=bfloat16,
+        auto_precision="bfloat16" if bfloat16 == "native" else "float32",
     )

@@ -82,3 +82,53 @@ def test_commands_start_tensorflow_with_the_machines_kernels(user):
         assert out.stdout.strip() == "False"
     elif chosen == "1":
         assert out.stdout.strip() == "True"
+
+
+def test_bfloat16_support_by_device_flags_and_onednn_cap():
+    from enc_tf.machine import bfloat16_support
+
+    bf16_cpu = {"avx2", "avx512f", "avx512_bf16"}
+    assert bfloat16_support(True, False, set(), None) == "native"  # a GPU
+    assert bfloat16_support(False, True, {"avx2", "fma"}, None) == "emulated"
+    assert bfloat16_support(False, True, {"avx2"}, "AVX2") == "emulated"  # a real AVX2 CPU
+    assert bfloat16_support(False, True, bf16_cpu, None) == "native"
+    assert bfloat16_support(False, True, bf16_cpu, "avx512_core_bf16") == "native"
+    assert bfloat16_support(False, True, {"amx_bf16"}, "AVX512_CORE_AMX") == "native"
+    assert bfloat16_support(False, True, bf16_cpu, "AVX2") == "unavailable"
+    assert bfloat16_support(False, True, bf16_cpu, "AVX512_CORE_VNNI") == "unavailable"
+    assert bfloat16_support(False, False, bf16_cpu, "AVX2") == "native"  # Eigen: no cap
+
+
+CAPPED = (
+    "import json\n"
+    "from enc_tf.errors import ConfigError\n"
+    "from enc_tf.machine import kernel_choices\n"
+    "from enc_tf.models.precision import resolve_precision\n"
+    "try:\n"
+    "    explicit = resolve_precision('bfloat16')\n"
+    "except ConfigError as error:\n"
+    "    explicit = str(error)\n"
+    "choices = kernel_choices()\n"
+    "print(json.dumps({'auto': resolve_precision('auto'), 'explicit': explicit,\n"
+    "                  'bfloat16': choices.bfloat16, 'line': choices.describe()}))\n"
+)
+
+
+def test_an_avx2_onednn_cap_never_runs_bfloat16_on_a_bf16_cpu():
+    """`ONEDNN_MAX_CPU_ISA=AVX2` (how the benchmarks reproduce an AVX2 CPU): `auto` is
+    float32 on every CPU, and where the CPU has bf16 instructions an explicit bfloat16 is
+    refused in one line (TensorFlow's bfloat16 MatMul would end the process)."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    out = subprocess.run(
+        [sys.executable, "-c", CAPPED], capture_output=True, text=True, env=env, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["auto"] == "float32"
+    if cpu_flags() & set(BF16_CPU_FLAGS):
+        assert result["bfloat16"] == "unavailable"
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in result["explicit"] and "float32" in result["explicit"]
+        assert "bfloat16 unavailable under the oneDNN cap" in result["line"]
+    else:
+        assert result["bfloat16"] == "emulated" and result["explicit"] == "bfloat16"

@@ -21,9 +21,14 @@ def resolve_precision(precision):
     """`float32` or `bfloat16` for `precision` in `PRECISIONS` (`auto`: by the hardware)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
-    if precision != "auto":
-        return precision
-    return kernel_choices().auto_precision
+    choices = kernel_choices()
+    if precision == "bfloat16" and choices.bfloat16 == "unavailable":
+        raise ConfigError(
+            f"precision bfloat16 cannot run with ONEDNN_MAX_CPU_ISA={choices.onednn_isa_cap} on "
+            "this CPU (TensorFlow's oneDNN kernels have no bfloat16 below AVX512_CORE_BF16): "
+            "unset it or use float32."
+        )
+    return choices.auto_precision if precision == "auto" else precision
 
 
 def with_precision(model, precision):
