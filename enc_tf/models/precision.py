@@ -21,6 +21,8 @@ def resolve_precision(precision):
     """`float32` or `bfloat16` for `precision` in `PRECISIONS` (`auto`: by the hardware)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if precision == "float32":
+        return precision
     choices = kernel_choices()
     if precision == "bfloat16" and choices.bfloat16 == "unavailable":
         raise ConfigError(
