@@ -15,11 +15,12 @@ class SplitConv2D(keras.layers.Conv2D):
     convolutions over groups of at most `SPLIT_INPUT_CHANNELS` input channels.
 
     The same function and weights (the kernel is sliced, not reshaped), within float32
-    rounding. Why: on CPUs TensorFlow's convolutions are slow for wide inputs, and EncHead's
-    first 3x3 conv (2048 -> 512 channels at stride 8) is a quarter of EncNet-ResNet50's
-    FLOPs; four convolutions of 512 channels ran it faster (oneDNN with AVX-512 and with
-    AVX2 kernels; the measured figures and their CPUs: docs/benchmarks.md). GPUs (cuDNN)
-    take the single convolution. Grouped convolutions (`groups > 1`) take Keras's path.
+    rounding; the gradients too (`_channel_groups`). Why: on CPUs TensorFlow's
+    convolutions are slow for wide inputs, and EncHead's first 3x3 conv (2048 -> 512
+    channels at stride 8) is a quarter of EncNet-ResNet50's FLOPs; four convolutions of
+    512 channels ran it faster (oneDNN with AVX-512 and with AVX2 kernels; the measured
+    figures and their CPUs: docs/benchmarks.md). GPUs (cuDNN) take the single
+    convolution. Grouped convolutions (`groups > 1`) take Keras's path.
     """
 
     def _split(self, kernel):
@@ -34,14 +35,41 @@ class SplitConv2D(keras.layers.Conv2D):
         if not self._split(kernel):
             return super().convolution_op(inputs, kernel)
         channels = kernel.shape[2]
-        parts = [
-            super(SplitConv2D, self).convolution_op(
-                inputs[..., start : start + SPLIT_INPUT_CHANNELS],
-                kernel[:, :, start : start + SPLIT_INPUT_CHANNELS, :],
-            )
+        bounds = [
+            (start, min(start + SPLIT_INPUT_CHANNELS, channels))
             for start in range(0, channels, SPLIT_INPUT_CHANNELS)
+        ]
+        parts = [
+            super(SplitConv2D, self).convolution_op(group, weights)
+            for group, weights in zip(
+                _channel_groups(inputs, bounds, axis=3), _channel_groups(kernel, bounds, axis=2)
+            )
         ]
         total = parts[0]
         for part in parts[1:]:
             total = ops.add(total, part)
         return total
+
+
+def _channel_groups(x, bounds, axis):
+    """Slices `[start, stop)` of `x` along `axis` (a 4-D tensor) whose gradient is one
+    concatenation of the slices' gradients. TensorFlow's own gradient of a slice is a
+    zero-filled tensor of `x`'s full width, one per slice, then summed: EncNet-ResNet50's
+    training steps ran 4-5% faster without them (docs/benchmarks.md). The forward pass
+    stays slices, which TFLite's XNNPACK delegate runs (it does not run an uneven SPLIT_V)."""
+    import tensorflow as tf  # the split path runs on TensorFlow only (`_split`)
+
+    index = [slice(None)] * 4
+
+    @tf.custom_gradient
+    def groups(x):
+        def gradient(*upstream):
+            return tf.concat(upstream, axis=axis)
+
+        parts = []
+        for start, stop in bounds:
+            index[axis] = slice(start, stop)
+            parts.append(x[tuple(index)])
+        return parts, gradient
+
+    return groups(tf.convert_to_tensor(x))
