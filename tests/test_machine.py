@@ -109,15 +109,33 @@ CAPPED = (
     "except ConfigError as error:\n"
     "    explicit = str(error)\n"
     "choices = kernel_choices()\n"
+    "import os, tempfile\n"
+    "from enc_tf.config import Config\n"
+    "from enc_tf.training.trainer import train\n"
+    "config = Config()\n"
+    "config.train.mixed_precision = 'mixed_bfloat16'\n"
+    "config.train.run_dir = os.path.join(tempfile.mkdtemp(), 'run')\n"
+    "training = 'not tried'  # where bfloat16 runs, this would train\n"
+    "if choices.bfloat16 == 'unavailable':\n"
+    "    try:\n"
+    "        train(config)\n"
+    "        training = 'trained'\n"
+    "    except ConfigError as error:\n"
+    "        training = str(error)\n"
+    "    except BaseException as error:\n"
+    "        training = repr(error)\n"
     "print(json.dumps({'auto': resolve_precision('auto'), 'explicit': explicit,\n"
-    "                  'bfloat16': choices.bfloat16, 'line': choices.describe()}))\n"
+    "                  'bfloat16': choices.bfloat16, 'line': choices.describe(),\n"
+    "                  'training': training,\n"
+    "                  'run_dir_made': os.path.exists(config.train.run_dir)}))\n"
 )
 
 
 def test_an_avx2_onednn_cap_never_runs_bfloat16_on_a_bf16_cpu():
     """`ONEDNN_MAX_CPU_ISA=AVX2` (how the benchmarks reproduce an AVX2 CPU): `auto` is
     float32 on every CPU, and where the CPU has bf16 instructions an explicit bfloat16 is
-    refused in one line (TensorFlow's bfloat16 MatMul would end the process)."""
+    refused in one line (TensorFlow's bfloat16 MatMul would end the process), as is training
+    in mixed_bfloat16, before its run directory is made."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "1"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -130,5 +148,8 @@ def test_an_avx2_onednn_cap_never_runs_bfloat16_on_a_bf16_cpu():
         assert result["bfloat16"] == "unavailable"
         assert "ONEDNN_MAX_CPU_ISA=AVX2" in result["explicit"] and "float32" in result["explicit"]
         assert "bfloat16 unavailable under the oneDNN cap" in result["line"]
+        # Training in mixed_bfloat16 is refused before anything is written.
+        assert result["training"].startswith("train.mixed_precision mixed_bfloat16 cannot run")
+        assert not result["run_dir_made"]
     else:
         assert result["bfloat16"] == "emulated" and result["explicit"] == "bfloat16"

@@ -59,17 +59,12 @@ def _channel_groups(x, bounds, axis):
     stays slices, which TFLite's XNNPACK delegate runs (it does not run an uneven SPLIT_V)."""
     import tensorflow as tf  # the split path runs on TensorFlow only (`_split`)
 
-    index = [slice(None)] * 4
-
     @tf.custom_gradient
     def groups(x):
         def gradient(*upstream):
             return tf.concat(upstream, axis=axis)
 
-        parts = []
-        for start, stop in bounds:
-            index[axis] = slice(start, stop)
-            parts.append(x[tuple(index)])
-        return parts, gradient
+        leading = (slice(None),) * axis
+        return [x[leading + (slice(start, stop),)] for start, stop in bounds], gradient
 
     return groups(tf.convert_to_tensor(x))

@@ -24,13 +24,23 @@ def resolve_precision(precision):
     if precision == "float32":
         return precision
     choices = kernel_choices()
-    if precision == "bfloat16" and choices.bfloat16 == "unavailable":
+    if precision == "bfloat16":
+        require_bfloat16("precision bfloat16")
+    return choices.auto_precision if precision == "auto" else precision
+
+
+def require_bfloat16(what):
+    """Raises `ConfigError` naming `what` (e.g. `precision bfloat16`) where bfloat16 cannot
+    run: under a `ONEDNN_MAX_CPU_ISA` cap below bf16 on a CPU with bf16 instructions,
+    TensorFlow 2.21 still sends bfloat16 ops to oneDNN, and its bfloat16 MatMul ends the
+    process (a segmentation fault)."""
+    choices = kernel_choices()
+    if choices.bfloat16 == "unavailable":
         raise ConfigError(
-            f"precision bfloat16 cannot run with ONEDNN_MAX_CPU_ISA={choices.onednn_isa_cap} on "
-            "this CPU (TensorFlow's oneDNN kernels have no bfloat16 below AVX512_CORE_BF16): "
+            f"{what} cannot run with ONEDNN_MAX_CPU_ISA={choices.onednn_isa_cap} on this CPU "
+            "(TensorFlow's oneDNN kernels have no bfloat16 below AVX512_CORE_BF16): "
             "unset it or use float32."
         )
-    return choices.auto_precision if precision == "auto" else precision
 
 
 def with_precision(model, precision):

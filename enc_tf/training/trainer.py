@@ -26,6 +26,7 @@ from enc_tf.losses import encnet_losses
 from enc_tf.machine import describe_machine
 from enc_tf.metrics import MeanIoU, PixelAccuracy
 from enc_tf.models import build_encnet, build_fcn, save_model_atomic
+from enc_tf.models.precision import require_bfloat16
 from enc_tf.models.transfer import transfer_weights
 from enc_tf.optimizers import HEAD_PREFIXES, EncNetSGD, PolyDecay, RetargetedPolyDecay
 from enc_tf.presets import backbone_weights_path, model_path
@@ -182,6 +183,8 @@ def train(config, restart=False):
     """
     started = time.monotonic()
     train_config = config.train
+    if "bfloat16" in train_config.mixed_precision:
+        require_bfloat16(f"train.mixed_precision {train_config.mixed_precision}")
     if train_config.deterministic:
         make_deterministic()
     keras.utils.set_random_seed(train_config.seed)
