@@ -140,7 +140,12 @@ def test_an_avx2_onednn_cap_never_runs_bfloat16_on_a_bf16_cpu():
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.pop("CUDA_VISIBLE_DEVICES", None)
     out = subprocess.run(
-        [sys.executable, "-c", CAPPED], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", CAPPED],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,  # a training that is not refused would run for hours
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["auto"] == "float32"
