@@ -100,18 +100,17 @@ def test_bfloat16_support_by_device_flags_and_onednn_cap():
 
 
 CAPPED = (
-    "import json\n"
+    "import json, os, tempfile\n"
+    "from enc_tf.config import Config\n"
     "from enc_tf.errors import ConfigError\n"
     "from enc_tf.machine import kernel_choices\n"
     "from enc_tf.models.precision import resolve_precision\n"
+    "from enc_tf.training.trainer import train\n"
     "try:\n"
     "    explicit = resolve_precision('bfloat16')\n"
     "except ConfigError as error:\n"
     "    explicit = str(error)\n"
     "choices = kernel_choices()\n"
-    "import os, tempfile\n"
-    "from enc_tf.config import Config\n"
-    "from enc_tf.training.trainer import train\n"
     "config = Config()\n"
     "config.train.mixed_precision = 'mixed_bfloat16'\n"
     "config.train.run_dir = os.path.join(tempfile.mkdtemp(), 'run')\n"

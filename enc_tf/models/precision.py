@@ -23,10 +23,10 @@ def resolve_precision(precision):
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if precision == "float32":
         return precision
-    choices = kernel_choices()
     if precision == "bfloat16":
         require_bfloat16("precision bfloat16")
-    return choices.auto_precision if precision == "auto" else precision
+        return precision
+    return kernel_choices().auto_precision
 
 
 def require_bfloat16(what):
