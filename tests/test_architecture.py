@@ -13,7 +13,7 @@ import enc_tf
 PACKAGE = os.path.dirname(os.path.abspath(enc_tf.__file__))
 
 TIERS = [
-    ["errors", "quiet", "machine", "version"],
+    ["errors", "quiet", "machine", "version", "scratch"],
     ["files", "contracts"],
     ["console", "distribute"],
     ["layers"],

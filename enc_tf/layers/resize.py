@@ -104,27 +104,47 @@ def source_rows(first, stop, in_height, out_height, align_corners=True):
     return int(lower.min()), int(upper.max()) + 1
 
 
-def resize_rows_bilinear(rows, y0, first, stop, in_height, out_size, align_corners=True):
+def resize_rows_bilinear(
+    rows, y0, first, stop, in_height, out_size, align_corners=True, scratch=None
+):
     """Output rows `[first, stop)` of `resize_bilinear(map, out_size, align_corners)`,
     computed from the input rows `rows = map[y0:y1]` only (`source_rows` says which), so
     that a large output is made band by band with memory for the band alone. `rows` is
     `(n, W, C)`; returns `(stop - first, out_width, C)` float32, the arithmetic of TF's
-    kernel repeated in NumPy."""
+    kernel repeated in NumPy.
+
+    `scratch` (an `enc_tf.scratch.Scratch`): the working arrays and the result are its
+    arrays `resize.*`, so band after band reuses their memory; the result is then valid
+    until the next call with the same `scratch`. Without it they are new arrays. Rows
+    that need no resizing come back as a view of `rows`."""
     out_height, out_width = out_size
     rows = np.asarray(rows, np.float32)
     if (in_height, rows.shape[1]) == (out_height, out_width):
         return rows[first - y0 : stop - y0]
     y_lo, y_hi, y_w = _sampling(in_height, out_height, align_corners, first, stop)
     x_lo, x_hi, x_w = _sampling(rows.shape[1], out_width, align_corners)
+    if y_lo.min() < y0 or y_hi.max() - y0 >= len(rows):
+        raise ValueError(
+            f"Output rows {first}..{stop - 1} read input rows {y_lo.min()}..{y_hi.max()}; "
+            f"got rows {y0}..{y0 + len(rows) - 1}."
+        )
+
+    def array(name, shape):
+        return np.empty(shape, np.float32) if scratch is None else scratch.array(name, shape)
+
     # Each input row is resized along x once (TF's kernel does it per output row: the same
     # values, as often as output rows read the row), then output rows blend two of them.
-    left = np.take(rows, x_lo, axis=1)
-    across = np.take(rows, x_hi, axis=1)
+    # The indices are in range (checked above; `_sampling` clamps x), so `take` runs with
+    # mode="clip", which writes into `out` directly ("raise" would buffer a copy).
+    across_shape = (len(rows), out_width, rows.shape[2])
+    left = np.take(rows, x_lo, axis=1, out=array("resize.left", across_shape), mode="clip")
+    across = np.take(rows, x_hi, axis=1, out=array("resize.across", across_shape), mode="clip")
     across -= left
     across *= x_w[None, :, None]
     across += left  # left + (right - left) * x_weight
-    top = np.take(across, y_lo - y0, axis=0)
-    out = np.take(across, y_hi - y0, axis=0)
+    out_shape = (stop - first, out_width, rows.shape[2])
+    top = np.take(across, y_lo - y0, axis=0, out=array("resize.top", out_shape), mode="clip")
+    out = np.take(across, y_hi - y0, axis=0, out=array("resize.out", out_shape), mode="clip")
     out -= top
     out *= y_w[:, None, None]
     out += top  # top + (bottom - top) * y_weight

@@ -52,6 +52,18 @@ def banded_result(size, num_classes, band_scores, want_probabilities, presence):
     return ProtocolResult(labels, scores, finite, presence.value)
 
 
+def sum_into(total, parts):
+    """`total` set to the sum of the arrays `parts` yields (the first copied in, so `total`
+    needs no zeros), in order, each added before the next is made (so they may share
+    memory, as results in one `Scratch` do). Returns `total`."""
+    for i, part in enumerate(parts):
+        if i:
+            total += part
+        else:
+            np.copyto(total, part)
+    return total
+
+
 def seg_and_presence(outputs, batch):
     """`(logits, presence)` as float32 from a network's outputs (a tensor, or a dict with
     `seg` and, for EncNet, `se`); presence is the SE head's sigmoid, `(batch, 0)` without

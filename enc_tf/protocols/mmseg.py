@@ -39,7 +39,9 @@ from enc_tf.protocols.common import (
     input_image,
     normalised,
     seg_and_presence,
+    sum_into,
 )
+from enc_tf.scratch import ScratchPool
 
 MMSEG_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # MMSegmentation's `img_ratios`
 MODES = ("whole", "slide")
@@ -251,6 +253,7 @@ class MMSegPredictor:
             return seg_and_presence(logits_fn(images), tf.shape(images)[0])
 
         self._outputs = batch_outputs
+        self._scratches = ScratchPool()  # working memory kept for the next images
 
     @property
     def num_passes(self) -> int:
@@ -311,17 +314,21 @@ class MMSegPredictor:
         logits_only = len(passes) == 1 and not probabilities
         align = self.config.align_corners
 
-        def band_scores(first, stop):
-            total = np.zeros((stop - first, w, self.num_classes), np.float32)
-            for logits in passes:
-                y0, y1 = source_rows(first, stop, logits.shape[0], h, align)
-                rows = resize_rows_bilinear(
-                    logits[y0:y1], y0, first, stop, logits.shape[0], (h, w), align
-                )
-                total += rows if logits_only else host_view(tf.nn.softmax(rows, axis=-1))
-            return total
+        with self._scratches.scratch() as scratch:  # working memory kept between images
 
-        return banded_result((h, w), self.num_classes, band_scores, probabilities, presence)
+            def band_rows(first, stop):
+                for logits in passes:
+                    y0, y1 = source_rows(first, stop, logits.shape[0], h, align)
+                    rows = resize_rows_bilinear(
+                        logits[y0:y1], y0, first, stop, logits.shape[0], (h, w), align, scratch
+                    )
+                    yield rows if logits_only else host_view(tf.nn.softmax(rows, axis=-1))
+
+            def band_scores(first, stop):
+                total = scratch.array("band", (stop - first, w, self.num_classes))
+                return sum_into(total, band_rows(first, stop))
+
+            return banded_result((h, w), self.num_classes, band_scores, probabilities, presence)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """`(H, W, C)` float32: softmax probabilities averaged over ratios and flips."""

@@ -26,7 +26,9 @@ from enc_tf.protocols.common import (
     input_image,
     normalised,
     seg_and_presence,
+    sum_into,
 )
+from enc_tf.scratch import ScratchPool
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # A window batch holds at most about this many probabilities (128 MB).
@@ -111,6 +113,7 @@ class PaperPredictor:
             return probs, presence
 
         self._windows = window_probabilities
+        self._scratches = ScratchPool()  # working memory kept for the next images
         self._pad_value = np.asarray(PAD_VALUE, np.float32)  # the original's -mean/std: black
 
     @property
@@ -135,13 +138,15 @@ class PaperPredictor:
             presence.add(seen.numpy())
         return host_view(probs)
 
-    def _scale_rows(self, image, scale, base_size=None, presence=None):
+    def _scale_rows(self, image, scale, base_size=None, presence=None, scratch=None):
         """The flip-summed probabilities at one scale, before resizing back, as row bands
         in order: yields `(first_row, (rows, w_s, C) float32)`, plus the scale's size first.
 
         Windows run in batches of `window_batch`, a row of windows at a time, and add into
         a band as tall as a window; rows that no later window covers are divided by their
         window count and yielded. Memory holds one band, not the image's probabilities.
+        The bands are `scratch.band`s when given (give them back once read), else new
+        arrays.
         """
         c = self.config
         crop = int(c.crop_size)
@@ -163,19 +168,27 @@ class PaperPredictor:
         ph, pw = max(height, crop), max(width, crop)
         stride = max(1, int(crop * c.stride_rate))
         columns = window_starts(pw, crop, stride)
-        total = np.zeros((crop, pw, self.num_classes), np.float32)
+        # The band's memory is written before it is read (`_add_window`): an uninitialised
+        # array, whose pages are touched once, not zero pages read and then copied.
+        new_band = np.empty if scratch is None else scratch.band
+        total = new_band((crop, pw, self.num_classes), np.float32)
         count = np.zeros((crop, pw, 1), np.float32)
         origin = 0  # the padded image's row that the band's first row holds
+        carried = 0  # the band's top rows that the row of windows above wrote
         # Windows per call: the configured batch, fewer when one window's probabilities
         # are large (150 classes at 480 x 480 is 138 MB a window).
         step = max(1, min(int(c.window_batch), WINDOW_VALUES // (crop * crop * self.num_classes)))
         for y in window_starts(ph, crop, stride):
             if y > origin:  # rows origin..y-1 are complete: no later window covers them
-                yield from self._finish(total, count, origin, y, height, width)
-                # The yielded rows are views of `total`: the band goes on in new arrays.
+                # The band goes on in new arrays, made before its complete rows are yielded
+                # as views (which the reader may give back while this generator waits).
                 done = y - origin
-                total, count = self._band_from(total, done), self._band_from(count, done)
-                origin = y
+                finished = total, count
+                total = self._band_from(total, done, new_band)
+                count = self._band_from(count, done, np.zeros)
+                yield from self._finish(*finished, origin, y, height, width)
+                origin, carried = y, crop - done
+            written = 0  # the columns this row of windows has written
             for i in range(0, len(columns), step):
                 xs = columns[i : i + step]
                 windows = np.stack(
@@ -187,14 +200,28 @@ class PaperPredictor:
                 for x, p in zip(xs, self._run(windows, presence)):
                     x1 = min(x + crop, pw)
                     rows = min(crop, ph - y)
-                    total[:rows, x:x1] += p[:rows, : x1 - x]
+                    self._add_window(total, p[:rows, : x1 - x], x, carried, written)
                     count[:rows, x:x1] += 1
+                    written = x1
         yield from self._finish(total, count, origin, ph, height, width)
 
     @staticmethod
-    def _band_from(band, done):
-        """A band like `band` holding its rows from `done` on at the top, zeros below."""
-        moved = np.zeros(band.shape, band.dtype)  # calloc: pages are zeroed as touched
+    def _add_window(total, window, x, carried, written):
+        """Adds a window's probabilities `(rows, width, C)` into the band at column `x`
+        where earlier windows wrote (the top `carried` rows, from the row of windows above;
+        columns before `written`, from the window to the left), and copies them into the
+        rest, which no window wrote (the same sums: a copy is `0 + p`)."""
+        rows, width = window.shape[:2]
+        total[:carried, x : x + width] += window[:carried]
+        split = min(max(written - x, 0), width)  # the window's columns that overlap
+        total[carried:rows, x : x + split] += window[carried:, :split]
+        total[carried:rows, x + split : x + width] = window[carried:, split:]
+
+    @staticmethod
+    def _band_from(band, done, new):
+        """A band like `band` (`new(shape, dtype)`: `np.zeros`, or `np.empty` for a band
+        written before it is read) holding its rows from `done` on at the top."""
+        moved = new(band.shape, band.dtype)
         moved[: len(band) - done] = band[done:]
         return moved
 
@@ -218,24 +245,30 @@ class PaperPredictor:
         """A `ProtocolResult`, made band by band: each scale streams its rows (`_scale_rows`),
         and output rows are resized back from the rows they read (`resize_rows_bilinear`, the
         same rule as `resize_bilinear`), summed over scales, and reduced to labels. Memory:
-        the image, the labels, and bands; the full probabilities only when asked for."""
+        the image, the labels, and bands; the full probabilities only when asked for. The
+        bands' memory is kept for the next image (`enc_tf.scratch.Scratch`)."""
         image = input_image(image)
         h, w = image.shape[:2]
         presence = Presence()
-        streams = [
-            _RowStream(self._scale_rows(image, s, base_size, presence)) for s in self.config.scales
-        ]
+        with self._scratches.scratch() as scratch:
+            streams = [
+                _RowStream(self._scale_rows(image, s, base_size, presence, scratch), scratch)
+                for s in self.config.scales
+            ]
 
-        def band_scores(first, stop):
-            total = np.zeros((stop - first, w, self.num_classes), np.float32)
-            for stream in streams:
-                total += stream.resized_rows(first, stop, (h, w))
-            return total
+            def band_scores(first, stop):
+                total = scratch.array("band", (stop - first, w, self.num_classes))
+                return sum_into(
+                    total, (s.resized_rows(first, stop, (h, w), scratch) for s in streams)
+                )
 
-        result = banded_result((h, w), self.num_classes, band_scores, want_probabilities, presence)
-        for stream in streams:  # a scale whose last rows no output row read
-            stream.drain()
-        return result
+            result = banded_result(
+                (h, w), self.num_classes, band_scores, want_probabilities, presence
+            )
+            for stream in streams:  # a scale whose last rows no output row read
+                stream.drain()
+                stream.give_back()
+            return result
 
     def probabilities(self, image, base_size=None):
         """`(H, W, C)` float32: class probabilities summed over scales and flips.
@@ -260,30 +293,43 @@ class _RowStream:
     """One scale's probability rows, read in order and kept only while output rows need
     them (as the chunks the scale yields, never copied into one array)."""
 
-    def __init__(self, rows):
+    def __init__(self, rows, scratch):
         self._rows = rows
+        self._scratch = scratch  # the chunks' bands go back to it once read
         self.height, self.width = next(rows)
         self._chunks = []  # (first row, rows) in order
 
     def drain(self):
         """Runs whatever windows of the scale are left (none once its last row was read)."""
-        for _ in self._rows:
-            pass
+        for _, rows in self._rows:
+            self._scratch.give_back(rows)
+
+    def give_back(self):
+        """Gives back the bands of the chunks still held (the image is done)."""
+        while self._chunks:
+            self._scratch.give_back(self._chunks.pop(0)[1])
 
     def _read_to(self, stop):
         while not self._chunks or self._chunks[-1][0] + len(self._chunks[-1][1]) < stop:
             self._chunks.append(next(self._rows))
 
-    def resized_rows(self, first, stop, size):
-        """Output rows `[first, stop)` of this scale's probabilities resized to `size`."""
+    def resized_rows(self, first, stop, size, scratch):
+        """Output rows `[first, stop)` of this scale's probabilities resized to `size`, in
+        `scratch`'s arrays (valid until its next use) or a view of the scale's rows."""
         y0, y1 = source_rows(first, stop, self.height, size[0])
+        # A chunk that ends above y0 is read by no later row: its band can be reused (the
+        # previous call's rows, which may be a view of it, were summed before this call).
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= y0:
+            scratch.give_back(self._chunks.pop(0)[1])
         self._read_to(y1)
-        while self._chunks[0][0] + len(self._chunks[0][1]) <= y0:  # no later row reads it
-            self._chunks.pop(0)
         parts = [
             chunk[max(0, y0 - start) : y1 - start]
             for start, chunk in self._chunks
             if start < y1 and start + len(chunk) > y0
         ]
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
-        return resize_rows_bilinear(rows, y0, first, stop, self.height, size)
+        if len(parts) == 1:
+            rows = parts[0]
+        else:
+            shape = (sum(len(part) for part in parts), *parts[0].shape[1:])
+            rows = np.concatenate(parts, 0, out=scratch.array("rows", shape))
+        return resize_rows_bilinear(rows, y0, first, stop, self.height, size, scratch=scratch)

@@ -176,3 +176,49 @@ def test_config_errors_name_the_setting():
         PaperConfig(crop_size=0)
     with pytest.raises(ConfigError, match=r"scales must be positive numbers, got \[1.0, nan\]"):
         PaperConfig(scales=(1.0, float("nan")))
+
+
+def test_working_memory_reused_across_images_changes_no_number():
+    """A predictor keeps its bands and working arrays from image to image (`Scratch`):
+    images of other sizes in turn, many rows of windows (bands given back and reused by
+    other scales within an image), and the numbers equal a fresh predictor's each time."""
+    model = tiny_segmenter(3)
+    config = PaperConfig(base_size=50, crop_size=16, scales=(0.5, 1.0, 1.5), flip=True)
+    kept = PaperPredictor(model, 3, config)
+    rng = np.random.default_rng(5)
+    images = [
+        normalize(rng.integers(0, 256, size + (3,))).numpy()
+        for size in [(30, 40), (41, 19), (30, 40), (9, 50)]
+    ]
+    for image in images:
+        expected = PaperPredictor(model, 3, config).probabilities(image)
+        np.testing.assert_array_equal(kept.probabilities(image), expected)
+    np.testing.assert_allclose(
+        kept.probabilities(images[1]),
+        reference(model, images[1], 50, 16, (0.5, 1.0, 1.5), True, kept._pad_value),
+        atol=2e-5,
+    )
+
+
+def test_a_second_image_reuses_the_first_ones_memory():
+    """The bands and working arrays of one image serve the next of its size: far less new
+    memory (NumPy's allocations, traced) than for the first image."""
+    import tracemalloc
+
+    model = tiny_segmenter(20)
+    config = PaperConfig(base_size=96, crop_size=48, scales=(1.0, 1.5), flip=False)
+    predictor = PaperPredictor(model, 20, config)
+    image = np.random.default_rng(6).integers(0, 256, (72, 96, 3)).astype(np.uint8)
+    predictor._windows(np.zeros((1, 48, 48, 3), np.float32))  # traced before measuring
+    tracemalloc.start()
+    try:
+        peaks = []
+        for _ in range(2):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            predictor.predict(image)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    bands = 48 * 144 * 20 * 4  # one band of the 1.5 scale
+    assert peaks[0] > 2 * bands and peaks[1] < peaks[0] / 4, peaks
