@@ -115,7 +115,9 @@ def main():
     parser.add_argument("--mmseg-python", help="interpreter with mmsegmentation installed")
     parser.add_argument("--images", type=int, default=4, help="files for predict (>= 2)")
     parser.add_argument("--tta-images", type=int, default=2, help="files for multi-scale (>= 2)")
-    parser.add_argument("--batches", type=int, default=6, help="timed batches of the pipeline")
+    parser.add_argument(
+        "--batches", type=int, default=30, help="timed batches of the pipeline (8 images each)"
+    )
     add_isa_option(parser)
     args = parser.parse_args()
     if args.worker is not None:

@@ -2,12 +2,12 @@
 
 The test-time protocols make an image's outputs band by band: windows' class
 probabilities add into bands of rows, and output rows are resized and summed, arrays of
-tens to hundreds of MB each, about 2 GB an image for the paper's multi-scale protocol on
-a 683 x 512 ADE20K image with 150 classes. Arrays that large go back to the operating
-system when freed, so fresh arrays pay for new memory every time: a page fault and the
-zeroing of each page, and far more on virtual machines whose host takes freed memory back
-(on a 2-core cloud VM, more than half of that protocol's time outside the network). A
-`Scratch` keeps the memory instead, as TensorFlow's CPU allocator keeps its own.
+tens to hundreds of MB each (a band of the paper's multi-scale protocol on a 683 x 512
+image with 150 classes: up to 262 MB). Arrays that large go back to the operating system
+when freed, so fresh arrays pay for new memory every time: a page fault and the zeroing
+of each page, and far more on virtual machines whose host takes freed memory back (on a
+2-core cloud VM, more than half of that protocol's time outside the network). A `Scratch`
+keeps the memory instead, as TensorFlow's CPU allocator keeps its own.
 """
 
 import contextlib

@@ -258,9 +258,7 @@ class PaperPredictor:
 
             def band_scores(first, stop):
                 total = scratch.array("band", (stop - first, w, self.num_classes))
-                return sum_into(
-                    total, (s.resized_rows(first, stop, (h, w), scratch) for s in streams)
-                )
+                return sum_into(total, (s.resized_rows(first, stop, (h, w)) for s in streams))
 
             result = banded_result(
                 (h, w), self.num_classes, band_scores, want_probabilities, presence
@@ -295,7 +293,7 @@ class _RowStream:
 
     def __init__(self, rows, scratch):
         self._rows = rows
-        self._scratch = scratch  # the chunks' bands go back to it once read
+        self._scratch = scratch  # for the resized rows; the chunks' bands go back to it
         self.height, self.width = next(rows)
         self._chunks = []  # (first row, rows) in order
 
@@ -313,9 +311,11 @@ class _RowStream:
         while not self._chunks or self._chunks[-1][0] + len(self._chunks[-1][1]) < stop:
             self._chunks.append(next(self._rows))
 
-    def resized_rows(self, first, stop, size, scratch):
+    def resized_rows(self, first, stop, size):
         """Output rows `[first, stop)` of this scale's probabilities resized to `size`, in
-        `scratch`'s arrays (valid until its next use) or a view of the scale's rows."""
+        the stream's `Scratch` arrays (valid until its next use) or a view of the scale's
+        rows."""
+        scratch = self._scratch
         y0, y1 = source_rows(first, stop, self.height, size[0])
         # A chunk that ends above y0 is read by no later row: its band can be reused (the
         # previous call's rows, which may be a view of it, were summed before this call).
