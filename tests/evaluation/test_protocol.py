@@ -198,6 +198,13 @@ def test_working_memory_reused_across_images_changes_no_number():
         reference(model, images[1], 50, 16, (0.5, 1.0, 1.5), True, kept._pad_value),
         atol=2e-5,
     )
+    # One scale at the image's own size: the bands of new arrays (`scale_probabilities`) and
+    # the kept ones hold the same numbers.
+    native = PaperPredictor(model, 3, PaperConfig(base_size=40, crop_size=16, scales=(1.0,)))
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            native.probabilities(images[0]), native.scale_probabilities(images[0], 1.0)
+        )
 
 
 def test_a_second_image_reuses_the_first_ones_memory():
