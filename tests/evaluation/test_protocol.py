@@ -229,3 +229,28 @@ def test_a_second_image_reuses_the_first_ones_memory():
         tracemalloc.stop()
     bands = 48 * 144 * 20 * 4  # one band of the 1.5 scale
     assert peaks[0] > 2 * bands and peaks[1] < peaks[0] / 4, peaks
+
+
+def test_calls_from_several_threads_each_get_their_own_working_memory():
+    import threading
+
+    model = tiny_segmenter(3)
+    config = PaperConfig(base_size=50, crop_size=16, scales=(0.5, 1.0, 1.5), flip=True)
+    shared = PaperPredictor(model, 3, config)
+    rng = np.random.default_rng(8)
+    images = [normalize(rng.integers(0, 256, (30 + i, 40, 3))).numpy() for i in range(4)]
+    expected = [PaperPredictor(model, 3, config).probabilities(image) for image in images]
+    results, barrier = [None] * 4, threading.Barrier(4)
+
+    def run(i):
+        barrier.wait()
+        results[i] = [shared.probabilities(images[i]) for _ in range(3)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        for result in results[i]:
+            np.testing.assert_array_equal(result, expected[i])
