@@ -32,6 +32,12 @@ class ProtocolResult(NamedTuple):
     presence: Optional[np.ndarray]
 
 
+def row_bands(height, width, num_classes):
+    """`(first, stop)` of the bands of output rows, about `BAND_VALUES` values each."""
+    band = max(1, BAND_VALUES // max(1, width * num_classes))
+    return [(first, min(height, first + band)) for first in range(0, height, band)]
+
+
 def banded_result(size, num_classes, band_scores, want_probabilities, presence):
     """A `ProtocolResult` made band by band: `band_scores(first, stop)` gives output rows
     `[first, stop)` of the summed scores, `(stop - first, W, C)` float32, a band of about
@@ -40,10 +46,8 @@ def banded_result(size, num_classes, band_scores, want_probabilities, presence):
     h, w = size
     labels = np.empty((h, w), np.int32)
     scores = np.empty((h, w, num_classes), np.float32) if want_probabilities else None
-    band = max(1, BAND_VALUES // max(1, w * num_classes))
     finite = True
-    for first in range(0, h, band):
-        stop = min(h, first + band)
+    for first, stop in row_bands(h, w, num_classes):
         total = band_scores(first, stop)
         labels[first:stop] = np.argmax(total, -1)
         finite = finite and bool(np.isfinite(total).all())
