@@ -323,7 +323,7 @@ class MMSegPredictor:
                 )
                 return host_view(tf.nn.softmax(rows, axis=-1)) if softmax else rows
 
-            if len(self.config.ratios) * len(flips) == 1:  # the pass's rows, band by band
+            if self.num_passes == 1:  # the pass's rows, band by band
                 (only,) = passes()
                 return banded_result(
                     (h, w),
@@ -343,7 +343,7 @@ class MMSegPredictor:
                         total[first:stop] += rows
                     else:
                         total[first:stop] = rows
-                del logits, rows  # before the next pass is made
+                del logits  # before the next pass is made (`rows` are softmax's own)
             return banded_result(
                 (h, w),
                 self.num_classes,

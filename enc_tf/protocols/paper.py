@@ -263,9 +263,8 @@ class PaperPredictor:
             result = banded_result(
                 (h, w), self.num_classes, band_scores, want_probabilities, presence
             )
-            for stream in streams:  # a scale whose last rows no output row read
-                stream.drain()
-                stream.give_back()
+            for stream in streams:
+                stream.close()
             return result
 
     def probabilities(self, image, base_size=None):
@@ -297,13 +296,12 @@ class _RowStream:
         self.height, self.width = next(rows)
         self._chunks = []  # (first row, rows) in order
 
-    def drain(self):
-        """Runs whatever windows of the scale are left (none once its last row was read)."""
+    def close(self):
+        """Runs whatever windows of the scale are left (a scale whose last rows no output
+        row read; none once its last row was read) and gives back every band it held: the
+        image is done."""
         for _, rows in self._rows:
             self._scratch.give_back(rows)
-
-    def give_back(self):
-        """Gives back the bands of the chunks still held (the image is done)."""
         while self._chunks:
             self._scratch.give_back(self._chunks.pop(0)[1])
 
