@@ -11,7 +11,8 @@ TensorFlow's messages; `--verbose` also sets `TF_CPP_MIN_LOG_LEVEL=0` for the ru
 is what the library reads (`enc_tf.quiet`) when it quiets native code later.
 
 Before TensorFlow starts, the command also sets what `enc_tf.machine.command_environment`
-chooses for this CPU (TensorFlow's oneDNN kernels on AVX2 CPUs), unless the user set it.
+chooses for this CPU and C library (TensorFlow's oneDNN kernels on AVX2 CPUs; glibc's malloc
+thresholds), unless the user set it.
 """
 
 import importlib
@@ -32,8 +33,12 @@ def _machine_module():
 
 
 def _set_machine_environment():
-    if "tensorflow" not in sys.modules:  # the kernel library is fixed at TensorFlow's import
-        os.environ.update(_machine_module().command_environment())
+    machine = _machine_module()
+    chosen = machine.command_environment()
+    if "tensorflow" in sys.modules:  # its kernel library was fixed at its import
+        chosen = {name: value for name, value in chosen.items() if name in machine.MALLOC_SETTINGS}
+    os.environ.update(chosen)  # for this process's TensorFlow and for child processes
+    machine.apply_malloc_settings(chosen)  # glibc read its variables at this process's start
 
 
 def _import_tensorflow_quietly(argv):

@@ -99,10 +99,14 @@ def machine():
 
 
 def kernel_choices_line():
-    """enc_tf's per-machine choices in this process (`enc_tf.machine.kernel_choices`)."""
-    from enc_tf.machine import kernel_choices
+    """enc_tf's per-machine choices (`enc_tf.machine.kernel_choices`) in this process, with
+    the C allocator's thresholds of the cases it runs (`case_environment`)."""
+    import dataclasses
 
-    return kernel_choices().describe()
+    from enc_tf.machine import kernel_choices, malloc_thresholds
+
+    choices = kernel_choices()
+    return dataclasses.replace(choices, malloc=malloc_thresholds(case_environment())).describe()
 
 
 def table(header, rows):
@@ -174,11 +178,16 @@ def add_isa_option(parser):
 
 
 def isa_environment(isa):
-    """The variables `--isa` sets: the caps, and what enc_tf's commands would set on a CPU of
-    that class (a variable the user set is kept)."""
+    """The variables `--isa` sets for both sides: the caps, and the kernel library enc_tf's
+    commands would choose on a CPU of that class (a variable the user set is kept). Not the C
+    allocator's thresholds: MMSegmentation runs with its users' defaults, our cases get them
+    from `case_environment`."""
     from _enc_tf_launch import _machine_module  # enc_tf.machine without TensorFlow
 
-    return {**_machine_module().command_environment(CLASS_FLAGS.get(isa)), **ISA_CAPS[isa]}
+    machine = _machine_module()
+    chosen = machine.command_environment(CLASS_FLAGS.get(isa))
+    kernels = {k: v for k, v in chosen.items() if k not in machine.MALLOC_SETTINGS}
+    return {**kernels, **ISA_CAPS[isa]}
 
 
 def kernels_used(python=None, torch=False):

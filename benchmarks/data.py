@@ -53,6 +53,9 @@ def model_rate(num_classes, crop, batch, steps=2):
 
 
 def main():
+    from _enc_tf_launch import _set_machine_environment
+
+    _set_machine_environment()  # the C allocator's thresholds enc-train runs with
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         write_ade_like(os.path.join(tmp, "ade_like"))

@@ -92,20 +92,79 @@ def bfloat16_support(gpu, onednn, flags, isa_cap):
     return "native"
 
 
-def command_environment(flags=None, environ=None):
+# glibc's malloc, tuned for processes whose threads make and free image-sized blocks (the
+# input pipeline's decoding and augmentation threads): blocks under 32 MB come from the heap,
+# and up to 128 MB of freed heap is kept for the next image. glibc's own thresholds start at
+# 128 kB and adapt upwards, but it gives freed memory back to the system early, so each image
+# touched fresh pages again (about 950 page faults an image against 150 tuned:
+# docs/benchmarks.md, "Choices per machine"). Each variable: (its `mallopt` parameter, value).
+MALLOC_SETTINGS = {
+    "MALLOC_MMAP_THRESHOLD_": (-3, 32 << 20),  # M_MMAP_THRESHOLD
+    "MALLOC_TRIM_THRESHOLD_": (-1, 128 << 20),  # M_TRIM_THRESHOLD
+}
+
+
+def _malloc_variables():
+    return {name: str(value) for name, (_, value) in MALLOC_SETTINGS.items()}
+
+
+def c_library():
+    """`glibc` on GNU/Linux, else `other` (the C library the allocator settings are for)."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        version = None
+    return "glibc" if version and version.startswith("glibc") else "other"
+
+
+# glibc's variables for the thresholds: a user who set any of them (or its `glibc.malloc`
+# tunable) keeps glibc as they set it.
+_MALLOC_THRESHOLDS = ("MMAP_THRESHOLD", "TRIM_THRESHOLD", "TOP_PAD", "MMAP_MAX")
+
+
+def _user_tuned_malloc(environ):
+    tunables = environ.get("GLIBC_TUNABLES", "").lower()
+    return any(
+        f"MALLOC_{name}_" in environ or f"glibc.malloc.{name.lower()}" in tunables
+        for name in _MALLOC_THRESHOLDS
+    )
+
+
+def command_environment(flags=None, environ=None, libc=None):
     """The variables enc_tf's commands set before TensorFlow starts (`_enc_tf_launch`), for a
-    CPU with `flags` (default: this one's), leaving any the user set (`environ`).
+    CPU with `flags` (default: this one's) and C library `libc` (default: this one's,
+    `c_library`), leaving any the user set (`environ`).
 
     `TF_ENABLE_ONEDNN_OPTS=1` on x86 CPUs with AVX2: TensorFlow turns its oneDNN kernels on
     by itself only with AVX-512 VNNI/BF16 or AMX and runs its Eigen kernels on the other
     CPUs, where oneDNN's AVX2 kernels measured faster for EncNet's forward pass, training
-    step and the demo's step (docs/benchmarks.md, "Choices per machine"). Elsewhere nothing
-    (TensorFlow's own default).
+    step and the demo's step (docs/benchmarks.md, "Choices per machine"). With glibc,
+    `MALLOC_SETTINGS`, unless the user set glibc's malloc thresholds (`MALLOC_MMAP_THRESHOLD_`,
+    `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_` or their tunables);
+    glibc reads them when a process starts, so a command that is already running applies
+    them with `apply_malloc_settings`. Elsewhere nothing (TensorFlow's and the C library's
+    own defaults).
     """
     flags = cpu_flags() if flags is None else set(flags)
     environ = os.environ if environ is None else environ
+    libc = c_library() if libc is None else libc
     wanted = {ONEDNN_VARIABLE: "1"} if "avx2" in flags else {}
-    return {key: value for key, value in wanted.items() if key not in environ}
+    wanted = {key: value for key, value in wanted.items() if key not in environ}
+    if libc == "glibc" and not _user_tuned_malloc(environ):
+        wanted.update(_malloc_variables())
+    return wanted
+
+
+def apply_malloc_settings(variables):
+    """Sets the `MALLOC_SETTINGS` among `variables` (name -> value, as `command_environment`
+    gives them) in this running process with glibc's `mallopt`; returns the names set."""
+    import ctypes
+
+    chosen = {name: int(variables[name]) for name in MALLOC_SETTINGS if name in variables}
+    if not chosen:
+        return []
+    mallopt = ctypes.CDLL(None).mallopt
+    return [name for name, value in chosen.items() if mallopt(MALLOC_SETTINGS[name][0], value)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +185,8 @@ class KernelChoices:
         bfloat16: `bfloat16_support`: `native`, `emulated` or `unavailable`.
         auto_precision: what `--precision auto` resolves to: bfloat16 where it is native,
             float32 elsewhere.
+        malloc: the C allocator's thresholds: `enc_tf's` (`MALLOC_SETTINGS`, which enc_tf's
+            commands set), `the user's` or `the defaults`.
     """
 
     gpu: bool
@@ -134,6 +195,7 @@ class KernelChoices:
     split_wide_convolutions: bool
     bfloat16: str
     auto_precision: str
+    malloc: str = "the defaults"
 
     def describe(self):
         backend = "GPU" if self.gpu else ("oneDNN" if self.onednn else "Eigen (oneDNN off)")
@@ -141,7 +203,7 @@ class KernelChoices:
         split = "split" if self.split_wide_convolutions else "whole"
         return (
             f"kernels: {backend}{cap}; wide convolutions {split}; "
-            f"--precision auto = {self.auto_precision}"
+            f"--precision auto = {self.auto_precision}; malloc thresholds: {self.malloc}"
             + (
                 " (bfloat16 unavailable under the oneDNN cap)"
                 if self.bfloat16 == "unavailable"
@@ -174,4 +236,14 @@ def kernel_choices():
         split_wide_convolutions=not gpu,
         bfloat16=bfloat16,
         auto_precision="bfloat16" if bfloat16 == "native" else "float32",
+        malloc=malloc_thresholds(),
     )
+
+
+def malloc_thresholds(environ=None):
+    """Whose malloc thresholds this process runs with, as its environment says: `enc_tf's`
+    (`MALLOC_SETTINGS`), `the user's` or `the defaults`."""
+    environ = os.environ if environ is None else environ
+    if all(environ.get(name) == value for name, value in _malloc_variables().items()):
+        return "enc_tf's"
+    return "the user's" if _user_tuned_malloc(environ) else "the defaults"

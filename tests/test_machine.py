@@ -53,12 +53,80 @@ def test_describe_machine_names_every_isa_flag():
 def test_command_environment_turns_onednn_on_for_avx2_cpus_only():
     from enc_tf.machine import command_environment
 
-    assert command_environment({"avx2", "fma"}, {}) == {"TF_ENABLE_ONEDNN_OPTS": "1"}
-    assert command_environment({"avx2", "avx512f", "avx512_vnni"}, {}) == {
+    assert command_environment({"avx2", "fma"}, {}, "other") == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert command_environment({"avx2", "avx512f", "avx512_vnni"}, {}, "other") == {
         "TF_ENABLE_ONEDNN_OPTS": "1"  # TensorFlow's own default there: the same kernels
     }
-    assert command_environment({"neon", "asimd"}, {}) == {}  # ARM: TensorFlow's default
-    assert command_environment({"avx2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}) == {}  # the user's
+    assert command_environment({"neon", "asimd"}, {}, "other") == {}  # ARM: TensorFlow's
+    assert command_environment({"avx2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}, "other") == {}
+
+
+def test_command_environment_sets_glibc_malloc_thresholds_unless_the_user_did():
+    from enc_tf.machine import MALLOC_SETTINGS, command_environment, malloc_thresholds
+
+    ours = {name: str(value) for name, (_, value) in MALLOC_SETTINGS.items()}
+    assert set(ours) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
+    assert command_environment({"neon"}, {}, "glibc") == ours
+    assert command_environment({"avx2"}, {}, "glibc") == {**ours, "TF_ENABLE_ONEDNN_OPTS": "1"}
+    for user in (
+        {"MALLOC_TRIM_THRESHOLD_": "0"},
+        {"MALLOC_TOP_PAD_": "1"},
+        {"MALLOC_MMAP_MAX_": "0"},
+        {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4096"},
+    ):
+        assert command_environment({"neon"}, user, "glibc") == {}, user
+        assert malloc_thresholds(user) == "the user's"
+    # Variables that are not about the thresholds leave them to enc_tf.
+    others = {"MALLOC_ARENA_MAX": "2", "MALLOC_PERTURB_": "1", "GLIBC_TUNABLES": "glibc.rtld.x=1"}
+    assert command_environment({"neon"}, others, "glibc") == ours
+    assert malloc_thresholds(others) == "the defaults"
+    assert malloc_thresholds(ours) == "enc_tf's"
+
+
+# Image-sized blocks made, filled and freed by a thread other than the main one, as the input
+# pipeline's threads do; prints the page faults per block.
+CHURN = (
+    "import resource, threading\n"
+    "import numpy as np\n"
+    "def churn():\n"
+    "    rng, kept = np.random.default_rng(0), []\n"
+    "    for _ in range(200):\n"
+    "        kept.append(np.ones(int(rng.integers(1 << 20, 10 << 20)), np.uint8))\n"
+    "        kept = kept[-3:]\n"
+    "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "thread = threading.Thread(target=churn); thread.start(); thread.join()\n"
+    "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 200)\n"
+)
+
+
+@pytest.mark.skipif(
+    __import__("enc_tf.machine").machine.c_library() != "glibc", reason="glibc's malloc"
+)
+def test_a_command_reuses_freed_image_blocks_in_its_threads():
+    """A command's process (`_enc_tf_launch` applies the thresholds while running) touches
+    far fewer new pages for image-sized blocks made and freed in a thread than a process with
+    glibc's defaults; a child started with the command's environment, as few."""
+    from enc_tf.machine import MALLOC_SETTINGS
+
+    plain = {k: v for k, v in os.environ.items() if k not in MALLOC_SETTINGS}
+    plain.pop("GLIBC_TUNABLES", None)
+
+    def faults(code, env):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return float(out.stdout.split()[-1])
+
+    default = faults(CHURN, plain)
+    launched = faults(
+        "import os, _enc_tf_launch as launch; launch._set_machine_environment()\n"
+        "assert all(name in os.environ for name in launch._machine_module().MALLOC_SETTINGS)\n"
+        + CHURN,
+        plain,
+    )
+    child = faults(CHURN, {**plain, **{k: str(v) for k, (_, v) in MALLOC_SETTINGS.items()}})
+    assert launched < default / 3 and child < default / 3, (default, launched, child)
 
 
 @pytest.mark.parametrize("user", [None, "0"])
