@@ -142,6 +142,12 @@ def apply_label_map(label, lookup, ignore_index, path="<mask>"):
         DataError: naming the file and every value that is neither a class nor ignored.
     """
     label = np.asarray(label)
+    if label.dtype in (np.uint8, np.uint16) and label.size and label.max() < len(lookup):
+        # Train ids fit int16 (-1 marks a value that is not a class): one pass maps, and a
+        # mask with no such value is done; else the values are listed below for the error.
+        mapped = np.take(lookup.astype(np.int16), label)
+        if mapped.min() >= 0:
+            return mapped.astype(np.uint8)
     if label.dtype in (np.uint8, np.uint16):  # the values present by counting, not sorting
         values = np.flatnonzero(np.bincount(label.ravel()))
     else:
