@@ -157,14 +157,17 @@ def command_environment(flags=None, environ=None, libc=None):
 
 def apply_malloc_settings(variables):
     """Sets the `MALLOC_SETTINGS` among `variables` (name -> value, as `command_environment`
-    gives them) in this running process with glibc's `mallopt`; returns the names set."""
+    gives them) in this running process with glibc's `mallopt`, and in its environment (for
+    its child processes, and `kernel_choices().malloc`); returns the names set."""
     import ctypes
 
-    chosen = {name: int(variables[name]) for name in MALLOC_SETTINGS if name in variables}
+    chosen = {name: variables[name] for name in MALLOC_SETTINGS if name in variables}
     if not chosen:
         return []
     mallopt = ctypes.CDLL(None).mallopt
-    return [name for name, value in chosen.items() if mallopt(MALLOC_SETTINGS[name][0], value)]
+    done = [name for name, value in chosen.items() if mallopt(MALLOC_SETTINGS[name][0], int(value))]
+    os.environ.update({name: str(chosen[name]) for name in done})
+    return done
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,12 +206,13 @@ class KernelChoices:
         split = "split" if self.split_wide_convolutions else "whole"
         return (
             f"kernels: {backend}{cap}; wide convolutions {split}; "
-            f"--precision auto = {self.auto_precision}; malloc thresholds: {self.malloc}"
+            f"--precision auto = {self.auto_precision}"
             + (
                 " (bfloat16 unavailable under the oneDNN cap)"
                 if self.bfloat16 == "unavailable"
                 else ""
             )
+            + f"; malloc thresholds: {self.malloc}"
         )
 
 
