@@ -50,6 +50,59 @@ def test_cross_entropy_skips_the_ignore_value():
     )
 
 
+def test_softmax_cross_entropy_and_its_gradient_follow_the_definition():
+    """Values and gradients against float64 `logsumexp(z) - z[y]` and `softmax(z) - onehot(y)`
+    (far-off logits included) and against TensorFlow's fused kernel; the training graph does
+    not run that kernel."""
+    import tensorflow as tf
+
+    from enc_tf.losses import softmax_cross_entropy
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, 6, 7, 5)) * 4
+    logits[0, 0, 0] += 500.0  # exp would overflow without the shift by the peak
+    labels = rng.integers(0, 5, size=(2, 6, 7))
+    weights = rng.uniform(size=(2, 6, 7))
+    weights[1, :3] = 0.0  # as ignored pixels
+    shifted = logits - logits.max(-1, keepdims=True)
+    softmax = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    expected = -np.log(np.take_along_axis(softmax, labels[..., None], -1)[..., 0])
+    expected_grad = (softmax - np.eye(5)[labels]) * weights[..., None]
+
+    def loss_and_grad(fn, dtype):
+        z = tf.constant(logits, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            values = fn(tf.constant(labels, tf.int32), z)
+            total = tf.reduce_sum(values * tf.constant(weights, dtype))
+        return values.numpy(), tape.gradient(total, z).numpy()
+
+    for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
+        values, grad = loss_and_grad(softmax_cross_entropy, dtype)
+        assert values.dtype == dtype and grad.dtype == dtype
+        np.testing.assert_allclose(values, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
+    fused = loss_and_grad(
+        lambda y, z: tf.nn.sparse_softmax_cross_entropy_with_logits(y, z), "float32"
+    )
+    ours = loss_and_grad(softmax_cross_entropy, "float32")
+    np.testing.assert_allclose(ours[0], fused[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours[1], fused[1], rtol=1e-6, atol=1e-6)
+
+    loss = SegmentationCrossEntropy()
+
+    @tf.function
+    def step(z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(labels, z)
+        return tape.gradient(value, z)
+
+    graph = step.get_concrete_function(tf.constant(logits, tf.float32)).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert not any("SoftmaxCrossEntropy" in kind for kind in kinds), kinds
+
+
 def test_float64_losses_compute_in_float64():
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2, 4, 4, 3)) * 3
