@@ -23,6 +23,8 @@ def softmax_cross_entropy(labels, logits):
     """
     import tensorflow as tf  # custom gradient: TensorFlow only, as the rest of enc_tf
 
+    labels = tf.convert_to_tensor(labels)
+
     @tf.custom_gradient
     def cross_entropy(logits):
         peak = tf.reduce_max(logits, axis=-1, keepdims=True)

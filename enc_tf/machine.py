@@ -158,11 +158,12 @@ def command_environment(flags=None, environ=None, libc=None):
 def apply_malloc_settings(variables):
     """Sets the `MALLOC_SETTINGS` among `variables` (name -> value, as `command_environment`
     gives them) in this running process with glibc's `mallopt`, and in its environment (for
-    its child processes, and `kernel_choices().malloc`); returns the names set."""
+    its child processes, and `kernel_choices().malloc`); returns the names set (none without
+    glibc)."""
     import ctypes
 
     chosen = {name: variables[name] for name in MALLOC_SETTINGS if name in variables}
-    if not chosen:
+    if not chosen or c_library() != "glibc":
         return []
     mallopt = ctypes.CDLL(None).mallopt
     done = [name for name, value in chosen.items() if mallopt(MALLOC_SETTINGS[name][0], int(value))]

@@ -83,6 +83,16 @@ def test_command_environment_sets_glibc_malloc_thresholds_unless_the_user_did():
     assert malloc_thresholds(ours) == "enc_tf's"
 
 
+def test_malloc_settings_are_applied_only_with_glibc(monkeypatch):
+    import enc_tf.machine as machine
+
+    monkeypatch.setattr(machine, "c_library", lambda: "other")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert machine.apply_malloc_settings({"MALLOC_TRIM_THRESHOLD_": "1"}) == []
+    assert machine.apply_malloc_settings({"TF_ENABLE_ONEDNN_OPTS": "1"}) == []
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
 # Image-sized blocks made, filled and freed by a thread other than the main one, as the input
 # pipeline's threads do; prints the page faults per block.
 CHURN = (
