@@ -134,16 +134,36 @@ def _reference_kernel_labels(file, images):
     return np.stack(labels)
 
 
-def test_mediapipe_segments_int8_file_as_our_segmenter(trained_mobilenet, tmp_path, capsys):
-    """The int8 file: MediaPipe's mask is LiteRT's (XNNPACK, as apps run it) and the
-    quantized model agrees with `Segmenter` on >= 97% of pixels on LiteRT's reference
-    kernels; its convolutions are int8, and only the kept-float Encoding path, the softmax
-    and the (de)quantization at the ends compute in float.
+def _segmenter_margins(path, images):
+    """Per pixel, how far `Segmenter`'s top class leads the next: top-2 probability gap."""
+    from enc_tf.inference import Segmenter
 
-    The quality is judged on the reference kernels because the optimized int8 kernels round
-    differently per CPU: on a 2-core EPYC with AVX2 XNNPACK agreed with `Segmenter` on
-    99.31%, on one with AVX-512 VNNI on 84.68% (reference kernels 98.65%, TFLite's own
-    optimized kernels 87.53%; same code, a model trained on that machine)."""
+    segmenter = Segmenter(path, crop_size=SIZE)
+    probabilities = np.stack([segmenter(i, probabilities=True).probabilities for i in images])
+    top2 = np.sort(probabilities, axis=-1)[..., -2:]
+    return top2[..., 1] - top2[..., 0]
+
+
+# Where the float model leads by this much, int8's rounding must not change the class.
+CONFIDENT_MARGIN = 0.5
+
+
+def test_mediapipe_segments_int8_file_as_our_segmenter(trained_mobilenet, tmp_path, capsys):
+    """The int8 file: MediaPipe's mask is LiteRT's (XNNPACK, as apps run it); the quantized
+    model keeps `Segmenter`'s class wherever the float model leads by a top-2 probability gap
+    of 0.5 or more (>= 99.5% of those pixels, at least 40% of all), on XNNPACK and on LiteRT's
+    reference kernels, and on the reference kernels agrees on >= 90% of all pixels; its
+    convolutions are int8, and only the kept-float Encoding path, the softmax and the
+    (de)quantization at the ends compute in float.
+
+    int8 flips only pixels with thin margins, and how many pixels have thin margins depends
+    on how confident this small model came out of its 150 training steps: with the same
+    recipe, changes at the level of float rounding in training gave 92.0%, 96.6%, 98.7% and
+    99.6% overall, always 100% where the gap was 0.5 or more. The overall figure is judged on
+    the reference kernels because the optimized int8 kernels round differently per CPU: on a
+    2-core EPYC with AVX2 XNNPACK agreed with `Segmenter` on 99.31%, on one with AVX-512 VNNI
+    on 84.68% (reference kernels 98.65%, TFLite's own optimized kernels 87.53%; same code, a
+    model trained on that machine), 100% of the confident pixels on both kernels."""
     path, images, expected = trained_mobilenet
     file = _deployment_file(path, "int8", "mediapipe", tmp_path)
     masks = _mediapipe_labels(file, images, expected)
@@ -151,12 +171,18 @@ def test_mediapipe_segments_int8_file_as_our_segmenter(trained_mobilenet, tmp_pa
     xnnpack = np.stack([np.argmax(runner(image)["confidences"], -1) for image in images])
     assert np.mean(masks == xnnpack) >= 0.999
     reference = _reference_kernel_labels(file, images)
+    confident = _segmenter_margins(path, images) >= CONFIDENT_MARGIN
     with capsys.disabled():
         print(
-            f"\nint8 vs Segmenter: reference kernels {np.mean(reference == expected):.4f}, "
-            f"XNNPACK / MediaPipe {np.mean(xnnpack == expected):.4f}"
+            f"\nint8 vs Segmenter: reference kernels {np.mean(reference == expected):.4f} "
+            f"({np.mean((reference == expected)[confident]):.4f} of the {confident.mean():.2f} "
+            f"confident), XNNPACK / MediaPipe {np.mean(xnnpack == expected):.4f} "
+            f"({np.mean((xnnpack == expected)[confident]):.4f})"
         )
-    assert np.mean(reference == expected) >= 0.97
+    assert confident.mean() >= 0.4
+    assert np.mean((reference == expected)[confident]) >= 0.995
+    assert np.mean((xnnpack == expected)[confident]) >= 0.995  # what apps run, on any CPU
+    assert np.mean(reference == expected) >= 0.90
     float_ops = runner.report()["float_ops"]
     conv_ops = {
         op["op_name"]
