@@ -5,6 +5,8 @@ time planner (`training.budget`) and the benchmarks' headers take their facts fr
 the home of the choices that depend on the machine (`kernel_choices`).
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
@@ -183,9 +185,13 @@ class KernelChoices:
             with AVX2, `command_environment`), else on for CPUs with AVX-512 VNNI/BF16 or AMX
             and off (its Eigen kernels) on the others.
         onednn_isa_cap: `ONEDNN_MAX_CPU_ISA` when set (oneDNN then uses no newer ISA).
-        split_wide_convolutions: `SplitConv2D` runs convolutions with more than 512 input
-            channels as a sum of 512-channel ones: on CPUs, with oneDNN's kernels (AVX-512
-            or AVX2) and Eigen's alike; cuDNN takes them whole.
+        winograd: `TunedConv2D` runs its 3x3 convolutions by Winograd's F(2x2, 3x3): on
+            CPUs (oneDNN's kernels with AVX-512 or AVX2, and Eigen's), not on GPUs (cuDNN
+            picks its own algorithms) nor under `portable_kernels` (exports for other
+            runtimes, which have their own).
+        split_wide_convolutions: `TunedConv2D` runs the other convolutions with more than
+            512 input channels as a sum of 512-channel ones: on CPUs, with oneDNN's kernels
+            (AVX-512 or AVX2) and Eigen's alike; cuDNN takes them whole.
         bfloat16: `bfloat16_support`: `native`, `emulated` or `unavailable`.
         auto_precision: what `--precision auto` resolves to: bfloat16 where it is native,
             float32 elsewhere.
@@ -196,6 +202,7 @@ class KernelChoices:
     gpu: bool
     onednn: bool
     onednn_isa_cap: Optional[str]
+    winograd: bool
     split_wide_convolutions: bool
     bfloat16: str
     auto_precision: str
@@ -205,8 +212,9 @@ class KernelChoices:
         backend = "GPU" if self.gpu else ("oneDNN" if self.onednn else "Eigen (oneDNN off)")
         cap = f" capped at {self.onednn_isa_cap}" if self.onednn_isa_cap and self.onednn else ""
         split = "split" if self.split_wide_convolutions else "whole"
+        winograd = "Winograd" if self.winograd else "direct"
         return (
-            f"kernels: {backend}{cap}; wide convolutions {split}; "
+            f"kernels: {backend}{cap}; 3x3 convolutions {winograd}; wide convolutions {split}; "
             f"--precision auto = {self.auto_precision}"
             + (
                 " (bfloat16 unavailable under the oneDNN cap)"
@@ -225,6 +233,21 @@ def onednn_enabled():
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+_PORTABLE = contextvars.ContextVar("enc_tf_portable_kernels", default=False)
+
+
+@contextlib.contextmanager
+def portable_kernels():
+    """Within it, `kernel_choices()` chooses for a graph that another runtime will run
+    (TFLite, ONNX): no Winograd, whose transforms those runtimes would run as separate ops
+    (their own convolution kernels choose their algorithms)."""
+    token = _PORTABLE.set(True)
+    try:
+        yield
+    finally:
+        _PORTABLE.reset(token)
+
+
 def kernel_choices():
     """This process's `KernelChoices` (reads TensorFlow's devices and build: call it after
     the program has set TensorFlow up, not at import)."""
@@ -238,6 +261,7 @@ def kernel_choices():
         gpu=gpu,
         onednn=onednn,
         onednn_isa_cap=cap,
+        winograd=not gpu and not _PORTABLE.get(),
         split_wide_convolutions=not gpu,
         bfloat16=bfloat16,
         auto_precision="bfloat16" if bfloat16 == "native" else "float32",

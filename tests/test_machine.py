@@ -12,13 +12,17 @@ from enc_tf.machine import BF16_CPU_FLAGS, ISA_FLAGS, cpu_flags, describe_machin
 PROBE = (
     "import json, tensorflow as tf\n"
     "from enc_tf.machine import kernel_choices\n"
-    "from enc_tf.layers import SplitConv2D\n"
+    "from enc_tf.layers import TunedConv2D\n"
     "choices = kernel_choices()\n"
-    "layer = SplitConv2D(4, 3, padding='same'); x = tf.zeros((1, 5, 5, 600))\n"
+    "layer = TunedConv2D(4, 3, padding='same'); x = tf.zeros((1, 5, 5, 600))\n"
     "graph = tf.function(layer).get_concrete_function(x).graph\n"
     "convs = sum(op.type == 'Conv2D' for op in graph.get_operations())\n"
+    "layer = TunedConv2D(128, 3, padding='same'); x = tf.zeros((1, 6, 6, 128))\n"
+    "graph = tf.function(layer).get_concrete_function(x).graph\n"
+    "kinds = [op.type for op in graph.get_operations()]\n"
     "print(json.dumps({'onednn': choices.onednn, 'split': choices.split_wide_convolutions,\n"
-    "                  'convs': convs, 'line': choices.describe()}))\n"
+    "                  'convs': convs, 'line': choices.describe(),\n"
+    "                  'winograd': choices.winograd, 'kinds': kinds}))\n"
 )
 
 
@@ -26,7 +30,7 @@ PROBE = (
 def test_kernel_choices_read_the_kernels_tensorflow_runs(onednn):
     """TensorFlow's kernel library is fixed at its import (TF_ENABLE_ONEDNN_OPTS, else its
     default for the CPU): read back in a process of each kind; wide convolutions are split
-    on a CPU with either."""
+    on a CPU with either, and 3x3 convolutions run by Winograd's algorithm."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     out = subprocess.run(
@@ -35,6 +39,8 @@ def test_kernel_choices_read_the_kernels_tensorflow_runs(onednn):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["onednn"] is (onednn == "1")
     assert result["split"] is True and result["convs"] == 2  # 600 channels: 512 + 88
+    assert result["winograd"] is True and "3x3 convolutions Winograd" in result["line"]
+    assert "Conv2D" not in result["kinds"] and "BatchMatMulV2" in result["kinds"]
     assert ("oneDNN" if onednn == "1" else "Eigen (oneDNN off)") in result["line"]
 
 

@@ -24,6 +24,7 @@ from enc_tf.contracts.images import IMAGENET_MEAN, IMAGENET_STD
 from enc_tf.errors import ConfigError, import_optional
 from enc_tf.export.tolerance import EXPORT_TOLERANCE
 from enc_tf.files import write_bytes_atomic
+from enc_tf.machine import portable_kernels
 from enc_tf.models.logits import logits_function
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,10 @@ def to_onnx(model, classes=None, size=None, opset=DEFAULT_OPSET):
     level = converter_log.level
     converter_log.setLevel(max(level, logging.WARNING))  # its INFO lines are per-pass statistics
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            function, input_signature=function.input_signature, opset=int(opset)
-        )
+        with portable_kernels():  # ONNX runtimes run their own convolution kernels
+            proto, _ = tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, opset=int(opset)
+            )
     finally:
         converter_log.setLevel(level)
     _name_dimensions(proto)

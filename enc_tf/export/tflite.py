@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from enc_tf.errors import ConfigError, ModelFileError, import_optional
 from enc_tf.files import write_bytes_atomic
+from enc_tf.machine import portable_kernels
 from enc_tf.models.logits import select_logits
 from enc_tf.quiet import native_output_quieted
 
@@ -100,7 +101,8 @@ def convert_fixed(fixed, mode="float32", representative=None, float_scopes=FLOAT
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
-        with _keras_export_output_to_log(), warnings.catch_warnings():
+        # TFLite runs its own convolution kernels: the graph gets plain convolutions.
+        with _keras_export_output_to_log(), warnings.catch_warnings(), portable_kernels():
             # Quantizing with a representative dataset, the converter warns that the float
             # input has no quantization statistics: it needs none (the input stays float).
             warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")

@@ -1,7 +1,7 @@
 """EncNet's layers: Figure 2 of the paper, one file per layer."""
 
 from enc_tf.layers.activations import HardSwish, hard_swish
-from enc_tf.layers.conv import SplitConv2D
+from enc_tf.layers.conv import TunedConv2D
 from enc_tf.layers.conv_bn_relu import ConvBNReLU
 from enc_tf.layers.enc_head import EncHead
 from enc_tf.layers.enc_module import EncModule
@@ -19,9 +19,9 @@ __all__ = [
     "EncHead",
     "EncModule",
     "Encoding",
-    "SplitConv2D",
     "FCNHead",
     "HardSwish",
+    "TunedConv2D",
     "aggregate",
     "batch_norm",
     "hard_swish",

@@ -3,7 +3,7 @@
 import keras
 
 from enc_tf.layers.arguments import flag, odd_positive_int, positive_int
-from enc_tf.layers.conv import SplitConv2D
+from enc_tf.layers.conv import TunedConv2D
 from enc_tf.layers.normalization import batch_norm
 
 
@@ -34,7 +34,7 @@ class ConvBNReLU(keras.layers.Layer):
         self.kernel_size = odd_positive_int("ConvBNReLU", "kernel_size", kernel_size)
         self.sync_batch_norm = flag("ConvBNReLU", "sync_batch_norm", sync_batch_norm)
         # Stride 1 and an odd kernel: "same" pads symmetrically, as the original.
-        self.conv = SplitConv2D(
+        self.conv = TunedConv2D(
             self.filters,
             self.kernel_size,
             padding="same",

@@ -25,6 +25,21 @@ def tiny():
     return model, classes, to_onnx(model, classes)
 
 
+def test_graphs_for_onnx_hold_plain_convolutions():
+    """On CPUs `TunedConv2D` runs by Winograd's algorithm; ONNX gets a Conv (its runtimes'
+    kernels choose their algorithm), no transforms and matrix products."""
+    from enc_tf.layers.conv import WINOGRAD_MIN_CHANNELS
+
+    model = tiny_segmenter(3, seed=3, tuned_width=WINOGRAD_MIN_CHANNELS)
+    proto = to_onnx(model)
+    kinds = [node.op_type for node in proto.graph.node]
+    assert kinds.count("Conv") == 3 and kinds.count("MatMul") == 1, kinds  # 1: the se head
+    images = np.random.default_rng(0).normal(size=(2, 10, 14, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        OnnxRunner(proto)(images)["seg"], logits_function(model)(images)["seg"], atol=1e-4
+    )
+
+
 def test_dynamic_sizes_match_keras(tiny):
     model, _, proto = tiny
     runner = OnnxRunner(proto)

@@ -74,6 +74,21 @@ def test_quantized_modes_on_a_small_model(mode):
     assert agreement > (0.99 if mode == "float16" else 0.85), agreement
 
 
+def test_graphs_for_tflite_hold_plain_convolutions():
+    """On CPUs `TunedConv2D` runs by Winograd's algorithm; TFLite gets a CONV_2D (its own
+    kernels choose their algorithm), no transforms and matrix products."""
+    from enc_tf.layers.conv import WINOGRAD_MIN_CHANNELS
+
+    model = tiny_segmenter(3, seed=3, tuned_width=WINOGRAD_MIN_CHANNELS)
+    runner = TFLiteRunner(model_content=convert(model, "float32", 12))
+    ops = [op["op_name"] for op in runner.interpreter._get_ops_details()]
+    assert ops.count("CONV_2D") == 3 and "BATCH_MATMUL" not in ops, ops
+    image = np.random.default_rng(4).normal(size=(12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(
+        runner(image)["seg"], np.asarray(model(image[None])["seg"])[0], atol=1e-4
+    )
+
+
 def test_errors():
     with pytest.raises(ValueError, match="mode"):
         convert(tiny_segmenter(3), "int4", 16)
