@@ -119,12 +119,18 @@ def table(header, rows):
 
 def graph_gflop(fn, input_shape):
     """GFLOP of one call of `fn` (a function of one float32 tensor) on `input_shape`,
-    counted by TensorFlow's profiler on the frozen graph (multiply-adds count 2)."""
+    counted by TensorFlow's profiler on the frozen graph (multiply-adds count 2). Traced
+    under `portable_kernels()`: the model's own arithmetic (direct convolutions), the same
+    on every machine, not what Winograd's algorithm leaves of it on a CPU."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    concrete = tf.function(fn).get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+    from enc_tf.machine import portable_kernels
+
+    with portable_kernels():
+        spec = tf.TensorSpec(input_shape, tf.float32)
+        concrete = tf.function(fn).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete)
     options = option_builder.ProfileOptionBuilder(
         option_builder.ProfileOptionBuilder.float_operation()
