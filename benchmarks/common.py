@@ -4,6 +4,7 @@ peak memory (the process's peak resident set size) is its own."""
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def run_case(script, *args, timeout=1800):
         env=env,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"case {args} failed:\n{result.stderr[-3000:]}")
+        code = result.returncode
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        raise RuntimeError(f"case {args} failed ({how}):\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
