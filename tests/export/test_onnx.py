@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,30 @@ def test_graphs_for_onnx_hold_plain_convolutions():
     np.testing.assert_allclose(
         OnnxRunner(proto)(images)["seg"], logits_function(model)(images)["seg"], atol=1e-4
     )
+
+
+@pytest.mark.parametrize("users", [None, "TRUE"])
+def test_tf2onnx_optimizes_in_place_unless_the_user_says_otherwise(monkeypatch, users):
+    """tf2onnx's optimizers on copies of the graph cost an EncNet-ResNet50s export 3 GB
+    more memory. A user's own TF2ONNX_CATCH_ERRORS is left as it is (tf2onnx 1.17 reads
+    any value as "in place"), and the variable is as before after the export."""
+    import tf2onnx.optimizer
+
+    seen = []
+    original = tf2onnx.optimizer.optimize_graph
+
+    def optimize_graph(graph, catch_errors=True, optimizers=None):
+        seen.append(catch_errors)
+        return original(graph, catch_errors, optimizers)
+
+    monkeypatch.setattr(tf2onnx.optimizer, "optimize_graph", optimize_graph)
+    if users is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", users)
+    to_onnx(tiny_segmenter(3))
+    assert seen == [False]
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == users
 
 
 def test_dynamic_sizes_match_keras(tiny):
